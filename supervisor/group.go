@@ -1,0 +1,106 @@
+package supervisor
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// A Group is one run's set of goroutines, its members. Run creates a Group
+// for every run and hands it to [Config.Start]; the Group dies with its run.
+// It is safe for concurrent use.
+//
+// One for all: when a member returns, the run ends; the run's ctx is
+// cancelled, so every other member should return too, and Run awaits them
+// all before it restarts the run or returns.
+type Group struct {
+	eg  *errgroup.Group
+	ctx context.Context // the run's ctx, cancelled when a member fails or Run's ctx ends
+
+	upOnce sync.Once
+	up     chan struct{} // closed by Up, then read by Run's goroutine
+	upAt   time.Time     // written before up is closed
+
+	mu      sync.Mutex // guards members and ended
+	members int
+	ended   bool // the run's members have all returned; Go may no longer be called
+}
+
+func newGroup(ctx context.Context) *Group {
+	eg, ctx := errgroup.WithContext(ctx)
+	return &Group{eg: eg, ctx: ctx, up: make(chan struct{})}
+}
+
+// Go starts f as a member of the run, in a new goroutine, passing it the
+// run's ctx. f should return when that ctx is done.
+//
+// When f returns, the run ends: an error cancels the run's ctx and becomes
+// the run's error, unless another member failed first. A nil return while
+// the run's ctx is still live ends the run too, with [ErrRunEnded]: a member
+// that leaves without a reason is as broken as one that fails. After the
+// run's ctx is done the return value is ignored, nil is the usual answer.
+//
+// Go may be called by Start, or by a member of the same run while it runs
+// (before it returns). Calling it after the run ended, or with a nil f, is a
+// programming error and panics. A panic in f is not recovered: like in any
+// goroutine, it crashes the program.
+func (g *Group) Go(f func(ctx context.Context) error) {
+	if f == nil {
+		panic("supervisor: Group.Go called with a nil function")
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ended {
+		panic("supervisor: Group.Go called after its run ended: call it from Start or from a running member")
+	}
+	g.members++
+	g.eg.Go(func() error {
+		err := f(g.ctx)
+		if err == nil && g.ctx.Err() == nil {
+			return ErrRunEnded
+		}
+		return err
+	})
+}
+
+// Up reports that the run is established (for an MQTT client: CONNACK
+// received). Start or any member may call it, from any goroutine; calls
+// after the first, and calls once the run's ctx is done, do nothing. Run
+// reports it with an [Up] event, and the run counts as stable once it has
+// been up for [Config.StableAfter].
+func (g *Group) Up() {
+	g.upOnce.Do(func() {
+		if g.ctx.Err() != nil {
+			return // a run that is already failing is not coming up
+		}
+		g.upAt = time.Now()
+		close(g.up)
+	})
+}
+
+// count returns the number of members started so far.
+func (g *Group) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.members
+}
+
+// wait awaits every member and returns the run's error (the first member's),
+// then forbids further calls to Go.
+func (g *Group) wait() error {
+	err := g.eg.Wait()
+	g.mu.Lock()
+	g.ended = true
+	g.mu.Unlock()
+	return err
+}
+
+// fail ends the run with err unless a member has already failed, whose error
+// then stays the run's error: it is the cause, and err (Start's error, most
+// likely the run's ctx's) the consequence. errgroup records the first error
+// before it cancels the run's ctx, so the order is reliable.
+func (g *Group) fail(err error) {
+	g.eg.Go(func() error { return err })
+}
