@@ -1,0 +1,316 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/robustmqtt/mqtt/codec"
+	"github.com/robustmqtt/mqtt/conn"
+	"github.com/robustmqtt/mqtt/supervisor"
+)
+
+// Client is a connection to an MQTT broker that outlives network failures.
+// It is safe for concurrent use. Create one with Dial; stop it with
+// Disconnect or Close.
+type Client struct {
+	cfg     *settings
+	connect *codec.Connect // sent on every attempt
+
+	// Requests into the session goroutine, which owns all session state.
+	pubs    chan *pubOp
+	ctrl    chan any          // *ctlOp, cancelRequest, ackRequest, *disconnectRequest
+	conns   chan *conn.Conn   // a new connection, from the supervisor
+	inbound chan conn.Inbound // frames, from connection readers
+
+	// slots holds one token per publish accepted and not yet finished.
+	slots chan struct{}
+	// progress is signalled (never blocking) when a publish finishes, so
+	// that a draining Disconnect can notice that everything is done.
+	progress chan struct{}
+
+	messages chan Message // unbuffered: a receive is the application's receipt
+
+	events       chan Event
+	eventsMu     sync.Mutex // serialises emit and the final close of events
+	eventsClosed bool
+
+	closing   chan struct{} // closed by Close
+	closeOnce sync.Once
+	done      chan struct{} // closed once every goroutine of the client has exited
+	err       error         // why it stopped; set before done is closed
+
+	firstUp     chan struct{} // closed when the first connection is up
+	firstUpOnce sync.Once
+	cancelRun   context.CancelFunc // stops the supervisor
+	supDone     chan struct{}      // closed when the supervisor has returned
+	supErr      error              // set before supDone is closed
+
+	// Owned by the supervisor goroutine (Start and OnEvent run there).
+	serverIdx       int
+	runServer       string // the server of the current run
+	runUp           bool   // the current run reached CONNACK
+	connectedBefore bool
+	lastErrMu       sync.Mutex
+	lastErr         error // the latest connection failure, for Dial's error
+}
+
+// Dial validates cfg, connects to the first server that answers, retrying
+// with cfg.Backoff until a connection is up or ctx ends, and then keeps the
+// session alive in the background until Disconnect, Close, or until the
+// strategy gives up (see Done and Err). A bad cfg is an error wrapping
+// ErrInvalidConfig and nothing is dialed. ctx bounds only the first
+// connection, not the client's life.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	s, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg:      s,
+		connect:  s.connectPacket(),
+		pubs:     make(chan *pubOp),
+		ctrl:     make(chan any),
+		conns:    make(chan *conn.Conn),
+		inbound:  make(chan conn.Inbound, 64),
+		slots:    make(chan struct{}, s.MaxQueued),
+		progress: make(chan struct{}, 1),
+		messages: make(chan Message),
+		events:   make(chan Event, eventBuffer),
+		closing:  make(chan struct{}),
+		done:     make(chan struct{}),
+		firstUp:  make(chan struct{}),
+		supDone:  make(chan struct{}),
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancelRun = cancel
+	sess := newSession(c)
+	go sess.run()
+	go c.supervise(runCtx)
+
+	select {
+	case <-c.firstUp:
+		return c, nil
+	case <-c.done:
+		return nil, c.err
+	case <-ctx.Done():
+		c.Close()
+		err := fmt.Errorf("mqtt: dial: no connection before the dial context ended: %w", context.Cause(ctx))
+		if last := c.lastError(); last != nil {
+			err = fmt.Errorf("%w (last attempt: %w)", err, last)
+		}
+		return nil, err
+	}
+}
+
+// Publish sends m and waits for its result. QoS 0 returns once the frame is
+// written to a connection; QoS 1 and 2 return nil only once the broker
+// acknowledged it (PUBACK, PUBCOMP). While the client is disconnected the
+// message waits in the session's queue.
+//
+// ctx is the message's relevance window. If it ends before the PUBLISH was
+// written, the message is withdrawn and never sent: the error wraps
+// ErrWithdrawn and ctx.Err(). If it ends after, the error wraps
+// ErrOutcomeUnknown and ctx.Err(), and the session still completes the
+// QoS 1/2 flow. A message the client refuses (bad topic, QoS, too large
+// for the broker) is an error wrapping ErrInvalidMessage and nothing is
+// sent. When MaxQueued publishes are already unfinished, Publish waits for
+// room until ctx ends.
+func (c *Client) Publish(ctx context.Context, m Message) error {
+	return <-c.PublishAsync(ctx, m)
+}
+
+// PublishAsync is Publish without the wait: the returned channel receives
+// exactly one value, the result Publish would have returned, and is
+// buffered, so nobody has to read it. It may block while MaxQueued
+// publishes are unfinished, until there is room or ctx ends.
+func (c *Client) PublishAsync(ctx context.Context, m Message) <-chan error {
+	o := &pubOp{}
+	o.init(c, ctx)
+	if err := validateMessage(&m, c.cfg.version); err != nil {
+		o.result <- fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+		return o.result
+	}
+	o.pkt = codec.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Properties: m.Properties}
+	o.finishOnWrite = m.QoS == AtMostOnce
+	if ctx.Err() != nil {
+		o.result <- withdrawnError(ctx, "publish to "+m.Topic)
+		return o.result
+	}
+	select {
+	case c.slots <- struct{}{}:
+		o.holdsSlot = true
+	case <-ctx.Done():
+		o.result <- withdrawnError(ctx, fmt.Sprintf("publish to %s waited for room in a full queue (MaxQueued %d)", m.Topic, c.cfg.MaxQueued))
+		return o.result
+	case <-c.done:
+		o.result <- ErrClosed
+		return o.result
+	}
+	o.watch()
+	select {
+	case c.pubs <- o:
+	case <-c.done:
+		o.finish(ErrClosed)
+	}
+	return o.result
+}
+
+// Subscribe subscribes to subs and waits for the broker's SUBACK. The
+// client remembers what it subscribed to and subscribes again if the broker
+// lost the session. Filters the broker refused are reported in a
+// *SubscribeError; the others are in effect. While disconnected the request
+// waits for the next connection; ctx ending before it was sent withdraws it
+// (ErrWithdrawn), after it was sent the result is ErrOutcomeUnknown and the
+// subscription takes effect if the broker grants it.
+func (c *Client) Subscribe(ctx context.Context, subs ...Subscription) error {
+	if len(subs) == 0 {
+		return fmt.Errorf("%w: Subscribe needs at least one subscription", ErrInvalidMessage)
+	}
+	for _, s := range subs {
+		if err := validateSubscription(s, c.cfg.version); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+		}
+	}
+	o := &ctlOp{subs: append([]Subscription(nil), subs...)}
+	return c.control(ctx, o, "subscribe")
+}
+
+// Unsubscribe removes the subscriptions to filters and waits for the
+// broker's UNSUBACK. ctx behaves as in Subscribe.
+func (c *Client) Unsubscribe(ctx context.Context, filters ...string) error {
+	if len(filters) == 0 {
+		return fmt.Errorf("%w: Unsubscribe needs at least one filter", ErrInvalidMessage)
+	}
+	for _, f := range filters {
+		if err := codec.ValidateTopicFilter(f); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+		}
+	}
+	o := &ctlOp{filters: append([]string(nil), filters...)}
+	return c.control(ctx, o, "unsubscribe")
+}
+
+// control hands a subscribe or unsubscribe to the session and waits.
+func (c *Client) control(ctx context.Context, o *ctlOp, what string) error {
+	o.init(c, ctx)
+	if ctx.Err() != nil {
+		return withdrawnError(ctx, what)
+	}
+	o.watch()
+	select {
+	case c.ctrl <- o:
+	case <-c.done:
+		o.finish(ErrClosed)
+	}
+	return <-o.result
+}
+
+// Messages returns the channel of every inbound message. Receive from it
+// promptly: a QoS 1/2 message is acknowledged once received (see
+// Config.ManualAck), and QoS 0 messages beyond Config.MaxPending are
+// dropped. It is closed after the client stops.
+func (c *Client) Messages() <-chan Message { return c.messages }
+
+// Events returns the channel of connection lifecycle events. The client
+// never waits for it: when 64 events are unread the oldest is dropped, so
+// an application that does not read it loses nothing but history. It is
+// closed after the client stops.
+func (c *Client) Events() <-chan Event { return c.events }
+
+// Done is closed once the client has stopped for good and every goroutine
+// of it has exited.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err says why the client stopped: nil after Close or a clean Disconnect,
+// an error wrapping ErrGaveUp and the last connection error when the
+// reconnect strategy gave up. It is nil while the client runs.
+func (c *Client) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// Close stops the client now: it sends DISCONNECT if it is connected (best
+// effort), fails every unfinished publish and subscribe with ErrClosed and
+// returns once every goroutine of the client has exited. Messages and
+// Events are closed. Calling it again does nothing.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() { close(c.closing) })
+	<-c.done
+	return nil
+}
+
+// Disconnect stops the client gracefully: new publishes are refused, the
+// queue and the in-flight publishes are given until ctx ends to finish,
+// then DISCONNECT is sent and the client stops as Close does. It returns
+// nil if everything finished, or an error wrapping ctx.Err() that says how
+// much did not (those calls get ErrClosed).
+func (c *Client) Disconnect(ctx context.Context) error {
+	req := &disconnectRequest{reply: make(chan error, 1)}
+	select {
+	case c.ctrl <- req:
+	case <-c.done:
+		return nil
+	}
+	select {
+	case err := <-req.reply:
+		<-c.done
+		return err
+	case <-ctx.Done():
+		c.Close()
+		return fmt.Errorf("mqtt: disconnect: in-flight work did not finish: %w", context.Cause(ctx))
+	case <-c.done:
+		return nil
+	}
+}
+
+// disconnectRequest starts a graceful Disconnect.
+type disconnectRequest struct{ reply chan error }
+
+// ack hands a manual acknowledgement to the session.
+func (c *Client) ack(a *inboundAck) error {
+	select {
+	case c.ctrl <- ackRequest{a}:
+		return nil
+	case <-c.done:
+		return ErrClosed
+	}
+}
+
+// inboundAck identifies an inbound QoS 1/2 message for Message.Ack.
+type inboundAck struct {
+	client *Client
+	id     uint16
+	gen    uint64 // the session generation it arrived in
+}
+
+// ackRequest is a Message.Ack call.
+type ackRequest struct{ a *inboundAck }
+
+// lastError is the latest connection failure, for Dial's error.
+func (c *Client) lastError() error {
+	c.lastErrMu.Lock()
+	defer c.lastErrMu.Unlock()
+	return c.lastErr
+}
+
+// supervise runs the connection supervisor until it gives up or the
+// session stops it.
+func (c *Client) supervise(ctx context.Context) {
+	err := supervisor.Run(ctx, supervisor.Config{
+		Start:       c.startRun,
+		Backoff:     c.cfg.Backoff,
+		StableAfter: c.cfg.StableAfter,
+		OnEvent:     c.onSupervisorEvent,
+	})
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		err = nil // stopped by the session
+	}
+	c.supErr = err
+	close(c.supDone)
+}

@@ -1,0 +1,225 @@
+package mqtt_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/robustmqtt/mqtt"
+	"github.com/robustmqtt/mqtt/backoff"
+	"github.com/robustmqtt/mqtt/codec"
+	"github.com/robustmqtt/mqtt/mqtttest"
+)
+
+var versions = []struct {
+	name    string
+	version byte
+}{{"v311", 4}, {"v5", 5}}
+
+func TestRoundTripEveryQoS(t *testing.T) {
+	for _, v := range versions {
+		t.Run(v.name, func(t *testing.T) {
+			b := mqtttest.NewBroker(t)
+			ctx := testCtx(t)
+			sub := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "sub-" + v.name, Version: v.version})
+			pub := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "pub-" + v.name, Version: v.version})
+			if err := sub.Subscribe(ctx, mqtt.Subscription{Filter: "rt/#", QoS: mqtt.ExactlyOnce}); err != nil {
+				t.Fatalf("Subscribe: %v", err)
+			}
+			for qos := mqtt.AtMostOnce; qos <= mqtt.ExactlyOnce; qos++ {
+				topic := fmt.Sprintf("rt/qos%d", qos)
+				payload := []byte("payload " + topic)
+				if err := pub.Publish(ctx, mqtt.Message{Topic: topic, Payload: payload, QoS: qos}); err != nil {
+					t.Fatalf("Publish QoS %d: %v", qos, err)
+				}
+				m := receive(t, sub)
+				if m.Topic != topic || !bytes.Equal(m.Payload, payload) || m.QoS != qos {
+					t.Fatalf("got %q %q QoS %d, want %q %q QoS %d", m.Topic, m.Payload, m.QoS, topic, payload, qos)
+				}
+			}
+			if err := sub.Unsubscribe(ctx, "rt/#"); err != nil {
+				t.Fatalf("Unsubscribe: %v", err)
+			}
+			if err := pub.Disconnect(ctx); err != nil {
+				t.Fatalf("Disconnect: %v", err)
+			}
+			if err := pub.Err(); err != nil {
+				t.Fatalf("Err after Disconnect = %v, want nil", err)
+			}
+		})
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	ok := []string{"tcp://127.0.0.1:1"}
+	cases := []struct {
+		name string
+		cfg  mqtt.Config
+		want string
+	}{
+		{"no servers", mqtt.Config{ClientID: "x"}, "Servers is empty"},
+		{"bad scheme", mqtt.Config{Servers: []string{"gopher://127.0.0.1"}, ClientID: "x"}, "unknown scheme"},
+		{"no host", mqtt.Config{Servers: []string{"tcp://:1883"}, ClientID: "x"}, "no host"},
+		{"bad version", mqtt.Config{Servers: ok, ClientID: "x", Version: 3}, "Version 3"},
+		{"persistent without id", mqtt.Config{Servers: ok}, "needs a ClientID"},
+		{"keepalive too long", mqtt.Config{Servers: ok, ClientID: "x", KeepAlive: 70000 * time.Second}, "KeepAlive"},
+		{"keepalive below a second", mqtt.Config{Servers: ok, ClientID: "x", KeepAlive: time.Millisecond}, "KeepAlive"},
+		{"negative inflight", mqtt.Config{Servers: ok, ClientID: "x", MaxInflight: -1}, "MaxInflight"},
+		{"will with wildcard", mqtt.Config{Servers: ok, ClientID: "x", Will: &mqtt.Message{Topic: "a/#"}}, "Will"},
+		{"will with QoS 3", mqtt.Config{Servers: ok, ClientID: "x", Will: &mqtt.Message{Topic: "a", QoS: 3}}, "QoS 3"},
+		{"invalid UTF-8 id", mqtt.Config{Servers: ok, ClientID: "a\xffb"}, "ClientID"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := mqtt.Dial(testCtx(t), tc.cfg)
+			if err == nil {
+				c.Close()
+				t.Fatal("Dial accepted a bad config")
+			}
+			if !errors.Is(err, mqtt.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Dial error = %v, want ErrInvalidConfig mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A bad config dials nothing: the scripted broker sees no connection.
+func TestBadConfigDialsNothing(t *testing.T) {
+	sb := mqtttest.NewScriptedBroker(t)
+	_, err := mqtt.Dial(testCtx(t), mqtt.Config{Servers: []string{sb.URL(), "bogus://x"}, ClientID: "x"})
+	if !errors.Is(err, mqtt.ErrInvalidConfig) {
+		t.Fatalf("Dial error = %v, want ErrInvalidConfig", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if sc, err := sb.Accept(ctx); err == nil {
+		t.Fatalf("the scripted broker got a connection (CONNECT % x) from a bad config", sc.Connect())
+	}
+}
+
+func TestBadUserInputSendsNothing(t *testing.T) {
+	sb := mqtttest.NewScriptedBroker(t)
+	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "bad-input"})
+	sc := scripted(t, sb)
+	ctx := testCtx(t)
+	bad := []mqtt.Message{
+		{Topic: "a/+/b", QoS: 0},
+		{Topic: "a/#", QoS: 1},
+		{Topic: "", QoS: 0},
+		{Topic: "ok", QoS: 3},
+		{Topic: "bad\xff", QoS: 0},
+		{Topic: "nul\x00", QoS: 0},
+		{Topic: strings.Repeat("t", 70000), QoS: 1},
+		{Topic: "ok", Properties: &codec.Properties{ContentType: "text/plain"}}, // v5 only
+	}
+	for _, m := range bad {
+		if err := c.Publish(ctx, m); !errors.Is(err, mqtt.ErrInvalidMessage) {
+			t.Errorf("Publish(%.20q, QoS %d) = %v, want ErrInvalidMessage", m.Topic, m.QoS, err)
+		}
+	}
+	badSubs := []mqtt.Subscription{
+		{Filter: ""},
+		{Filter: "a/#/b"},
+		{Filter: "a+/b"},
+		{Filter: "ok", QoS: 3},
+		{Filter: "ok", NoLocal: true}, // v5 only
+	}
+	for _, s := range badSubs {
+		if err := c.Subscribe(ctx, s); !errors.Is(err, mqtt.ErrInvalidMessage) {
+			t.Errorf("Subscribe(%q) = %v, want ErrInvalidMessage", s.Filter, err)
+		}
+	}
+	if err := c.Unsubscribe(ctx, "a/#/b"); !errors.Is(err, mqtt.ErrInvalidMessage) {
+		t.Errorf("Unsubscribe(a/#/b) = %v, want ErrInvalidMessage", err)
+	}
+	// Nothing reached the broker: the first frame it sees is the marker.
+	if err := c.Publish(ctx, mqtt.Message{Topic: "marker"}); err != nil {
+		t.Fatal(err)
+	}
+	if p := nextOf[*codec.Publish](t, sc, 4); p.Topic != "marker" {
+		t.Fatalf("first frame is a PUBLISH to %q, want the marker", p.Topic)
+	}
+}
+
+// A publish larger than an MQTT 5 broker's Maximum Packet Size is refused at
+// the call.
+func TestPublishTooLargeForBroker(t *testing.T) {
+	sb := mqtttest.NewScriptedBroker(t)
+	maxSize := uint32(100)
+	sb.SetConnack(frame(t, 5, &codec.Connack{Properties: &codec.Properties{MaximumPacketSize: &maxSize}}))
+	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "big", Version: 5})
+	sc := scripted(t, sb)
+	ctx := testCtx(t)
+	err := c.Publish(ctx, mqtt.Message{Topic: "t", Payload: make([]byte, 200), QoS: 1})
+	if !errors.Is(err, mqtt.ErrInvalidMessage) || !strings.Contains(err.Error(), "Maximum Packet Size") {
+		t.Fatalf("Publish of 200 bytes = %v, want ErrInvalidMessage about the Maximum Packet Size", err)
+	}
+	if err := c.Publish(ctx, mqtt.Message{Topic: "small", Payload: make([]byte, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	if p := nextOf[*codec.Publish](t, sc, 5); p.Topic != "small" {
+		t.Fatalf("first frame is a PUBLISH to %q, want the small one", p.Topic)
+	}
+}
+
+// A CONNACK refusal reaches the strategy as a *ConnectError with its reason
+// code, distinct from network errors.
+func TestConnackRefusalIsTyped(t *testing.T) {
+	for _, v := range versions {
+		t.Run(v.name, func(t *testing.T) {
+			sb := mqtttest.NewScriptedBroker(t)
+			if v.version == 5 {
+				sb.SetConnack([]byte{0x20, 0x03, 0x00, 0x87, 0x00}) // not authorized
+			} else {
+				sb.SetConnack([]byte{0x20, 0x02, 0x00, 0x05}) // 3.1.1: not authorized
+			}
+			attempts := make(chan backoff.Attempt, 1)
+			strategy := backoff.Func(func(a backoff.Attempt) (time.Duration, bool) {
+				attempts <- a
+				return 0, false
+			})
+			_, err := mqtt.Dial(testCtx(t), mqtt.Config{Servers: []string{sb.URL()}, ClientID: "refused", Version: v.version, Backoff: strategy})
+			a := <-attempts
+			var ce *mqtt.ConnectError
+			if !errors.As(a.Err, &ce) || ce.ReasonCode != codec.NotAuthorized {
+				t.Fatalf("Attempt.Err = %v, want a *ConnectError with NotAuthorized", a.Err)
+			}
+			if !errors.Is(err, mqtt.ErrGaveUp) || !errors.As(err, &ce) {
+				t.Fatalf("Dial error = %v, want ErrGaveUp wrapping the *ConnectError", err)
+			}
+		})
+	}
+}
+
+func TestMessagesAndEventsClosedAfterClose(t *testing.T) {
+	b := mqtttest.NewBroker(t)
+	c := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "closer"})
+	if e := waitEvent(t, c, mqtt.Connected); e.Server != b.URL() {
+		t.Fatalf("Connected event names %q, want %q", e.Server, b.URL())
+	}
+	c.Close()
+	select {
+	case <-c.Done():
+	default:
+		t.Fatal("Done not closed after Close returned")
+	}
+	if _, ok := <-c.Messages(); ok {
+		t.Fatal("Messages delivered after Close")
+	}
+	for range c.Events() {
+	}
+	if err := c.Publish(testCtx(t), mqtt.Message{Topic: "t", QoS: 1}); !isClosedErr(err) {
+		t.Fatalf("Publish after Close = %v, want ErrClosed", err)
+	}
+	if err := c.Subscribe(testCtx(t), mqtt.Subscription{Filter: "t"}); !isClosedErr(err) {
+		t.Fatalf("Subscribe after Close = %v, want ErrClosed", err)
+	}
+	if err := c.Err(); err != nil {
+		t.Fatalf("Err after Close = %v, want nil", err)
+	}
+	c.Close() // twice is fine
+}

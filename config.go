@@ -1,0 +1,276 @@
+package mqtt
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/robustmqtt/mqtt/backoff"
+	"github.com/robustmqtt/mqtt/codec"
+	"github.com/robustmqtt/mqtt/conn"
+)
+
+// Defaults for the zero values of Config. Each field's comment repeats its own.
+const (
+	DefaultKeepAlive      = 30 * time.Second
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultSessionExpiry  = 24 * time.Hour
+	DefaultMaxInflight    = 100
+	DefaultMaxQueued      = 1000
+	DefaultMaxPending     = 1000
+	DefaultMaxPacketSize  = 16 << 20
+	// StableAfter is how long a connection must stay up before the
+	// reconnect strategy starts again from its first attempt.
+	DefaultStableAfter = 10 * time.Second
+)
+
+// Config configures a Client. The zero value of every field but Servers
+// works; each field says its default. Pass it to Dial, which validates it.
+type Config struct {
+	// Servers are the brokers to connect to, tried in turn: a failed
+	// connect moves to the next one. "tcp://host:1883" (or mqtt://),
+	// "tls://host:8883" (or ssl://, mqtts://). The default port of the
+	// scheme is used when a URL has none. At least one is required.
+	Servers []string
+
+	// ClientID identifies the session at the broker. A persistent session
+	// (CleanStart false) needs one. Empty with CleanStart lets the broker
+	// choose (MQTT 5 reports the assigned identifier in Event.ClientID).
+	ClientID string
+
+	// Version is the protocol level: 4 for MQTT 3.1.1 (the default, also
+	// chosen by 0) or 5 for MQTT 5.0.
+	Version byte
+
+	// CleanStart asks the broker to discard any session it holds for
+	// ClientID on every connect. False (the default) keeps a persistent
+	// session: subscriptions and undelivered QoS 1/2 messages survive a
+	// lost connection.
+	CleanStart bool
+
+	// SessionExpiry (MQTT 5) is how long the broker keeps the session after
+	// the connection closes. Zero means DefaultSessionExpiry (24 h) when
+	// CleanStart is false and 0 (end with the connection) when it is true.
+	// A negative value means 0. Values above 2^32-1 seconds mean "never".
+	SessionExpiry time.Duration
+
+	// KeepAlive is the longest the link may stay silent; the client pings
+	// before then and declares the link dead when nothing comes back
+	// within half an interval more. Zero means DefaultKeepAlive (30 s); a
+	// negative value turns keepalive off (a dead link may then go
+	// unnoticed). At most 65535 s. An MQTT 5 broker may override it.
+	KeepAlive time.Duration
+
+	// ConnectTimeout bounds one connection attempt: dial plus
+	// CONNECT/CONNACK. Zero means DefaultConnectTimeout (10 s).
+	ConnectTimeout time.Duration
+
+	// Username and Password are sent in CONNECT when set.
+	Username string
+	Password []byte
+
+	// Will is the message the broker publishes if this client disappears
+	// without a DISCONNECT. Nil: no will.
+	Will *Message
+
+	// TLS configures tls://, ssl:// and mqtts:// servers. Nil: the system
+	// roots, and the server name from the URL.
+	TLS *tls.Config
+
+	// Backoff chooses the delay before each reconnect attempt, and when to
+	// give up. Nil means backoff.Default(): exponential with full jitter,
+	// forever. See package backoff for the built-in strategies.
+	Backoff backoff.Strategy
+
+	// MaxInflight bounds the QoS 1/2 publishes sent and not yet
+	// acknowledged. The window in force is the smaller of this and an
+	// MQTT 5 broker's Receive Maximum. Zero means DefaultMaxInflight (100).
+	MaxInflight int
+
+	// MaxQueued bounds the publishes accepted and not yet finished
+	// (queued while disconnected, waiting for the in-flight window, or in
+	// flight). When it is reached, Publish waits for room until its ctx
+	// ends; nothing is dropped. Zero means DefaultMaxQueued (1000); it is
+	// raised to MaxInflight if lower.
+	MaxQueued int
+
+	// MaxPending bounds the inbound messages buffered for an application
+	// that reads Messages more slowly than they arrive. QoS 1 and 2
+	// messages are never dropped: they are acknowledged only once the
+	// application has taken them, so the broker's flow control (MQTT 5
+	// Receive Maximum, announced as this value) holds the rest back. QoS 0
+	// messages that arrive while MaxPending messages are buffered are
+	// dropped, and an Event of kind MessagesDropped says how many. Zero
+	// means DefaultMaxPending (1000).
+	MaxPending int
+
+	// MaxPacketSize is the largest packet accepted from the broker, in
+	// bytes; MQTT 5 brokers are told so. Zero means DefaultMaxPacketSize
+	// (16 MiB).
+	MaxPacketSize int
+
+	// TopicAliasMaximum (MQTT 5) is how many topic aliases the broker may
+	// use towards this client; inbound aliases are resolved into
+	// Message.Topic, and the table costs at most this many topic strings.
+	// Zero (the default) lets the broker use none: some brokers keep
+	// using an alias from a previous connection when they re-send a
+	// message after a reconnect (mochi-mqtt v2.7 does), which the protocol
+	// forbids and the client must treat as an error.
+	TopicAliasMaximum uint16
+
+	// ManualAck makes the application acknowledge each inbound QoS 1/2
+	// message with Message.Ack; by default a message is acknowledged once
+	// the application has received it from Messages.
+	ManualAck bool
+
+	// StableAfter is how long a connection must stay up before the
+	// reconnect strategy starts again from its first attempt. Zero means
+	// DefaultStableAfter (10 s).
+	StableAfter time.Duration
+
+	// Logger receives the client's diagnostics. Nil: silent.
+	Logger *slog.Logger
+}
+
+// settings is a validated Config with every default applied.
+type settings struct {
+	Config
+	version   byte
+	keepAlive uint16 // seconds
+	expiry    uint32 // seconds, MQTT 5
+}
+
+// validate checks cfg and fills in defaults. Nothing is dialed.
+func (cfg Config) validate() (*settings, error) {
+	s := &settings{Config: cfg}
+	bad := func(format string, args ...any) (*settings, error) {
+		return nil, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+	}
+	if len(cfg.Servers) == 0 {
+		return bad("Servers is empty; give at least one broker URL such as tcp://127.0.0.1:1883")
+	}
+	s.Servers = append([]string(nil), cfg.Servers...)
+	for _, srv := range cfg.Servers {
+		if _, err := conn.ParseServer(srv); err != nil {
+			return bad("%v", err)
+		}
+	}
+	switch cfg.Version {
+	case 0, codec.V311:
+		s.version = codec.V311
+	case codec.V5:
+		s.version = codec.V5
+	default:
+		return bad("Version %d is not supported; use 4 (MQTT 3.1.1) or 5 (MQTT 5.0)", cfg.Version)
+	}
+	if err := codec.ValidateClientID(cfg.ClientID, s.version); err != nil {
+		return bad("ClientID: %v", err)
+	}
+	if cfg.ClientID == "" && !cfg.CleanStart {
+		return bad("a persistent session (CleanStart false) needs a ClientID; set one, or set CleanStart")
+	}
+	if cfg.Username != "" {
+		if err := codec.ValidateString(cfg.Username); err != nil {
+			return bad("Username: %v", err)
+		}
+	}
+	if len(cfg.Password) > math.MaxUint16 {
+		return bad("Password is %d bytes; at most 65535 fit", len(cfg.Password))
+	}
+	switch {
+	case cfg.KeepAlive == 0:
+		s.KeepAlive = DefaultKeepAlive
+	case cfg.KeepAlive < 0:
+		s.KeepAlive = 0
+	case cfg.KeepAlive > math.MaxUint16*time.Second:
+		return bad("KeepAlive %s is longer than the protocol's 65535 s", cfg.KeepAlive)
+	case cfg.KeepAlive < time.Second:
+		return bad("KeepAlive %s is shorter than the protocol's unit of 1 s", cfg.KeepAlive)
+	}
+	s.keepAlive = uint16(s.KeepAlive / time.Second)
+	expiry := cfg.SessionExpiry
+	if expiry == 0 && !cfg.CleanStart {
+		expiry = DefaultSessionExpiry
+	}
+	switch {
+	case expiry <= 0:
+		s.expiry = 0
+	case expiry/time.Second >= math.MaxUint32:
+		s.expiry = math.MaxUint32
+	default:
+		s.expiry = uint32(expiry / time.Second)
+	}
+	if s.ConnectTimeout == 0 {
+		s.ConnectTimeout = DefaultConnectTimeout
+	} else if s.ConnectTimeout < 0 {
+		return bad("ConnectTimeout %s is negative", cfg.ConnectTimeout)
+	}
+	if s.Backoff == nil {
+		s.Backoff = backoff.Default()
+	}
+	for _, f := range []struct {
+		name string
+		v    *int
+		def  int
+		max  int
+	}{
+		{"MaxInflight", &s.MaxInflight, DefaultMaxInflight, math.MaxUint16},
+		{"MaxQueued", &s.MaxQueued, DefaultMaxQueued, math.MaxInt32},
+		{"MaxPending", &s.MaxPending, DefaultMaxPending, math.MaxInt32},
+		{"MaxPacketSize", &s.MaxPacketSize, DefaultMaxPacketSize, 268435460},
+	} {
+		switch {
+		case *f.v == 0:
+			*f.v = f.def
+		case *f.v < 0 || *f.v > f.max:
+			return bad("%s %d is out of range (1..%d, or 0 for the default %d)", f.name, *f.v, f.max, f.def)
+		}
+	}
+	s.MaxQueued = max(s.MaxQueued, s.MaxInflight)
+	if s.StableAfter == 0 {
+		s.StableAfter = DefaultStableAfter
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Will != nil {
+		w := *cfg.Will
+		if err := validateMessage(&w, s.version); err != nil {
+			return bad("Will: %v", err)
+		}
+		s.Will = &w
+	}
+	return s, nil
+}
+
+// connectPacket is the CONNECT this client sends on every attempt.
+func (s *settings) connectPacket() *codec.Connect {
+	p := &codec.Connect{
+		Version:     s.version,
+		CleanStart:  s.CleanStart,
+		KeepAlive:   s.keepAlive,
+		ClientID:    s.ClientID,
+		Username:    s.Username,
+		HasUsername: s.Username != "",
+		Password:    s.Password,
+		HasPassword: s.Password != nil,
+	}
+	if s.Will != nil {
+		p.Will = &codec.Will{Topic: s.Will.Topic, Payload: s.Will.Payload, QoS: s.Will.QoS,
+			Retain: s.Will.Retain, Properties: s.Will.Properties}
+	}
+	if s.version == codec.V5 {
+		recvMax := uint16(min(s.MaxPending, math.MaxUint16))
+		maxPacket := uint32(s.MaxPacketSize)
+		aliasMax := s.TopicAliasMaximum
+		p.Properties = &codec.Properties{
+			SessionExpiryInterval: &s.expiry,
+			ReceiveMaximum:        &recvMax,
+			MaximumPacketSize:     &maxPacket,
+			TopicAliasMaximum:     &aliasMax,
+		}
+	}
+	return p
+}

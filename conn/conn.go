@@ -1,0 +1,331 @@
+package conn
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/robustmqtt/mqtt/codec"
+)
+
+// readBufferSize is the size of the buffered reader under the decoder: large
+// enough that a burst of small acknowledgements costs one read system call.
+const readBufferSize = 32 << 10
+
+// disconnectWriteBudget bounds how long a failing connection may spend on a
+// best-effort MQTT 5 DISCONNECT that tells the broker why it is being cut.
+const disconnectWriteBudget = 10 * time.Millisecond
+
+// Config says how to open a connection.
+type Config struct {
+	// Connect is the CONNECT packet to send. Its Version (codec.V311 or
+	// codec.V5) is the protocol level of the whole connection, and its
+	// KeepAlive (seconds) the keepalive interval unless an MQTT 5 broker
+	// sets Server Keep Alive. Required.
+	Connect *codec.Connect
+
+	// ConnectTimeout bounds the dial and the CONNECT/CONNACK exchange
+	// together. Zero means no bound other than the ctx given to Open.
+	ConnectTimeout time.Duration
+
+	// MaxPacketSize is the largest frame accepted from the broker, in
+	// bytes; a larger one fails the connection with a *ProtocolError
+	// before anything is allocated for it. Zero means the protocol maximum.
+	MaxPacketSize int
+
+	// TLS configures tls:// and mqtts:// servers. Nil means the system
+	// roots and the server name from the URL.
+	TLS *tls.Config
+
+	// Inbound receives every frame the reader decodes after CONNACK,
+	// except PINGRESP, which the connection consumes itself. The reader
+	// blocks on it until the receiver takes the frame or the connection
+	// fails, so the receiver must keep draining it. Required before
+	// ReadLoop runs.
+	Inbound chan<- Inbound
+}
+
+// Inbound is one frame from the broker, with the connection it came on, so
+// that a receiver serving several connections over time can tell a late
+// frame from a dead connection apart from a current one.
+type Inbound struct {
+	Conn   *Conn
+	Packet codec.Packet
+}
+
+// Frame is one packet queued for the writer.
+type Frame struct {
+	Packet codec.Packet
+	// Track, if not nil, follows the packet through the writer: Claim is
+	// called just before the packet is encoded (false skips it: it was
+	// withdrawn), and Written once the write that carried it has finished
+	// (nil) or failed.
+	Track Tracker
+}
+
+// Tracker follows one queued packet; see [Frame]. Its methods are called
+// on the writer goroutine and must not block.
+type Tracker interface {
+	// Claim reports whether the packet may still be written. After it has
+	// returned true the packet counts as sent, whatever happens next.
+	Claim() bool
+	// Written reports the outcome of the write that carried the packet.
+	Written(err error)
+}
+
+// Conn is one MQTT connection, established by [Open]. Its fields are
+// grouped by the goroutine that owns them.
+type Conn struct {
+	// Set by Open; read-only afterwards.
+	server    string
+	nc        net.Conn
+	br        *bufio.Reader
+	version   byte
+	keepAlive time.Duration
+	maxPacket int
+	inbound   chan<- Inbound
+	connack   *codec.Connack
+	epoch     time.Time // origin of the liveness clocks below
+
+	// Failure: err is set once, then dead is closed (set err, then close).
+	failOnce sync.Once
+	err      error
+	dead     chan struct{}
+
+	// The send queue, guarded by mu. The writer swaps it out whole.
+	mu     sync.Mutex
+	queue  []Frame
+	closed bool          // no more frames are accepted or taken
+	kick   chan struct{} // 1-buffered: "the queue is not empty"
+
+	// wmu serialises writes on nc between the writer and the best-effort
+	// DISCONNECT of a failing connection.
+	wmu sync.Mutex
+
+	// Liveness clocks in nanoseconds since epoch. The reader stores
+	// lastRead; the writer stores lastWrite; the writer reads both.
+	lastRead  atomic.Int64
+	lastWrite atomic.Int64
+}
+
+// Open dials server, sends cfg.Connect and waits for the CONNACK. A refusal
+// is a *ConnectError; an unexpected or malformed answer a *ProtocolError;
+// no answer within cfg.ConnectTimeout an error saying so. On success the
+// connection is established and its loops are not running yet: run
+// [Conn.ReadLoop] and [Conn.WriteLoop] next, or [Conn.Close] it.
+func Open(ctx context.Context, server string, cfg Config) (*Conn, error) {
+	if cfg.Connect == nil {
+		return nil, errors.New("conn: Open needs a CONNECT packet (Config.Connect is nil)")
+	}
+	u, err := ParseServer(server)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, cfg.ConnectTimeout,
+			fmt.Errorf("conn: no CONNACK from %s within the connect timeout of %s", u.Redacted(), cfg.ConnectTimeout))
+		defer cancel()
+	}
+	nc, err := dial(ctx, u, cfg.TLS)
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("%w (%w)", cause, err)
+		}
+		return nil, err
+	}
+	return Establish(ctx, nc, u.Redacted(), cfg)
+}
+
+// Establish runs the CONNECT/CONNACK exchange over nc, an open byte stream
+// to server (a name for messages only), as Open does after dialing. It
+// serves transports that Open does not know, and tests that use net.Pipe.
+// nc is closed if the exchange fails. cfg.ConnectTimeout is not applied
+// here: bound ctx instead.
+func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Conn, error) {
+	if cfg.Connect == nil {
+		nc.Close()
+		return nil, errors.New("conn: Establish needs a CONNECT packet (Config.Connect is nil)")
+	}
+	c := &Conn{
+		server:    server,
+		nc:        nc,
+		br:        bufio.NewReaderSize(nc, readBufferSize),
+		version:   cfg.Connect.Version,
+		keepAlive: time.Duration(cfg.Connect.KeepAlive) * time.Second,
+		maxPacket: cfg.MaxPacketSize,
+		inbound:   cfg.Inbound,
+		epoch:     time.Now(),
+		dead:      make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+	}
+	if err := c.handshake(ctx, cfg.Connect); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// handshake writes CONNECT and reads CONNACK, giving up when ctx ends.
+func (c *Conn) handshake(ctx context.Context, connect *codec.Connect) error {
+	// Unblock the socket when ctx ends: a deadline in the past fails the
+	// pending read or write at once.
+	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
+	ctxErr := func(err error) error {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+		}
+		return err
+	}
+	frame, err := connect.AppendTo(nil, connect.Version)
+	if err != nil {
+		stop()
+		return fmt.Errorf("conn: cannot encode CONNECT: %w", err)
+	}
+	if _, err := c.nc.Write(frame); err != nil {
+		stop()
+		return ctxErr(fmt.Errorf("conn: send CONNECT to %s: %w", c.server, err))
+	}
+	p, err := codec.ReadPacket(c.br, c.version, c.maxPacket)
+	if !stop() {
+		// ctx ended while we were waiting; whatever was read is moot.
+		return ctxErr(fmt.Errorf("conn: waiting for CONNACK from %s: %w", c.server, ctx.Err()))
+	}
+	if err != nil {
+		return c.readError(err, "waiting for CONNACK")
+	}
+	ack, ok := p.(*codec.Connack)
+	if !ok {
+		return &ProtocolError{Code: codec.ProtocolError, Packet: p.Type(),
+			Reason: fmt.Sprintf("expected CONNACK as the first packet from %s, got %s", c.server, p.Type())}
+	}
+	if ack.ReasonCode != codec.Success {
+		e := &ConnectError{Server: c.server, ReasonCode: ack.ReasonCode}
+		if ack.Properties != nil {
+			e.ReasonString = ack.Properties.ReasonString
+			e.ServerReference = ack.Properties.ServerReference
+		}
+		return e
+	}
+	if ack.Properties != nil && ack.Properties.ServerKeepAlive != nil {
+		// The broker decides [MQTT-3.2.2-21].
+		c.keepAlive = time.Duration(*ack.Properties.ServerKeepAlive) * time.Second
+	}
+	c.connack = ack
+	now := c.now()
+	c.lastRead.Store(now)
+	c.lastWrite.Store(now)
+	return nil
+}
+
+// readError turns a decoder or socket error into the error the connection
+// fails with.
+func (c *Conn) readError(err error, doing string) error {
+	var ce *codec.Error
+	switch {
+	case errors.As(err, &ce):
+		return &ProtocolError{Code: ce.Code, Packet: ce.Packet, Err: err}
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("%w (%s, while %s)", ErrServerClosed, c.server, doing)
+	default:
+		return fmt.Errorf("conn: read from %s while %s: %w", c.server, doing, err)
+	}
+}
+
+// Server is the server URL this connection went to (password redacted).
+func (c *Conn) Server() string { return c.server }
+
+// Connack is the broker's CONNACK, with session present and, in MQTT 5, its
+// properties (Receive Maximum, Maximum Packet Size, Topic Alias Maximum,
+// Assigned Client Identifier, ...).
+func (c *Conn) Connack() *codec.Connack { return c.connack }
+
+// Version is the protocol level of the connection (codec.V311 or codec.V5).
+func (c *Conn) Version() byte { return c.version }
+
+// KeepAlive is the keepalive interval in force: the client's, or the MQTT 5
+// broker's Server Keep Alive. Zero means keepalive is off.
+func (c *Conn) KeepAlive() time.Duration { return c.keepAlive }
+
+// Done is closed once the connection has failed or been closed.
+func (c *Conn) Done() <-chan struct{} { return c.dead }
+
+// Err says why the connection ended; nil while it is alive.
+func (c *Conn) Err() error {
+	select {
+	case <-c.dead:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// Close ends the connection now with ErrClosed (unless it had already
+// failed). It does not wait for the loops; their owner does.
+func (c *Conn) Close() error {
+	c.Fail(ErrClosed)
+	return nil
+}
+
+// Fail ends the connection with err, unless it has already ended. For a
+// *ProtocolError on an MQTT 5 connection it first tries, for at most a few
+// milliseconds and only if the writer is not mid-write, to tell the broker
+// why in a DISCONNECT [MQTT-4.13.1-1].
+func (c *Conn) Fail(err error) {
+	c.failOnce.Do(func() {
+		c.err = err
+		close(c.dead)
+		var pe *ProtocolError
+		if c.version == codec.V5 && errors.As(err, &pe) && c.wmu.TryLock() {
+			frame, encErr := (&codec.Disconnect{ReasonCode: pe.Code}).AppendTo(nil, codec.V5)
+			if encErr == nil {
+				c.nc.SetWriteDeadline(time.Now().Add(disconnectWriteBudget))
+				c.nc.Write(frame)
+			}
+			c.wmu.Unlock()
+		}
+		c.nc.Close()
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+	})
+}
+
+// Send queues f for the writer and returns at once. It reports false, and
+// queues nothing, once the connection has ended or been drained.
+func (c *Conn) Send(f Frame) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	c.queue = append(c.queue, f)
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// Drain stops the queue and returns the frames the writer never took, in
+// order. Their trackers were never claimed, so the caller may send them on
+// another connection. Call it once the connection is done.
+func (c *Conn) Drain() []Frame {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	q := c.queue
+	c.queue = nil
+	return q
+}
+
+// now is the connection's monotonic clock in nanoseconds.
+func (c *Conn) now() int64 { return int64(time.Since(c.epoch)) }

@@ -1,0 +1,383 @@
+package conn_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/robustmqtt/mqtt/codec"
+	"github.com/robustmqtt/mqtt/conn"
+)
+
+// peer is the broker's end of a net.Pipe, driven by a test.
+type peer struct {
+	t  *testing.T
+	nc net.Conn
+	br *bufio.Reader
+	v  byte
+}
+
+func (p *peer) read() codec.Packet {
+	p.t.Helper()
+	pk, err := codec.ReadPacket(p.br, p.v, 0)
+	if err != nil {
+		p.t.Fatalf("peer read: %v", err)
+	}
+	return pk
+}
+
+func (p *peer) write(pks ...codec.Packet) {
+	p.t.Helper()
+	var b []byte
+	for _, pk := range pks {
+		var err error
+		if b, err = pk.AppendTo(b, p.v); err != nil {
+			p.t.Fatalf("peer encode %T: %v", pk, err)
+		}
+	}
+	if _, err := p.nc.Write(b); err != nil {
+		p.t.Fatalf("peer write: %v", err)
+	}
+}
+
+// countingConn counts Write calls, to see coalescing.
+type countingConn struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
+// establish connects a Conn to a peer over net.Pipe; the peer answers the
+// CONNECT with connack.
+func establish(t *testing.T, v byte, keepAlive uint16, connack *codec.Connack, inbound chan conn.Inbound) (*conn.Conn, *peer, *countingConn) {
+	t.Helper()
+	client, server := net.Pipe()
+	cc := &countingConn{Conn: client}
+	p := &peer{t: t, nc: server, br: bufio.NewReader(server), v: v}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, ok := p.read().(*codec.Connect); !ok {
+			t.Error("first frame is not CONNECT")
+			return
+		}
+		p.write(connack)
+	}()
+	c, err := conn.Establish(t.Context(), cc, "pipe", conn.Config{
+		Connect: &codec.Connect{Version: v, ClientID: "c", KeepAlive: keepAlive, CleanStart: true},
+		Inbound: inbound,
+	})
+	<-done
+	if err != nil {
+		t.Fatalf("Establish: %v", err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return c, p, cc
+}
+
+// run starts both loops and returns a channel with their errors.
+func run(c *conn.Conn) <-chan error {
+	errs := make(chan error, 2)
+	ctx := context.Background()
+	go func() { errs <- c.ReadLoop(ctx) }()
+	go func() { errs <- c.WriteLoop(ctx) }()
+	return errs
+}
+
+// The keepalive schedule, exactly: PINGREQ a margin before the interval,
+// and failure half an interval after an unanswered one.
+func TestKeepaliveSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, p, _ := establish(t, codec.V311, 4, &codec.Connack{}, make(chan conn.Inbound))
+		start := time.Now()
+		errs := run(c)
+		if _, ok := p.read().(*codec.Pingreq); !ok {
+			t.Fatal("want PINGREQ")
+		}
+		if got := time.Since(start); got != 3*time.Second {
+			t.Fatalf("first PINGREQ after %s, want 3s (4s keepalive less the 1s margin)", got)
+		}
+		p.write(&codec.Pingresp{})
+		if _, ok := p.read().(*codec.Pingreq); !ok {
+			t.Fatal("want a second PINGREQ")
+		}
+		if got := time.Since(start); got != 6*time.Second {
+			t.Fatalf("second PINGREQ after %s, want 6s", got)
+		}
+		// No answer: dead half a keepalive (2s) later.
+		err := <-errs
+		if !errors.Is(err, conn.ErrKeepAliveTimeout) {
+			t.Fatalf("loop ended with %v, want ErrKeepAliveTimeout", err)
+		}
+		if got := time.Since(start); got != 8*time.Second {
+			t.Fatalf("declared dead after %s, want 8s", got)
+		}
+		<-errs
+		if !errors.Is(c.Err(), conn.ErrKeepAliveTimeout) {
+			t.Fatalf("Err = %v", c.Err())
+		}
+	})
+}
+
+// Traffic from the broker does not stop pings when the client writes
+// nothing (the client must still send within the interval), and an MQTT 5
+// Server Keep Alive replaces the client's interval.
+func TestServerKeepAlive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ska := uint16(8)
+		c, p, _ := establish(t, codec.V5, 60, &codec.Connack{Properties: &codec.Properties{ServerKeepAlive: &ska}}, make(chan conn.Inbound))
+		if c.KeepAlive() != 8*time.Second {
+			t.Fatalf("KeepAlive = %s, want the server's 8s", c.KeepAlive())
+		}
+		start := time.Now()
+		errs := run(c)
+		if _, ok := p.read().(*codec.Pingreq); !ok {
+			t.Fatal("want PINGREQ")
+		}
+		if got := time.Since(start); got != 7*time.Second {
+			t.Fatalf("PINGREQ after %s, want 7s", got)
+		}
+		c.Close()
+		<-errs
+		<-errs
+	})
+}
+
+// Everything queued while the writer was busy goes out in one write.
+func TestWritesCoalesce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, p, cc := establish(t, codec.V311, 0, &codec.Connack{}, make(chan conn.Inbound))
+		before := cc.writes.Load()
+		for i := range 100 {
+			c.Send(conn.Frame{Packet: &codec.Publish{Topic: "t", Payload: []byte{byte(i)}, QoS: 1, PacketID: uint16(i + 1)}})
+		}
+		errs := run(c)
+		for i := range 100 {
+			pk, ok := p.read().(*codec.Publish)
+			if !ok || pk.PacketID != uint16(i+1) {
+				t.Fatalf("frame %d: %+v", i, pk)
+			}
+		}
+		if got := cc.writes.Load() - before; got != 1 {
+			t.Fatalf("%d writes for 100 queued frames, want 1", got)
+		}
+		c.Close()
+		<-errs
+		<-errs
+	})
+}
+
+// tracker records what the writer did with a frame.
+type tracker struct {
+	allow   bool
+	mu      sync.Mutex
+	claimed bool
+	written chan error
+}
+
+func (tr *tracker) Claim() bool {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.claimed = tr.allow
+	return tr.allow
+}
+
+func (tr *tracker) Written(err error) { tr.written <- err }
+
+// A withdrawn frame is skipped; a claimed one is reported once written;
+// what the writer never took comes back from Drain.
+func TestTrackersAndDrain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, p, _ := establish(t, codec.V311, 0, &codec.Connack{}, make(chan conn.Inbound))
+		skip := &tracker{allow: false, written: make(chan error, 1)}
+		keep := &tracker{allow: true, written: make(chan error, 1)}
+		c.Send(conn.Frame{Packet: &codec.Publish{Topic: "withdrawn"}, Track: skip})
+		c.Send(conn.Frame{Packet: &codec.Publish{Topic: "kept"}, Track: keep})
+		errs := run(c)
+		if pk := p.read().(*codec.Publish); pk.Topic != "kept" {
+			t.Fatalf("wrote %q, want only kept", pk.Topic)
+		}
+		if err := <-keep.written; err != nil {
+			t.Fatalf("Written(%v)", err)
+		}
+		if len(skip.written) != 0 {
+			t.Fatal("a withdrawn frame was reported written")
+		}
+		c.Close()
+		<-errs
+		<-errs
+		if c.Send(conn.Frame{Packet: &codec.Pingreq{}}) {
+			t.Fatal("Send accepted a frame after the connection ended")
+		}
+	})
+	// Drain after failure returns what was never taken, in order.
+	synctest.Test(t, func(t *testing.T) {
+		c, _, _ := establish(t, codec.V311, 0, &codec.Connack{}, make(chan conn.Inbound))
+		for _, topic := range []string{"a", "b", "c"} {
+			c.Send(conn.Frame{Packet: &codec.Publish{Topic: topic}})
+		}
+		c.Close()
+		var got []string
+		for _, f := range c.Drain() {
+			got = append(got, f.Packet.(*codec.Publish).Topic)
+		}
+		if strings.Join(got, ",") != "a,b,c" {
+			t.Fatalf("Drain = %v, want a,b,c", got)
+		}
+	})
+}
+
+// Frames a server may not send end the connection with a *ProtocolError;
+// an MQTT 5 DISCONNECT with a *DisconnectError.
+func TestReaderScreensServerFrames(t *testing.T) {
+	cases := []struct {
+		name string
+		v    byte
+		send codec.Packet
+		code codec.ReasonCode
+	}{
+		{"second CONNACK", codec.V311, &codec.Connack{}, codec.ProtocolError},
+		{"SUBSCRIBE from server", codec.V311, &codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "a"}}}, codec.ProtocolError},
+		{"PINGREQ from server", codec.V311, &codec.Pingreq{}, codec.ProtocolError},
+		{"AUTH unasked", codec.V5, &codec.Auth{ReasonCode: codec.ContinueAuthentication, Properties: &codec.Properties{AuthenticationMethod: "x"}}, codec.ProtocolError},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c, p, _ := establish(t, tc.v, 0, &codec.Connack{}, make(chan conn.Inbound))
+				errs := run(c)
+				p.write(tc.send)
+				err := <-errs
+				var pe *conn.ProtocolError
+				if !errors.As(err, &pe) || pe.Code != tc.code {
+					t.Fatalf("loop ended with %v, want a *ProtocolError %s", err, tc.code)
+				}
+				<-errs
+			})
+		})
+	}
+	t.Run("DISCONNECT v5", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, p, _ := establish(t, codec.V5, 0, &codec.Connack{}, make(chan conn.Inbound))
+			errs := run(c)
+			p.write(&codec.Disconnect{ReasonCode: codec.ServerMoved, Properties: &codec.Properties{ServerReference: "tcp://127.0.0.1:2"}})
+			err := <-errs
+			var de *conn.DisconnectError
+			if !errors.As(err, &de) || de.ReasonCode != codec.ServerMoved || de.ServerReference != "tcp://127.0.0.1:2" {
+				t.Fatalf("loop ended with %v, want a *DisconnectError ServerMoved", err)
+			}
+			<-errs
+		})
+	})
+}
+
+// A frame larger than MaxPacketSize is refused from its header.
+func TestMaxPacketSize(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		client, server := net.Pipe()
+		defer server.Close()
+		p := &peer{t: t, nc: server, br: bufio.NewReader(server), v: codec.V311}
+		go func() {
+			p.read()
+			p.write(&codec.Connack{})
+			// Claims 268,435,455 bytes; only the header is ever sent.
+			server.Write([]byte{0x30, 0xFF, 0xFF, 0xFF, 0x7F})
+		}()
+		c, err := conn.Establish(t.Context(), client, "pipe", conn.Config{
+			Connect:       &codec.Connect{Version: codec.V311, ClientID: "c", CleanStart: true},
+			MaxPacketSize: 1024,
+			Inbound:       make(chan conn.Inbound),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.ReadLoop(context.Background())
+		var pe *conn.ProtocolError
+		if !errors.As(err, &pe) || pe.Code != codec.PacketTooLarge {
+			t.Fatalf("ReadLoop = %v, want a *ProtocolError PacketTooLarge", err)
+		}
+	})
+}
+
+// The handshake: refusals are typed, a wrong first packet is a protocol
+// error, silence ends with ctx.
+func TestHandshake(t *testing.T) {
+	try := func(t *testing.T, v byte, answer []byte, ctx context.Context) error {
+		client, server := net.Pipe()
+		defer server.Close()
+		go func() {
+			br := bufio.NewReader(server)
+			if _, err := codec.ReadPacket(br, v, 0); err != nil {
+				return
+			}
+			if answer != nil {
+				server.Write(answer)
+			}
+		}()
+		_, err := conn.Establish(ctx, client, "pipe", conn.Config{
+			Connect: &codec.Connect{Version: v, ClientID: "c", CleanStart: true},
+		})
+		return err
+	}
+	synctest.Test(t, func(t *testing.T) {
+		var ce *conn.ConnectError
+		err := try(t, codec.V311, []byte{0x20, 0x02, 0x00, 0x04}, t.Context())
+		if !errors.As(err, &ce) || ce.ReasonCode != codec.BadUserNameOrPassword {
+			t.Fatalf("3.1.1 return code 4: %v, want *ConnectError BadUserNameOrPassword", err)
+		}
+		err = try(t, codec.V5, []byte{0x20, 0x03, 0x00, 0x8A, 0x00}, t.Context())
+		if !errors.As(err, &ce) || ce.ReasonCode != codec.Banned {
+			t.Fatalf("v5 0x8A: %v, want *ConnectError Banned", err)
+		}
+		var pe *conn.ProtocolError
+		err = try(t, codec.V311, []byte{0xD0, 0x00}, t.Context()) // PINGRESP first
+		if !errors.As(err, &pe) || !strings.Contains(err.Error(), "expected CONNACK") {
+			t.Fatalf("PINGRESP first: %v, want a *ProtocolError", err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		err = try(t, codec.V311, nil, ctx)
+		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 5*time.Second {
+			t.Fatalf("silent broker: %v after %s, want DeadlineExceeded after 5s", err, time.Since(start))
+		}
+	})
+}
+
+func TestParseServer(t *testing.T) {
+	good := map[string]string{
+		"tcp://127.0.0.1":       "127.0.0.1:1883",
+		"mqtt://127.0.0.1:1884": "127.0.0.1:1884",
+		"tls://[::1]":           "[::1]:8883",
+		"MQTTS://localhost":     "localhost:8883",
+	}
+	for in, host := range good {
+		u, err := conn.ParseServer(in)
+		if err != nil || u.Host != host {
+			t.Errorf("ParseServer(%q) = %v, %v; want host %s", in, u, err, host)
+		}
+	}
+	bad := map[string]string{
+		"127.0.0.1:1883":        "no scheme",
+		"http://127.0.0.1":      "unknown scheme",
+		"tcp://":                "no host",
+		"tcp://127.0.0.1:99999": "bad port",
+		"tcp://127.0.0.1:port":  "invalid port",
+	}
+	for in, want := range bad {
+		if _, err := conn.ParseServer(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseServer(%q) = %v, want an error saying %q", in, err, want)
+		}
+	}
+}

@@ -1,0 +1,82 @@
+package conn
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/robustmqtt/mqtt/codec"
+)
+
+// ErrKeepAliveTimeout means the broker sent nothing, not even a PINGRESP,
+// within the keepalive deadline: the link is treated as dead.
+var ErrKeepAliveTimeout = errors.New("conn: no response from the broker within the keepalive deadline; the link is considered dead")
+
+// ErrClosed is the error of a Conn that its owner closed.
+var ErrClosed = errors.New("conn: connection closed by the client")
+
+// ErrServerClosed means the broker closed the TCP connection (end of stream).
+var ErrServerClosed = errors.New("conn: the broker closed the connection")
+
+// ConnectError is a CONNACK refusal: the broker answered the CONNECT with a
+// reason code other than success. Strategies can tell a refusal (bad
+// credentials, not authorized, banned, server moved) from a network error
+// with errors.As.
+type ConnectError struct {
+	Server          string           // the server that refused
+	ReasonCode      codec.ReasonCode // the CONNACK reason (3.1.1 return codes are mapped to their MQTT 5 equivalents)
+	ReasonString    string           // MQTT 5 Reason String, if the broker sent one
+	ServerReference string           // MQTT 5 Server Reference (for UseAnotherServer / ServerMoved)
+}
+
+func (e *ConnectError) Error() string {
+	s := fmt.Sprintf("conn: %s refused the connection: %s (reason code 0x%02X)", e.Server, e.ReasonCode, byte(e.ReasonCode))
+	if e.ReasonString != "" {
+		s += ": " + e.ReasonString
+	}
+	if e.ServerReference != "" {
+		s += "; the broker points to " + e.ServerReference
+	}
+	return s
+}
+
+// ProtocolError means the broker sent something the protocol forbids: a
+// malformed frame, an absurd length, a packet a server may not send, an
+// acknowledgement for a packet identifier that is not in use. The connection
+// that received it is closed; the client reconnects.
+type ProtocolError struct {
+	Code   codec.ReasonCode // what the client answered (or would answer) in a v5 DISCONNECT
+	Packet codec.PacketType // the offending packet's type, 0 if it could not be told
+	Reason string           // what was wrong, in words
+	Err    error            // the decoder's error, if the frame did not decode
+}
+
+func (e *ProtocolError) Error() string {
+	if e.Err != nil {
+		return "conn: protocol error from the broker: " + e.Err.Error()
+	}
+	if e.Packet != 0 {
+		return fmt.Sprintf("conn: protocol error from the broker: %s: %s", e.Packet, e.Reason)
+	}
+	return "conn: protocol error from the broker: " + e.Reason
+}
+
+func (e *ProtocolError) Unwrap() error { return e.Err }
+
+// DisconnectError means an MQTT 5 broker ended the connection with a
+// DISCONNECT packet, giving its reason.
+type DisconnectError struct {
+	ReasonCode      codec.ReasonCode
+	ReasonString    string
+	ServerReference string // set with UseAnotherServer / ServerMoved
+}
+
+func (e *DisconnectError) Error() string {
+	s := fmt.Sprintf("conn: the broker disconnected: %s (reason code 0x%02X)", e.ReasonCode, byte(e.ReasonCode))
+	if e.ReasonString != "" {
+		s += ": " + e.ReasonString
+	}
+	if e.ServerReference != "" {
+		s += "; the broker points to " + e.ServerReference
+	}
+	return s
+}

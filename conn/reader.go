@@ -1,0 +1,67 @@
+package conn
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/robustmqtt/mqtt/codec"
+)
+
+// ReadLoop decodes frames until the connection fails and hands each one to
+// Config.Inbound. It returns the error the connection failed with. When ctx
+// ends, the connection is closed with ErrClosed.
+//
+// It checks only what a connection can check on its own: that each frame
+// decodes within the size limit and is a packet a server may send after
+// CONNACK. Packet identifiers and acknowledgements are the session's.
+func (c *Conn) ReadLoop(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { c.Fail(ErrClosed) })
+	defer stop()
+	for {
+		p, err := codec.ReadPacket(c.br, c.version, c.maxPacket)
+		if err != nil {
+			c.Fail(c.readError(err, "reading"))
+			return c.err
+		}
+		c.lastRead.Store(c.now())
+		if err := c.screen(p); err != nil {
+			c.Fail(err)
+			return c.err
+		}
+		if _, ok := p.(*codec.Pingresp); ok {
+			continue // its only job was to move lastRead
+		}
+		select {
+		case c.inbound <- Inbound{Conn: c, Packet: p}:
+		case <-c.dead:
+			return c.err
+		}
+	}
+}
+
+// screen rejects packets that a server never sends to a client, and turns a
+// broker's DISCONNECT into the error that ends the connection.
+func (c *Conn) screen(p codec.Packet) error {
+	switch p := p.(type) {
+	case *codec.Connack:
+		// [MQTT-3.2.0-2]: one CONNACK per connection.
+		return &ProtocolError{Code: codec.ProtocolError, Packet: codec.TypeConnack,
+			Reason: "a second CONNACK on an established connection"}
+	case *codec.Connect, *codec.Subscribe, *codec.Unsubscribe, *codec.Pingreq:
+		return &ProtocolError{Code: codec.ProtocolError, Packet: p.Type(),
+			Reason: fmt.Sprintf("a server may not send %s to a client", p.Type())}
+	case *codec.Auth:
+		// The client never starts enhanced authentication, so the server
+		// may not send AUTH [MQTT-4.12.0-6].
+		return &ProtocolError{Code: codec.ProtocolError, Packet: codec.TypeAuth,
+			Reason: "AUTH without an authentication method in CONNECT"}
+	case *codec.Disconnect:
+		e := &DisconnectError{ReasonCode: p.ReasonCode}
+		if p.Properties != nil {
+			e.ReasonString = p.Properties.ReasonString
+			e.ServerReference = p.Properties.ServerReference
+		}
+		return e
+	}
+	return nil
+}

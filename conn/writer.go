@@ -1,0 +1,179 @@
+package conn
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// pingreq is the whole PINGREQ frame; it never changes.
+var pingreq = []byte{0xC0, 0x00}
+
+// maxKeptBuffer is the largest encode buffer the writer keeps between
+// batches; a larger one (after a big payload) is dropped so that one large
+// message does not pin its memory for the life of the connection.
+const maxKeptBuffer = 1 << 20
+
+// WriteLoop writes queued frames and keeps the connection alive until the
+// connection fails, and returns the error it failed with. When ctx ends, the
+// connection is closed with ErrClosed.
+//
+// Everything queued when the writer wakes is encoded into one buffer and
+// written with one system call. Keepalive: a PINGREQ goes out when nothing
+// was written, or nothing was read, for the keepalive interval less a
+// margin (a quarter of it, at most one second); if nothing at all has been
+// read half an interval after that PINGREQ, the connection fails with
+// ErrKeepAliveTimeout. So a link that silently stopped passing data is
+// declared dead at most 1.5 keepalive intervals after its last frame
+// arrived.
+func (c *Conn) WriteLoop(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { c.Fail(ErrClosed) })
+	defer stop()
+
+	w := writer{c: c}
+	var tick <-chan time.Time
+	if c.keepAlive > 0 {
+		w.timer = time.NewTimer(c.pingAfter())
+		defer w.timer.Stop()
+		tick = w.timer.C
+	}
+	for {
+		select {
+		case <-c.kick:
+		case <-tick:
+		case <-c.dead:
+			return c.err
+		}
+		ping, err := w.keepalive()
+		if err != nil {
+			c.Fail(err)
+			return c.err
+		}
+		if err := w.flush(ping); err != nil {
+			c.Fail(err)
+			return c.err
+		}
+	}
+}
+
+// writer is the state owned by the WriteLoop goroutine.
+type writer struct {
+	c        *Conn
+	buf      []byte  // encode buffer, reused
+	batch    []Frame // frames taken from the queue, reused
+	timer    *time.Timer
+	pingSent int64 // when the outstanding PINGREQ was written; 0: none
+}
+
+// keepalive decides whether a PINGREQ is due, fails the connection when the
+// last one went unanswered for too long, and re-arms the timer.
+func (w *writer) keepalive() (ping bool, err error) {
+	c := w.c
+	if c.keepAlive <= 0 {
+		return false, nil
+	}
+	k := int64(c.pingAfter())
+	timeout := int64(c.keepAlive / 2)
+	now := c.now()
+	lastRead, lastWrite := c.lastRead.Load(), c.lastWrite.Load()
+	if w.pingSent != 0 {
+		switch {
+		case lastRead >= w.pingSent:
+			w.pingSent = 0 // answered: any frame proves the link carries data
+		case now-w.pingSent >= timeout:
+			return false, fmt.Errorf("%w (%s: nothing received for %s after PINGREQ, keepalive %s)",
+				ErrKeepAliveTimeout, c.server, time.Duration(now-w.pingSent).Round(time.Millisecond), c.keepAlive)
+		}
+	}
+	if w.pingSent == 0 && (now-lastWrite >= k || now-lastRead >= k) {
+		ping = true
+		w.pingSent = now
+		if w.pingSent == 0 {
+			w.pingSent = 1 // 0 means "none"
+		}
+	}
+	next := min(lastRead, lastWrite) + k
+	if w.pingSent != 0 {
+		next = w.pingSent + timeout
+	}
+	w.timer.Reset(time.Duration(max(next-now, int64(time.Millisecond))))
+	return ping, nil
+}
+
+// pingAfter is how long the link may be quiet before a PINGREQ: a little
+// less than the keepalive. Brokers enforce 1.5 x the keepalive, but some
+// round that down to whole seconds (mochi-mqtt v2.7 cuts a client with a
+// 1 s keepalive after exactly 1 s of silence).
+func (c *Conn) pingAfter() time.Duration {
+	return c.keepAlive - min(c.keepAlive/4, time.Second)
+}
+
+// flush takes everything queued, encodes it after an optional PINGREQ, and
+// writes it in one call.
+func (w *writer) flush(ping bool) error {
+	c := w.c
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return c.Err()
+	}
+	w.batch, c.queue = c.queue, w.batch[:0]
+	c.mu.Unlock()
+
+	buf := w.buf[:0]
+	if ping {
+		buf = append(buf, pingreq...)
+	}
+	claimed := w.batch[:0] // frames that will be written, in place
+	for _, f := range w.batch {
+		if f.Track != nil && !f.Track.Claim() {
+			continue // withdrawn before it was written
+		}
+		var err error
+		if buf, err = f.Packet.AppendTo(buf, c.version); err != nil {
+			// The session validates before queueing, so this is a bug
+			// or a limit that changed; fail the one packet, not the link.
+			if f.Track != nil {
+				f.Track.Written(fmt.Errorf("conn: cannot encode %s: %w", f.Packet.Type(), err))
+			}
+			continue
+		}
+		claimed = append(claimed, f)
+	}
+	var err error
+	if len(buf) > 0 {
+		err = w.write(buf)
+	}
+	for i, f := range claimed {
+		if f.Track != nil {
+			f.Track.Written(err)
+		}
+		claimed[i] = Frame{} // drop references for the collector
+	}
+	clear(w.batch[len(claimed):])
+	w.batch = w.batch[:0]
+	if cap(buf) > maxKeptBuffer {
+		buf = nil
+	}
+	w.buf = buf
+	return err
+}
+
+// write puts buf on the socket, bounded by a deadline derived from the
+// keepalive so that a link whose send buffer never drains is declared dead.
+func (w *writer) write(buf []byte) error {
+	c := w.c
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.keepAlive > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(c.keepAlive + c.keepAlive/2))
+	}
+	if _, err := c.nc.Write(buf); err != nil {
+		if e := c.Err(); e != nil {
+			return e // closed underneath us: report the first reason
+		}
+		return fmt.Errorf("conn: write to %s: %w", c.server, err)
+	}
+	c.lastWrite.Store(c.now())
+	return nil
+}

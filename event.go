@@ -1,0 +1,107 @@
+package mqtt
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/robustmqtt/mqtt/backoff"
+)
+
+// EventKind says what happened to the client's connection.
+type EventKind int
+
+// The kinds of Event.
+const (
+	// Connected: a connection is up. SessionPresent says whether the
+	// broker kept the session; Server which server.
+	Connected EventKind = iota + 1
+	// ConnectionLost: a live connection ended; Err says why.
+	ConnectionLost
+	// Reconnecting: the next attempt comes after Delay; Attempt.Err is why
+	// the previous one failed.
+	Reconnecting
+	// SessionLost: the broker did not have the session although
+	// CleanStart was false (a broker without persistence, or the session
+	// expired). The client re-subscribes and re-sends what it still owes.
+	SessionLost
+	// GaveUp: the reconnect strategy gave up; the client has stopped. Err
+	// says why (also returned by Client.Err).
+	GaveUp
+	// MessagesDropped: Count inbound QoS 0 messages were dropped because
+	// the application fell MaxPending messages behind.
+	MessagesDropped
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case Connected:
+		return "connected"
+	case ConnectionLost:
+		return "connection lost"
+	case Reconnecting:
+		return "reconnecting"
+	case SessionLost:
+		return "session lost"
+	case GaveUp:
+		return "gave up"
+	case MessagesDropped:
+		return "messages dropped"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event reports a change in the client's connection.
+type Event struct {
+	Kind           EventKind
+	Server         string          // Connected, ConnectionLost, SessionLost: which of Config.Servers
+	SessionPresent bool            // Connected: the broker kept the session
+	ClientID       string          // Connected: the client identifier in use (MQTT 5 brokers may assign one)
+	Attempt        backoff.Attempt // Reconnecting: which retry, since when, and why the last failed
+	Delay          time.Duration   // Reconnecting: how long until the attempt
+	Count          int             // MessagesDropped: how many
+	Err            error           // ConnectionLost, GaveUp: why
+}
+
+func (e Event) String() string {
+	switch e.Kind {
+	case Connected:
+		return fmt.Sprintf("connected to %s (session present: %t)", e.Server, e.SessionPresent)
+	case ConnectionLost:
+		return fmt.Sprintf("connection to %s lost: %v", e.Server, e.Err)
+	case Reconnecting:
+		return fmt.Sprintf("reconnecting in %s (attempt %d): %v", e.Delay, e.Attempt.N, e.Attempt.Err)
+	case SessionLost:
+		return fmt.Sprintf("%s did not keep the session", e.Server)
+	case GaveUp:
+		return fmt.Sprintf("gave up: %v", e.Err)
+	case MessagesDropped:
+		return fmt.Sprintf("%d QoS 0 messages dropped: the application is behind", e.Count)
+	}
+	return e.Kind.String()
+}
+
+// eventBuffer is how many events wait for a reader of Events before the
+// oldest are dropped.
+const eventBuffer = 64
+
+// emit offers e to Events without ever blocking: when the buffer is full
+// the oldest event is dropped, so a reader that comes back sees the latest
+// state. Safe from any goroutine.
+func (c *Client) emit(e Event) {
+	c.eventsMu.Lock()
+	defer c.eventsMu.Unlock()
+	if c.eventsClosed {
+		return
+	}
+	for {
+		select {
+		case c.events <- e:
+			return
+		default:
+		}
+		select {
+		case <-c.events: // drop the oldest
+		default:
+		}
+	}
+}

@@ -1,0 +1,97 @@
+package mqtt
+
+import (
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/robustmqtt/mqtt/codec"
+)
+
+// QoS is the delivery guarantee of a message: AtMostOnce (0),
+// AtLeastOnce (1) or ExactlyOnce (2).
+type QoS = codec.QoS
+
+// The three qualities of service.
+const (
+	AtMostOnce  QoS = codec.QoS0
+	AtLeastOnce QoS = codec.QoS1
+	ExactlyOnce QoS = codec.QoS2
+)
+
+// Message is an application message, published or received.
+type Message struct {
+	Topic     string
+	Payload   []byte
+	QoS       QoS
+	Retain    bool
+	Duplicate bool // inbound only: the broker may have sent it before
+	// Properties are the MQTT 5 properties (message expiry, content type,
+	// response topic, correlation data, user properties, ...). Nil: none.
+	// Inbound, a topic alias has already been resolved into Topic.
+	Properties *codec.Properties
+
+	ack *inboundAck // set on inbound QoS 1/2 messages when Config.ManualAck is on
+}
+
+// Ack acknowledges an inbound QoS 1 or 2 message when Config.ManualAck is
+// on: the broker gets PUBACK (QoS 1) or PUBREC (QoS 2). Without ManualAck,
+// for QoS 0 messages, and for messages this client did not receive, it
+// does nothing and returns nil. Calling it twice is harmless. It returns
+// ErrClosed once the client has stopped (the broker then re-delivers the
+// message to the session's next connection).
+func (m Message) Ack() error {
+	if m.ack == nil {
+		return nil
+	}
+	return m.ack.client.ack(m.ack)
+}
+
+// Subscription is one topic filter to subscribe to.
+type Subscription struct {
+	Filter string // topic filter; + and # wildcards, $share/group/filter
+	QoS    QoS    // the highest QoS the broker may deliver with
+
+	// MQTT 5 options.
+	NoLocal           bool // do not receive this client's own publishes
+	RetainAsPublished bool // keep the Retain flag as the publisher set it
+	RetainHandling    byte // 0: send retained on subscribe, 1: only if new, 2: never
+}
+
+// validateMessage checks an outgoing message before anything is queued.
+func validateMessage(m *Message, version byte) error {
+	if err := codec.ValidateTopicName(m.Topic); err != nil {
+		return err
+	}
+	if !m.QoS.Valid() {
+		return fmt.Errorf("QoS %d is not 0, 1 or 2", byte(m.QoS))
+	}
+	if m.Properties != nil {
+		if version != codec.V5 {
+			return fmt.Errorf("message properties need MQTT 5 (Config.Version 5)")
+		}
+		if m.Properties.TopicAlias != nil {
+			return fmt.Errorf("set no TopicAlias: the client does not send topic aliases")
+		}
+		if m.Properties.PayloadFormat != nil && *m.Properties.PayloadFormat == 1 && !utf8.Valid(m.Payload) {
+			return fmt.Errorf("payload format is UTF-8 but the payload is not valid UTF-8")
+		}
+	}
+	return nil
+}
+
+// validateSubscription checks one subscription before anything is sent.
+func validateSubscription(s Subscription, version byte) error {
+	if err := codec.ValidateTopicFilter(s.Filter); err != nil {
+		return err
+	}
+	if !s.QoS.Valid() {
+		return fmt.Errorf("filter %q: QoS %d is not 0, 1 or 2", s.Filter, byte(s.QoS))
+	}
+	if version != codec.V5 && (s.NoLocal || s.RetainAsPublished || s.RetainHandling != 0) {
+		return fmt.Errorf("filter %q: NoLocal, RetainAsPublished and RetainHandling need MQTT 5", s.Filter)
+	}
+	if s.RetainHandling > 2 {
+		return fmt.Errorf("filter %q: RetainHandling %d is not 0, 1 or 2", s.Filter, s.RetainHandling)
+	}
+	return nil
+}

@@ -1,0 +1,385 @@
+package mqtt
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/robustmqtt/mqtt/codec"
+	"github.com/robustmqtt/mqtt/conn"
+)
+
+// closeDisconnectWait bounds how long Close waits for its best-effort
+// DISCONNECT to be written before it cuts the connection.
+const closeDisconnectWait = 200 * time.Millisecond
+
+// resubscribeBatch is how many filters go in one SUBSCRIBE when the client
+// subscribes again after the broker lost the session.
+const resubscribeBatch = 64
+
+// session is the state of one MQTT session. Only the session goroutine
+// (run) touches it; everything else sends it requests on the Client's
+// channels.
+type session struct {
+	c   *Client
+	cfg *settings
+
+	// The connection in use; nil while disconnected.
+	cur        *conn.Conn
+	window     int  // publishes in flight allowed on cur
+	maxPacket  int  // the broker's Maximum Packet Size; 0: no limit
+	maxQoS     QoS  // the broker's Maximum QoS
+	noRetain   bool // the broker said Retain Available = 0
+	aliases    map[uint16]string
+	gen        uint64 // bumped whenever the broker lost the session
+	connectedN int    // how many connections this session has had
+
+	// Outbound.
+	queue       opQueue            // publishes not yet given a packet identifier
+	flights     map[uint16]*flight // by packet identifier: publishes, subscribes, unsubscribes
+	seq         uint64             // order in which flights were first sent
+	nextID      uint16             // last packet identifier handed out
+	pubInflight int                // flights that are publishes
+	settled     map[uint16]bool    // identifiers whose publish flow ended on cur
+	waitingCtl  []*ctlOp           // subscribes/unsubscribes waiting for a connection
+	subs        []Subscription     // what the broker should have, in subscribe order
+	draining    *disconnectRequest // a graceful Disconnect in progress
+	finalFrame  chan struct{}      // closed when the DISCONNECT of a Disconnect was written
+
+	// Inbound.
+	in       map[uint16]*inState // QoS 1/2 packet identifiers of the broker's, by state
+	pending  deliveryQueue       // messages waiting for the application
+	dropped  int                 // QoS 0 messages dropped since the last MessagesDropped event
+	dropping bool
+
+	stop bool // set when the session should end: a Disconnect is complete
+}
+
+// flight is one packet identifier in use by this client.
+type flight struct {
+	seq       uint64
+	kind      codec.PacketType // TypePublish, TypeSubscribe, TypeUnsubscribe
+	pub       *pubOp           // publish
+	ctl       *ctlOp           // subscribe/unsubscribe; nil for a re-subscribe after a lost session
+	pkt       codec.Packet     // subscribe/unsubscribe as sent
+	relNeeded bool             // QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
+}
+
+// inState is where an inbound QoS 1/2 message is in its flow.
+type inState struct {
+	qos   QoS
+	gen   uint64
+	stage inStage
+}
+
+type inStage int
+
+const (
+	inDelivering inStage = iota // waiting for the application
+	inAckOwed                   // the application has it; PUBACK/PUBREC not sent yet
+	inAwaitRel                  // QoS 2: PUBREC sent, waiting for PUBREL
+)
+
+func newSession(c *Client) *session {
+	return &session{
+		c:       c,
+		cfg:     c.cfg,
+		flights: make(map[uint16]*flight),
+		settled: make(map[uint16]bool),
+		in:      make(map[uint16]*inState),
+		maxQoS:  ExactlyOnce,
+	}
+}
+
+// run is the session goroutine.
+func (s *session) run() {
+	c := s.c
+	var stopErr error
+	defer func() { s.shutdown(stopErr) }()
+	for {
+		var deliver chan<- Message
+		var head Message
+		if s.pending.len() > 0 {
+			deliver, head = c.messages, s.pending.peek().msg
+		}
+		var connDone <-chan struct{}
+		if s.cur != nil {
+			connDone = s.cur.Done()
+		}
+		select {
+		case o := <-c.pubs:
+			s.acceptPublish(o)
+		case r := <-c.ctrl:
+			s.control(r)
+		case cn := <-c.conns:
+			s.connected(cn)
+		case in := <-c.inbound:
+			if in.Conn == s.cur {
+				s.receive(in.Packet)
+			}
+		case <-connDone:
+			s.lost()
+		case deliver <- head:
+			s.delivered()
+		case <-c.progress:
+			s.checkDrained()
+		case <-s.finalFrame:
+			return
+		case <-c.supDone:
+			stopErr = c.supErr
+			return
+		case <-c.closing:
+			s.closeNow()
+			return
+		}
+		if s.stop {
+			return
+		}
+	}
+}
+
+// control handles one request from c.ctrl.
+func (s *session) control(r any) {
+	switch r := r.(type) {
+	case *ctlOp:
+		s.acceptControl(r)
+	case cancelRequest:
+		s.cancel(r.o)
+	case ackRequest:
+		s.appReceived(r.a.id, r.a.gen)
+	case *disconnectRequest:
+		if s.draining != nil {
+			r.reply <- fmt.Errorf("mqtt: Disconnect is already in progress")
+			return
+		}
+		s.draining = r
+		s.checkDrained()
+	}
+}
+
+// connected takes a new connection into use: it re-sends what the session
+// owes in the order the protocol asks, then new work.
+func (s *session) connected(cn *conn.Conn) {
+	if s.cur != nil {
+		// The old connection's end and the new one arrived together and
+		// select picked the new one first: settle the old one now.
+		s.lost()
+	}
+	s.cur = cn
+	s.connectedN++
+	s.aliases = nil
+	clear(s.settled)
+	ack := cn.Connack()
+	s.window, s.maxPacket, s.maxQoS, s.noRetain = s.cfg.MaxInflight, 0, ExactlyOnce, false
+	if p := ack.Properties; p != nil {
+		if p.ReceiveMaximum != nil && *p.ReceiveMaximum > 0 {
+			s.window = min(s.window, int(*p.ReceiveMaximum))
+		}
+		if p.MaximumPacketSize != nil {
+			s.maxPacket = int(min(*p.MaximumPacketSize, math.MaxInt32))
+		}
+		if p.MaximumQoS != nil {
+			s.maxQoS = QoS(*p.MaximumQoS)
+		}
+		if p.RetainAvailable != nil && !*p.RetainAvailable {
+			s.noRetain = true
+		}
+	}
+
+	if !ack.SessionPresent {
+		// The broker has none of our state: forget the inbound side
+		// (acks for it are meaningless now) and subscribe again.
+		s.gen++
+		clear(s.in)
+		s.resubscribe()
+	} else {
+		// Acknowledgements the application gave while we were away.
+		for id, st := range s.in {
+			if st.stage == inAckOwed {
+				s.sendAck(id, st)
+			}
+		}
+	}
+	// Unfinished flights in their original order [MQTT-4.4.0-1]: PUBLISH
+	// again (DUP if the broker may have seen it), or PUBREL.
+	for _, f := range s.flightsInOrder() {
+		switch {
+		case f.kind != codec.TypePublish:
+			cn.Send(conn.Frame{Packet: f.pkt, Track: trackerOf(f.ctl)})
+		case f.relNeeded:
+			cn.Send(conn.Frame{Packet: &codec.Pubrel{PacketID: f.pub.id}})
+		default:
+			p := f.pub.pkt // a copy: the writer may still hold the old one
+			p.Dup = ack.SessionPresent && f.pub.state.Load() == opClaimed
+			cn.Send(conn.Frame{Packet: &p, Track: f.pub})
+		}
+	}
+	waiting := s.waitingCtl
+	s.waitingCtl = nil
+	for _, o := range waiting {
+		s.sendControl(o)
+	}
+	s.pump()
+}
+
+// lost is called when the current connection has ended. Queued frames that
+// were never written go back to the session; the flights stay, to be sent
+// again on the next connection.
+func (s *session) lost() {
+	cn := s.cur
+	s.cur = nil
+	var back []*pubOp
+	for _, f := range cn.Drain() {
+		if o, ok := f.Track.(*pubOp); ok && o.finishOnWrite && !o.done() {
+			back = append(back, o)
+		}
+	}
+	s.queue.pushFront(back)
+	if s.finalFrame != nil {
+		s.stop = true // the goodbye of a Disconnect has nowhere to go now
+	}
+}
+
+// flightsInOrder lists the flights in the order they were first sent.
+func (s *session) flightsInOrder() []*flight {
+	fs := make([]*flight, 0, len(s.flights))
+	for _, f := range s.flights {
+		fs = append(fs, f)
+	}
+	sortFlights(fs)
+	return fs
+}
+
+// allocID hands out a packet identifier not in use [MQTT-2.2.1-3]. It
+// reports false when all 65535 are in use.
+func (s *session) allocID() (uint16, bool) {
+	if len(s.flights)+len(s.in) >= math.MaxUint16 {
+		return 0, false
+	}
+	for {
+		s.nextID++
+		if s.nextID == 0 {
+			s.nextID = 1
+		}
+		// Skipping identifiers of the broker's own unfinished flows is not
+		// required (the two directions are separate spaces) but some brokers
+		// mix them: mochi-mqtt v2.7 refuses an UNSUBSCRIBE whose identifier
+		// is in its outbound inflight with 0x91 Packet Identifier In Use.
+		if _, used := s.flights[s.nextID]; !used && s.in[s.nextID] == nil {
+			return s.nextID, true
+		}
+	}
+}
+
+// protocolError ends the current connection because of what the broker
+// sent; the supervisor reconnects.
+func (s *session) protocolError(code codec.ReasonCode, t codec.PacketType, format string, args ...any) {
+	err := &conn.ProtocolError{Code: code, Packet: t, Reason: fmt.Sprintf(format, args...)}
+	s.cfg.Logger.Warn("mqtt: protocol error from the broker", "err", err)
+	s.cur.Fail(err)
+	s.lost()
+}
+
+// checkDrained finishes a graceful Disconnect once nothing is left to do:
+// it sends DISCONNECT, and the session stops once that is written (or at
+// once, with no connection to say goodbye on).
+func (s *session) checkDrained() {
+	if s.draining == nil || s.finalFrame != nil || s.stop {
+		return
+	}
+	if s.queue.peek() != nil || len(s.flights) > 0 || len(s.waitingCtl) > 0 || len(s.c.slots) > 0 {
+		return
+	}
+	s.draining.reply <- nil
+	if s.cur == nil || !s.sendFinal() {
+		s.stop = true
+	}
+}
+
+// sendFinal queues the DISCONNECT of a graceful stop; the session stops
+// once it has been written.
+func (s *session) sendFinal() bool {
+	s.finalFrame = make(chan struct{})
+	return s.cur.Send(conn.Frame{Packet: &codec.Disconnect{ReasonCode: codec.NormalDisconnection},
+		Track: closeOnWrite(s.finalFrame)})
+}
+
+// closeNow is Close: a best-effort DISCONNECT, bounded in time.
+func (s *session) closeNow() {
+	if s.cur == nil || s.cur.Err() != nil {
+		return
+	}
+	written := make(chan struct{})
+	if !s.cur.Send(conn.Frame{Packet: &codec.Disconnect{ReasonCode: codec.NormalDisconnection}, Track: closeOnWrite(written)}) {
+		return
+	}
+	t := time.NewTimer(closeDisconnectWait)
+	defer t.Stop()
+	select {
+	case <-written:
+	case <-s.cur.Done():
+	case <-t.C:
+	}
+}
+
+// shutdown stops the supervisor and every connection, waits for their
+// goroutines, fails every unfinished call, and closes the client's
+// channels. err is why the client stopped (nil for Close/Disconnect).
+func (s *session) shutdown(err error) {
+	c := s.c
+	c.cancelRun()
+	<-c.supDone
+	if s.cur != nil {
+		s.cur.Close()
+		s.lost()
+	}
+	failed := ErrClosed
+	if err != nil {
+		failed = fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	for o := range s.queue.all() {
+		o.finish(failed)
+	}
+	for _, f := range s.flightsInOrder() {
+		if f.pub != nil {
+			f.pub.finish(failed)
+		}
+		if f.ctl != nil {
+			f.ctl.finish(failed)
+		}
+	}
+	for _, o := range s.waitingCtl {
+		o.finish(failed)
+	}
+	if s.draining != nil {
+		select {
+		case s.draining.reply <- failed:
+		default: // it already has its answer
+		}
+	}
+	c.err = err
+	close(c.messages)
+	c.eventsMu.Lock()
+	c.eventsClosed = true
+	close(c.events)
+	c.eventsMu.Unlock()
+	close(c.done)
+}
+
+// closeOnWrite is a conn.Tracker that closes ch once its frame was written
+// (or failed to be).
+type closeOnWrite chan struct{}
+
+func (ch closeOnWrite) Claim() bool   { return true }
+func (ch closeOnWrite) Written(error) { close(ch) }
+
+// trackerOf returns o's tracker, or nil (not a nil *op) when o is nil.
+func trackerOf(o *ctlOp) conn.Tracker {
+	if o == nil {
+		return nil
+	}
+	return o
+}
+
+// errDraining answers calls made while a graceful Disconnect is under way.
+var errDraining = fmt.Errorf("%w: Disconnect is in progress; no new work is accepted", ErrClosed)

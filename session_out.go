@@ -1,0 +1,395 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/robustmqtt/mqtt/codec"
+	"github.com/robustmqtt/mqtt/conn"
+)
+
+// acceptPublish takes a new publish into the queue.
+func (s *session) acceptPublish(o *pubOp) {
+	if o.done() {
+		return // its ctx ended before it arrived, and it was withdrawn
+	}
+	if s.draining != nil {
+		o.finish(errDraining)
+		return
+	}
+	if s.connectedN > 0 {
+		if err := s.fits(&o.pkt); err != nil {
+			o.finish(err)
+			return
+		}
+	}
+	s.queue.push(o)
+	s.pump()
+}
+
+// fits checks a publish against what the broker announced in CONNACK:
+// Maximum Packet Size, Maximum QoS, Retain Available.
+func (s *session) fits(p *codec.Publish) error {
+	if p.QoS > s.maxQoS {
+		return fmt.Errorf("%w: publish to %q: QoS %d is above the broker's Maximum QoS %d", ErrInvalidMessage, p.Topic, p.QoS, s.maxQoS)
+	}
+	if p.Retain && s.noRetain {
+		return fmt.Errorf("%w: publish to %q: the broker does not support retained messages", ErrInvalidMessage, p.Topic)
+	}
+	if s.maxPacket > 0 {
+		id := p.PacketID
+		if p.QoS > 0 && id == 0 {
+			p.PacketID = 1 // only for sizing: the identifier takes two bytes
+		}
+		n, err := codec.Size(p, s.cfg.version)
+		p.PacketID = id
+		if err != nil {
+			return fmt.Errorf("%w: publish to %q: %w", ErrInvalidMessage, p.Topic, err)
+		}
+		if n > s.maxPacket {
+			return fmt.Errorf("%w: publish to %q is %d bytes on the wire, more than the broker's Maximum Packet Size of %d",
+				ErrInvalidMessage, p.Topic, n, s.maxPacket)
+		}
+	}
+	return nil
+}
+
+// pump moves publishes from the queue to the connection while the
+// in-flight window has room. The queue is strictly first in, first out.
+func (s *session) pump() {
+	for s.cur != nil {
+		o := s.queue.peek()
+		if o == nil {
+			return
+		}
+		if o.pkt.QoS > AtMostOnce {
+			if s.pubInflight >= s.window {
+				return
+			}
+			if err := s.fits(&o.pkt); err != nil {
+				s.queue.pop()
+				o.finish(err) // the broker's limits changed since it was queued
+				continue
+			}
+			id, ok := s.allocID()
+			if !ok {
+				return
+			}
+			o.id, o.inFlight, o.pkt.PacketID = id, true, id
+			s.seq++
+			s.flights[id] = &flight{seq: s.seq, kind: codec.TypePublish, pub: o}
+			s.pubInflight++
+		} else if err := s.fits(&o.pkt); err != nil {
+			s.queue.pop()
+			o.finish(err)
+			continue
+		}
+		s.queue.pop()
+		if !s.cur.Send(conn.Frame{Packet: &o.pkt, Track: o}) {
+			// The connection died under us; lost() runs next. A QoS 1/2
+			// publish has its flight and goes again from there.
+			if o.pkt.QoS == AtMostOnce {
+				s.queue.pushFront([]*pubOp{o})
+			}
+			return
+		}
+	}
+}
+
+// cancel reacts to an op's ctx ending: withdraw it if it was never written,
+// or report that its outcome is unknown.
+func (s *session) cancel(o *op) {
+	if o.done() {
+		return
+	}
+	if o.state.CompareAndSwap(opQueued, opWithdrawn) {
+		if o.inFlight {
+			s.endFlight(o.id)
+		}
+		// Queued publishes are skipped by the queue; a subscribe waiting
+		// for a connection is dropped from the list.
+		s.waitingCtl = removeCtl(s.waitingCtl, o)
+		o.finish(withdrawnError(o.ctx, "it was never sent"))
+		s.pump()
+		s.checkDrained()
+		return
+	}
+	if !o.finishOnWrite {
+		o.finish(fmt.Errorf("%w: %w", ErrOutcomeUnknown, context.Cause(o.ctx)))
+	}
+	// A claimed QoS 0 publish ends when the writer reports its write.
+}
+
+// endFlight frees a packet identifier.
+func (s *session) endFlight(id uint16) {
+	f := s.flights[id]
+	if f == nil {
+		return
+	}
+	delete(s.flights, id)
+	if f.kind == codec.TypePublish {
+		s.pubInflight--
+		f.pub.inFlight = false
+		s.settled[id] = true
+	} else if f.ctl != nil {
+		f.ctl.inFlight = false
+	}
+}
+
+// removeCtl removes o from list if it is there.
+func removeCtl(list []*ctlOp, o *op) []*ctlOp {
+	for i, c := range list {
+		if &c.op == o {
+			return append(list[:i], list[i+1:]...)
+		}
+	}
+	return list
+}
+
+// acceptControl takes a Subscribe or Unsubscribe.
+func (s *session) acceptControl(o *ctlOp) {
+	if o.done() {
+		return
+	}
+	if s.draining != nil {
+		o.finish(errDraining)
+		return
+	}
+	if s.cur == nil {
+		s.waitingCtl = append(s.waitingCtl, o)
+		return
+	}
+	s.sendControl(o)
+}
+
+// sendControl gives a Subscribe or Unsubscribe a packet identifier and
+// sends it.
+func (s *session) sendControl(o *ctlOp) {
+	if o.done() || o.state.Load() == opWithdrawn {
+		return
+	}
+	id, ok := s.allocID()
+	if !ok {
+		o.finish(errors.New("mqtt: all 65535 packet identifiers are in use; try again later"))
+		return
+	}
+	var f *flight
+	if o.subs != nil {
+		f = &flight{kind: codec.TypeSubscribe, ctl: o, pkt: subscribePacket(id, o.subs)}
+	} else {
+		f = &flight{kind: codec.TypeUnsubscribe, ctl: o, pkt: &codec.Unsubscribe{PacketID: id, Filters: o.filters}}
+	}
+	s.seq++
+	f.seq = s.seq
+	o.id, o.inFlight = id, true
+	s.flights[id] = f
+	s.cur.Send(conn.Frame{Packet: f.pkt, Track: o})
+}
+
+func subscribePacket(id uint16, subs []Subscription) *codec.Subscribe {
+	p := &codec.Subscribe{PacketID: id, Subscriptions: make([]codec.Subscription, len(subs))}
+	for i, sub := range subs {
+		p.Subscriptions[i] = codec.Subscription{Filter: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
+			RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling}
+	}
+	return p
+}
+
+// resubscribe sends everything the client is subscribed to again, after the
+// broker lost the session.
+func (s *session) resubscribe() {
+	for start := 0; start < len(s.subs); start += resubscribeBatch {
+		batch := s.subs[start:min(start+resubscribeBatch, len(s.subs))]
+		id, ok := s.allocID()
+		if !ok {
+			return
+		}
+		s.seq++
+		f := &flight{seq: s.seq, kind: codec.TypeSubscribe, pkt: subscribePacket(id, batch)}
+		s.flights[id] = f
+		s.cur.Send(conn.Frame{Packet: f.pkt})
+	}
+}
+
+// subscribed records granted subscriptions, replacing any with the same
+// filter [MQTT-3.8.4-3].
+func (s *session) subscribed(sub Subscription) {
+	for i := range s.subs {
+		if s.subs[i].Filter == sub.Filter {
+			s.subs[i] = sub
+			return
+		}
+	}
+	s.subs = append(s.subs, sub)
+}
+
+// unsubscribed forgets a filter.
+func (s *session) unsubscribed(filter string) {
+	for i := range s.subs {
+		if s.subs[i].Filter == filter {
+			s.subs = append(s.subs[:i], s.subs[i+1:]...)
+			return
+		}
+	}
+}
+
+// onPuback ends a QoS 1 publish.
+func (s *session) onPuback(p *codec.Puback) {
+	f := s.flights[p.PacketID]
+	if f == nil || f.kind != codec.TypePublish || f.pub.pkt.QoS != AtLeastOnce {
+		if s.lateAck(p.PacketID, codec.TypePuback) {
+			return
+		}
+		s.protocolError(codec.ProtocolError, codec.TypePuback, "PUBACK for packet identifier %d, which no QoS 1 publish uses", p.PacketID)
+		return
+	}
+	s.endFlight(p.PacketID)
+	f.pub.finish(ackError(&f.pub.pkt, p.ReasonCode, p.Properties))
+	s.pump()
+	s.checkDrained()
+}
+
+// onPubrec moves a QoS 2 publish to its second half: PUBREL.
+func (s *session) onPubrec(p *codec.Pubrec) {
+	f := s.flights[p.PacketID]
+	if f == nil || f.kind != codec.TypePublish || f.pub.pkt.QoS != ExactlyOnce {
+		if s.lateAck(p.PacketID, codec.TypePubrec) {
+			return
+		}
+		s.protocolError(codec.ProtocolError, codec.TypePubrec, "PUBREC for packet identifier %d, which no QoS 2 publish uses", p.PacketID)
+		return
+	}
+	if p.ReasonCode.IsError() {
+		// A refusal ends the flow here [MQTT-4.3.3-?]: no PUBREL.
+		s.endFlight(p.PacketID)
+		f.pub.finish(ackError(&f.pub.pkt, p.ReasonCode, p.Properties))
+		s.pump()
+		s.checkDrained()
+		return
+	}
+	f.relNeeded = true // a repeated PUBREC (after a reconnect) gets PUBREL again
+	s.cur.Send(conn.Frame{Packet: &codec.Pubrel{PacketID: p.PacketID}})
+}
+
+// onPubcomp ends a QoS 2 publish.
+func (s *session) onPubcomp(p *codec.Pubcomp) {
+	f := s.flights[p.PacketID]
+	if f == nil || f.kind != codec.TypePublish || !f.relNeeded {
+		if s.lateAck(p.PacketID, codec.TypePubcomp) {
+			return
+		}
+		s.protocolError(codec.ProtocolError, codec.TypePubcomp, "PUBCOMP for packet identifier %d, which has no PUBREL outstanding", p.PacketID)
+		return
+	}
+	s.endFlight(p.PacketID)
+	var err error
+	if p.ReasonCode == codec.PacketIdentifierNotFound {
+		// The broker lost the session between PUBREC and PUBCOMP.
+		err = fmt.Errorf("%w: the broker no longer knew the message when it was released (%s)", ErrOutcomeUnknown, p.ReasonCode)
+	}
+	f.pub.finish(err)
+	s.pump()
+	s.checkDrained()
+}
+
+// lateAck reports whether an acknowledgement that matches no flight is a
+// late duplicate for a flow that already ended on this connection, which is
+// ignored. Brokers send those after a reconnect when they re-send a stored
+// acknowledgement as well as answering the client's re-sent packet
+// (mochi-mqtt v2.7 does, for PUBCOMP). An identifier never used on this
+// connection is a protocol error.
+func (s *session) lateAck(id uint16, t codec.PacketType) bool {
+	if !s.settled[id] {
+		return false
+	}
+	s.cfg.Logger.Debug("mqtt: ignoring a late duplicate acknowledgement", "packet", t.String(), "id", id)
+	return true
+}
+
+// ackError turns a v5 acknowledgement's reason code into the publish's result.
+func ackError(p *codec.Publish, code codec.ReasonCode, props *codec.Properties) error {
+	if !code.IsError() {
+		return nil
+	}
+	e := &PublishError{Topic: p.Topic, ReasonCode: code}
+	if props != nil {
+		e.ReasonString = props.ReasonString
+	}
+	return e
+}
+
+// onSuback completes a Subscribe (or a re-subscribe).
+func (s *session) onSuback(p *codec.Suback) {
+	f := s.flights[p.PacketID]
+	if f == nil || f.kind != codec.TypeSubscribe {
+		s.protocolError(codec.ProtocolError, codec.TypeSuback, "SUBACK for packet identifier %d, which no SUBSCRIBE uses", p.PacketID)
+		return
+	}
+	sent := f.pkt.(*codec.Subscribe).Subscriptions
+	if len(p.ReasonCodes) != len(sent) {
+		s.protocolError(codec.ProtocolError, codec.TypeSuback, "SUBACK has %d reason codes for %d filters [MQTT-3.9.3-1]", len(p.ReasonCodes), len(sent))
+		return
+	}
+	s.endFlight(p.PacketID)
+	var refused map[string]codec.ReasonCode
+	for i, code := range p.ReasonCodes {
+		cs := sent[i]
+		if code.IsError() {
+			if refused == nil {
+				refused = make(map[string]codec.ReasonCode)
+			}
+			refused[cs.Filter] = code
+			continue
+		}
+		s.subscribed(Subscription{Filter: cs.Filter, QoS: cs.QoS, NoLocal: cs.NoLocal,
+			RetainAsPublished: cs.RetainAsPublished, RetainHandling: cs.RetainHandling})
+	}
+	var err error
+	if refused != nil {
+		e := &SubscribeError{Refused: refused}
+		if p.Properties != nil {
+			e.ReasonString = p.Properties.ReasonString
+		}
+		err = e
+		if f.ctl == nil {
+			s.cfg.Logger.Warn("mqtt: the broker refused a re-subscription after it lost the session", "err", err)
+		}
+	}
+	if f.ctl != nil {
+		f.ctl.finish(err)
+	}
+	s.checkDrained()
+}
+
+// onUnsuback completes an Unsubscribe.
+func (s *session) onUnsuback(p *codec.Unsuback) {
+	f := s.flights[p.PacketID]
+	if f == nil || f.kind != codec.TypeUnsubscribe {
+		s.protocolError(codec.ProtocolError, codec.TypeUnsuback, "UNSUBACK for packet identifier %d, which no UNSUBSCRIBE uses", p.PacketID)
+		return
+	}
+	filters := f.pkt.(*codec.Unsubscribe).Filters
+	if s.cfg.version == codec.V5 && len(p.ReasonCodes) != len(filters) {
+		s.protocolError(codec.ProtocolError, codec.TypeUnsuback, "UNSUBACK has %d reason codes for %d filters [MQTT-3.11.3-1]", len(p.ReasonCodes), len(filters))
+		return
+	}
+	s.endFlight(p.PacketID)
+	var refused map[string]codec.ReasonCode
+	for i, filter := range filters {
+		if i < len(p.ReasonCodes) && p.ReasonCodes[i].IsError() {
+			if refused == nil {
+				refused = make(map[string]codec.ReasonCode)
+			}
+			refused[filter] = p.ReasonCodes[i]
+			continue
+		}
+		s.unsubscribed(filter)
+	}
+	var err error
+	if refused != nil {
+		err = &SubscribeError{Refused: refused}
+	}
+	f.ctl.finish(err)
+	s.checkDrained()
+}
