@@ -389,3 +389,32 @@ func TestSlowConsumerKeepsConnection(t *testing.T) {
 		t.Fatalf("broker accepted %d connections, want 2 (no reconnect)", got)
 	}
 }
+
+// Several servers: a failed connect moves on to the next one, and the
+// Connected event says which server is in use.
+func TestFailoverToNextServer(t *testing.T) {
+	down := mqtttest.NewBroker(t)
+	downURL := down.URL()
+	if err := down.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	up := mqtttest.NewBroker(t)
+	c := dial(t, mqtt.Config{Servers: []string{downURL, up.URL()}, ClientID: "failover"})
+	if e := waitEvent(t, c, mqtt.Connected); e.Server != up.URL() {
+		t.Fatalf("connected to %q, want the second server %q", e.Server, up.URL())
+	}
+	// The second one goes away and the first comes back: the client
+	// follows.
+	if err := down.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if e := waitEvent(t, c, mqtt.Connected); e.Server != downURL {
+		t.Fatalf("connected to %q, want the first server %q again", e.Server, downURL)
+	}
+	if err := c.Publish(testCtx(t), mqtt.Message{Topic: "t", QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,146 @@
+// Package mqtttest injects the faults an MQTT client has to survive, for the
+// tests of this module and of programs built on it. It has three tools:
+//
+//   - [Broker]: a real MQTT 3.1.1 and 5 broker (mochi-mqtt v2) embedded in
+//     the test process on a loopback port. It can be stopped, restarted and
+//     made to drop its clients, and it keeps its sessions meanwhile, so a
+//     test can show that a persistent session gets what was published
+//     while it was away.
+//   - [Proxy]: a TCP proxy to put between a client and a broker, which cuts
+//     every connection, black-holes the traffic (the half-dead link only a
+//     keepalive can notice), delays it, chops it into small writes, or
+//     refuses new connections.
+//   - [ScriptedBroker]: a fake server that answers the CONNECT and then lets
+//     the test read the client's frames and write any bytes it likes:
+//     malformed frames, absurd lengths, protocol violations, silence.
+//
+// Each has a constructor for tests, NewBroker(t), NewProxy(t, target) and
+// NewScriptedBroker(t), which registers Close with t.Cleanup, so it is shut
+// down even when the test fails midway; and one for programs, StartBroker,
+// StartProxy and StartScriptedBroker, whose caller must Close. After Close no
+// goroutine of theirs remains, so go.uber.org/goleak stays quiet. Everything
+// listens on 127.0.0.1 only.
+//
+// # A test that restarts the broker
+//
+// With this module's client (package mqtt, github.com/robustmqtt/mqtt), a
+// window alarm that must survive a broker restart:
+//
+//	func TestAlarmSurvivesRestart(t *testing.T) {
+//		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+//		defer cancel()
+//		b := mqtttest.NewBroker(t)
+//
+//		panel, err := mqtt.Dial(ctx, mqtt.Config{
+//			Servers:  []string{b.URL()},
+//			ClientID: "panel", // CleanStart false: a persistent session
+//		})
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//		defer panel.Close()
+//		err = panel.Subscribe(ctx, mqtt.Subscription{Filter: "alarm/#", QoS: 1})
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//
+//		// The outage: the panel's connection drops and the port refuses it
+//		// until Start; the session, with its subscription, stays.
+//		if err := b.Stop(); err != nil {
+//			t.Fatal(err)
+//		}
+//		if err := b.Start(); err != nil {
+//			t.Fatal(err)
+//		}
+//		// Published while the panel may still be reconnecting: its session
+//		// queues the message.
+//		if err := b.Publish("alarm/window", []byte("broken"), 1, false); err != nil {
+//			t.Fatal(err)
+//		}
+//
+//		select {
+//		case m := <-panel.Messages():
+//			if string(m.Payload) != "broken" {
+//				t.Errorf("got %q", m.Payload)
+//			}
+//		case <-ctx.Done():
+//			t.Fatal("the alarm was lost across the restart")
+//		}
+//	}
+//
+// Put a Proxy between them, Servers: []string{p.URL()}, for the network's
+// faults: p.Blackhole(true) with a short KeepAlive, then wait for the
+// client's ConnectionLost event; p.Cut() to drop the link at a chosen moment;
+// p.SplitWrites(1) to feed every frame to the client one byte at a time.
+//
+// # Faults, and what the client sees
+//
+//	Broker.Stop        connections end (EOF, no DISCONNECT); new ones are refused
+//	Broker.Start       the same port accepts again, with the same sessions
+//	Broker.Kick        connections end (EOF); reconnecting works at once
+//	Proxy.Cut          connections end (EOF) on both sides
+//	Proxy.Blackhole    nothing arrives and nothing fails: only a timeout notices
+//	Proxy.Refuse       new connections are reset before any CONNACK
+//	Proxy.Latency      every chunk arrives d later, in order
+//	Proxy.SplitWrites  frames arrive in writes of at most n bytes
+//
+// # Waiting, not sleeping
+//
+// Tests should wait for events, not for time. Broker.WaitConnected,
+// WaitDisconnected and WaitInflight, and more generally Broker.Wait with a
+// condition, block until the broker has done something; Proxy.WaitStats
+// until the proxy's counters say so. All take a context for the deadline.
+// Stop, Restart and Kick return only once the broker has finished with the
+// dropped connections, and Proxy.Cut once the connections are closed.
+//
+// # How mochi behaves
+//
+// The Broker is mochi-mqtt v2.7.9, with every client allowed everything and
+// its log discarded (see [BrokerConfig] to see it or to change mochi's
+// options). That version has bugs that would make a correct client look
+// wrong under load or across reconnections. The Broker works around them,
+// with mochi's hooks:
+//
+//   - mochi loses the messages routed to a persistent session while its
+//     client reconnects, and may send some before the CONNACK. The Broker
+//     holds routing back while the session changes hands.
+//   - mochi resends a session's queued messages in an arbitrary order
+//     within each second. The Broker resends them in the order they were
+//     queued.
+//   - mochi's flow control towards an MQTT 5 client that sets a Receive
+//     Maximum stalls for good after twice that many messages, and can
+//     deadlock. The Broker turns it off: mochi sends every message at
+//     once, as it does to MQTT 3.1.1 clients.
+//   - When mochi fails to write the PUBACK or PUBREC of a client's message
+//     it does not route the message, yet sends the acknowledgement when the
+//     session resumes. The Broker drops it, so the client sends the message
+//     again.
+//   - mochi answers a QoS 2 PUBLISH sent again (DUP) while its PUBREL is
+//     awaited with "packet identifier in use". The Broker makes it a
+//     success, as MQTT requires.
+//
+// Worth knowing when writing assertions, as mochi does it still:
+//
+//   - mochi sends PUBACK before it routes the message to subscribers. A test
+//     that publishes and then looks at a subscriber's session should wait for
+//     it with WaitInflight. Stop, Restart and Kick wait for the routing
+//     themselves.
+//   - A resumed session gets its stored messages right after the CONNACK,
+//     all with DUP set, even those never sent before; then the new ones.
+//     A message acknowledged just before the connection dropped may come
+//     again: QoS 1 allows duplicates.
+//   - A session holds at most 8192 unacknowledged messages, and a
+//     connection at most 8192 unwritten ones; beyond that mochi drops
+//     messages, QoS 1 and 2 included (Server().Info.InflightDropped and
+//     MessagesDropped count them).
+//   - When a client connects with the identifier of a connected one, mochi
+//     sends the old connection a DISCONNECT (session taken over), even over
+//     MQTT 3.1.1, where a server never sends DISCONNECT. The Broker never
+//     uses mochi's own shutdown, which does the same to every client.
+//   - mochi closes a connection that has been silent for 1.5 times its
+//     keepalive, in whole seconds: a keepalive of 1 s gives 1 s.
+//   - An MQTT 3.1.1 session with clean session false never expires; an
+//     MQTT 5 session ends with its connection unless the CONNECT set a
+//     session expiry interval.
+//   - Sessions live in memory: they survive Stop and Start, not Close.
+package mqtttest
