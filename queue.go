@@ -1,37 +1,27 @@
 package mqtt
 
 import (
+	"cmp"
 	"iter"
 	"slices"
 )
 
-// opQueue is the FIFO of publishes waiting for a connection or for room in
-// the in-flight window. Withdrawn publishes stay in it until they reach the
-// front, where pop skips them.
-type opQueue struct {
-	items []*pubOp
+// fifo is a first-in, first-out queue that reuses its backing array.
+type fifo[T any] struct {
+	items []T
 	head  int
 }
 
-func (q *opQueue) len() int { return len(q.items) - q.head }
+func (q *fifo[T]) len() int { return len(q.items) - q.head }
 
-func (q *opQueue) push(o *pubOp) { q.items = append(q.items, o) }
+func (q *fifo[T]) push(v T) { q.items = append(q.items, v) }
 
-// peek returns the first publish that still wants sending, dropping
-// finished ones on the way; nil when there is none.
-func (q *opQueue) peek() *pubOp {
-	for q.len() > 0 {
-		o := q.items[q.head]
-		if !o.done() && o.state.Load() != opWithdrawn {
-			return o
-		}
-		q.pop()
-	}
-	return nil
-}
+// front returns the first element; the queue must not be empty.
+func (q *fifo[T]) front() *T { return &q.items[q.head] }
 
-func (q *opQueue) pop() {
-	q.items[q.head] = nil
+func (q *fifo[T]) pop() {
+	var zero T
+	q.items[q.head] = zero // drop the reference for the collector
 	q.head++
 	if q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
@@ -43,25 +33,36 @@ func (q *opQueue) pop() {
 	}
 }
 
-// pushFront puts os back at the front, in their order.
-func (q *opQueue) pushFront(os []*pubOp) {
-	if len(os) == 0 {
+// pushFront puts vs back at the front, in their order.
+func (q *fifo[T]) pushFront(vs []T) {
+	if len(vs) == 0 {
 		return
 	}
-	rest := q.items[q.head:]
-	q.items = append(slices.Clone(os), rest...)
+	q.items = append(slices.Clone(vs), q.items[q.head:]...)
 	q.head = 0
 }
 
-// all yields every publish still in the queue.
-func (q *opQueue) all() iter.Seq[*pubOp] {
-	return func(yield func(*pubOp) bool) {
-		for _, o := range q.items[q.head:] {
-			if !yield(o) {
-				return
-			}
+// all yields every element, front first.
+func (q *fifo[T]) all() iter.Seq[T] {
+	return slices.Values(q.items[q.head:])
+}
+
+// opQueue is the FIFO of publishes waiting for a connection or for room in
+// the in-flight window. Withdrawn publishes stay in it until they reach the
+// front, where peek drops them.
+type opQueue struct{ fifo[*pubOp] }
+
+// peek returns the first publish that still wants sending, dropping
+// finished ones on the way; nil when there is none.
+func (q *opQueue) peek() *pubOp {
+	for q.len() > 0 {
+		o := *q.front()
+		if !o.done() && o.state.Load() != opWithdrawn {
+			return o
 		}
+		q.pop()
 	}
+	return nil
 }
 
 // delivery is one inbound message waiting for the application, with what
@@ -72,39 +73,7 @@ type delivery struct {
 	gen uint64
 }
 
-// deliveryQueue is the FIFO of inbound messages for the application.
-type deliveryQueue struct {
-	items []delivery
-	head  int
-}
-
-func (q *deliveryQueue) len() int { return len(q.items) - q.head }
-
-func (q *deliveryQueue) push(d delivery) { q.items = append(q.items, d) }
-
-func (q *deliveryQueue) peek() *delivery { return &q.items[q.head] }
-
-func (q *deliveryQueue) pop() {
-	q.items[q.head] = delivery{}
-	q.head++
-	if q.head == len(q.items) {
-		q.items, q.head = q.items[:0], 0
-	} else if q.head > 1024 && q.head*2 > len(q.items) {
-		n := copy(q.items, q.items[q.head:])
-		clear(q.items[n:])
-		q.items, q.head = q.items[:n], 0
-	}
-}
-
 // sortFlights orders flights by when they were first sent.
 func sortFlights(fs []*flight) {
-	slices.SortFunc(fs, func(a, b *flight) int {
-		switch {
-		case a.seq < b.seq:
-			return -1
-		case a.seq > b.seq:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(fs, func(a, b *flight) int { return cmp.Compare(a.seq, b.seq) })
 }

@@ -48,7 +48,7 @@ type session struct {
 
 	// Inbound.
 	in       map[uint16]*inState // QoS 1/2 packet identifiers of the broker's, by state
-	pending  deliveryQueue       // messages waiting for the application
+	pending  fifo[delivery]      // messages waiting for the application
 	dropped  int                 // QoS 0 messages dropped since the last MessagesDropped event
 	dropping bool
 
@@ -100,7 +100,7 @@ func (s *session) run() {
 		var deliver chan<- Message
 		var head Message
 		if s.pending.len() > 0 {
-			deliver, head = c.messages, s.pending.peek().msg
+			deliver, head = c.messages, s.pending.front().msg
 		}
 		var connDone <-chan struct{}
 		if s.cur != nil {

@@ -112,7 +112,7 @@ func (s *session) resolveTopic(p *codec.Publish) (string, bool) {
 // delivered is called once the application received the first pending
 // message from Messages.
 func (s *session) delivered() {
-	d := s.pending.peek()
+	d := s.pending.front()
 	id, gen, qos := d.id, d.gen, d.msg.QoS
 	s.pending.pop()
 	if qos > AtMostOnce && !s.cfg.ManualAck {
