@@ -186,6 +186,8 @@ func (s *session) connected(cn *conn.Conn) {
 		}
 	}
 
+	// The flights to send again, listed before re-subscribing adds its own.
+	unfinished := s.flightsInOrder()
 	if !ack.SessionPresent {
 		// The broker has none of our state: forget the inbound side
 		// (acks for it are meaningless now) and subscribe again.
@@ -202,7 +204,7 @@ func (s *session) connected(cn *conn.Conn) {
 	}
 	// Unfinished flights in their original order [MQTT-4.4.0-1]: PUBLISH
 	// again (DUP if the broker may have seen it), or PUBREL.
-	for _, f := range s.flightsInOrder() {
+	for _, f := range unfinished {
 		switch {
 		case f.kind != codec.TypePublish:
 			cn.Send(conn.Frame{Packet: f.pkt, Track: trackerOf(f.ctl)})

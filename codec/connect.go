@@ -297,7 +297,7 @@ func (p *Connack) bodyLen(version byte) (int, error) {
 		if _, ok := connackToV311(p.ReasonCode); !ok {
 			return 0, errorf(MalformedPacket, TypeConnack, -1, "reason code %s has no MQTT 3.1.1 return code", p.ReasonCode)
 		}
-	} else if !connackCodes.has(p.ReasonCode) {
+	} else if !connackCodes.permits(p.ReasonCode) {
 		return 0, errorf(ProtocolError, TypeConnack, -1, "reason code 0x%02X is not valid in CONNACK", byte(p.ReasonCode))
 	}
 	n := 2

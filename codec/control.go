@@ -72,7 +72,7 @@ func (p *Disconnect) appendBody(dst []byte, version byte) []byte {
 // properties, both left out when the code is 0 and there are no properties (sections
 // 3.14.2.1, 3.15.2.1), and in a DISCONNECT the properties left out when there are none.
 func codeAndPropsLen(t PacketType, allowed *codeSet, code ReasonCode, props *Properties) (int, error) {
-	if !allowed.has(code) {
+	if !allowed.permits(code) {
 		return 0, errorf(ProtocolError, t, -1, "reason code 0x%02X is not valid in %s", byte(code), t)
 	}
 	n, err := props.encodedLen(propContext(t))

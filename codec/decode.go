@@ -408,7 +408,7 @@ func (d *decoder) reasonCode(allowed *codeSet) (ReasonCode, error) {
 	if err != nil {
 		return 0, err
 	}
-	if !allowed.has(ReasonCode(c)) {
+	if !allowed.permits(ReasonCode(c)) {
 		return 0, d.errAt(ProtocolError, d.off-1, "reason code 0x%02X is not valid in %s", c, d.t)
 	}
 	return ReasonCode(c), nil

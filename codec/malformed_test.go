@@ -119,7 +119,7 @@ var malformed = []struct {
 	{"protocol", "SUBACK without codes", codec.V5, "90 03 00 01 00", codec.ProtocolError, 5},
 	{"protocol", "No Local on a shared subscription", codec.V5, "82 10 00 01 00 00 0A 24 73 68 61 72 65 2F 67 2F 74 04", codec.ProtocolError, 17},
 	{"protocol", "retain handling 3", codec.V5, "82 07 00 01 00 00 01 61 30", codec.ProtocolError, 8},
-	{"protocol", "reason code 0x92 in PUBACK", codec.V5, "40 03 00 01 92", codec.ProtocolError, 4},
+	{"protocol", "success code 0x18 in PUBACK", codec.V5, "40 03 00 01 18", codec.ProtocolError, 4},
 	{"protocol", "reason code 0x04 in AUTH", codec.V5, "F0 01 04", codec.ProtocolError, 2},
 	{"protocol", "session present with an error", codec.V311, "20 02 01 05", codec.ProtocolError, 2},
 	{"protocol", "CONNACK return code 6", codec.V311, "20 02 00 06", codec.ProtocolError, 3},
@@ -284,5 +284,19 @@ func TestBadArguments(t *testing.T) {
 	}
 	if _, err := (&codec.Publish{Topic: "t"}).AppendTo(nil, 3); !errors.Is(err, codec.ErrVersion) {
 		t.Errorf("Publish.AppendTo at version 3: %v", err)
+	}
+}
+
+// A failure code that the packet's table does not list still decodes, for
+// every packet whose table has failure codes: the receiver learns that its
+// request failed and why, and a protocol error would only turn a refusal
+// into a reconnect loop (Mosquitto 2.0 answers an oversized PUBLISH with
+// PUBACK 0x95).
+func TestUnlistedFailureCodesDecode(t *testing.T) {
+	for _, hex := range []string{"40 03 00 01 95", "50 03 00 01 97", "70 03 00 01 80", "90 04 00 01 00 9C", "B0 04 00 01 00 95", "20 03 00 A0 00", "E0 01 92"} {
+		b := h(hex)
+		if _, _, err := codec.Decode(b, codec.V5, 0); err != nil {
+			t.Errorf("Decode(% x) = %v, want it accepted", b, err)
+		}
 	}
 }

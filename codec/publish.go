@@ -243,7 +243,7 @@ func (a *ack) bodyLen(t PacketType, version byte) (int, error) {
 		}
 		return 2, nil
 	}
-	if !ackCodes(t).has(a.ReasonCode) {
+	if !ackCodes(t).permits(a.ReasonCode) {
 		return 0, errorf(ProtocolError, t, -1, "reason code 0x%02X is not valid in %s", byte(a.ReasonCode), t)
 	}
 	n, err := a.Properties.encodedLen(propContext(t))

@@ -116,18 +116,39 @@ func (c ReasonCode) String() string {
 // IsError reports whether c reports a failure (0x80 and above).
 func (c ReasonCode) IsError() bool { return c >= 0x80 }
 
-// codeSet is a set of reason codes, one bit per value.
-type codeSet [4]uint64
+// codeSet is a set of reason codes, one bit per value, and whether any
+// failure code is accepted besides those listed.
+type codeSet struct {
+	bits       [4]uint64
+	anyFailure bool
+}
 
 func newCodeSet(codes ...ReasonCode) codeSet {
 	var s codeSet
 	for _, c := range codes {
-		s[c>>6] |= 1 << (c & 63)
+		s.bits[c>>6] |= 1 << (c & 63)
 	}
 	return s
 }
 
-func (s *codeSet) has(c ReasonCode) bool { return s[c>>6]&(1<<(c&63)) != 0 }
+// orAnyFailure returns s accepting every failure code (0x80 and above) too.
+func (s codeSet) orAnyFailure() codeSet {
+	s.anyFailure = true
+	return s
+}
+
+func (s *codeSet) has(c ReasonCode) bool { return s.bits[c>>6]&(1<<(c&63)) != 0 }
+
+// permits reports whether a packet whose table is s may carry c: a code from
+// its table, or, for most packets, any failure code (0x80 and above). Brokers answer with
+// failure codes their packet's table does not list (Mosquitto 2.0 refuses
+// an oversized PUBLISH with PUBACK 0x95 Packet Too Large); the receiver
+// still learns what it needs, that the request failed and why, so treating
+// such a code as a protocol error would only turn a refusal into a
+// reconnect loop.
+// AUTH and the 3.1.1 SUBACK stay strict: a failure code outside their
+// tables is content from another protocol version or a corrupt frame.
+func (s *codeSet) permits(c ReasonCode) bool { return (s.anyFailure && c.IsError()) || s.has(c) }
 
 // The reason codes each MQTT 5.0 packet may carry: the tables in sections 3.2.2.2, 3.4.2.1,
 // 3.5.2.1, 3.6.2.1, 3.7.2.1, 3.9.3, 3.11.3, 3.14.2.1 and 3.15.2.1.
@@ -137,18 +158,18 @@ var (
 		BadUserNameOrPassword, NotAuthorized, ServerUnavailable, ServerBusy, Banned,
 		BadAuthenticationMethod, TopicNameInvalid, PacketTooLarge, QuotaExceeded,
 		PayloadFormatInvalid, RetainNotSupported, QoSNotSupported, UseAnotherServer,
-		ServerMoved, ConnectionRateExceeded)
+		ServerMoved, ConnectionRateExceeded).orAnyFailure()
 	pubackCodes = newCodeSet(Success, NoMatchingSubscribers, UnspecifiedError,
 		ImplementationSpecificError, NotAuthorized, TopicNameInvalid, PacketIdentifierInUse,
-		QuotaExceeded, PayloadFormatInvalid) // PUBACK and PUBREC
-	pubrelCodes = newCodeSet(Success, PacketIdentifierNotFound) // PUBREL and PUBCOMP
+		QuotaExceeded, PayloadFormatInvalid).orAnyFailure() // PUBACK and PUBREC
+	pubrelCodes = newCodeSet(Success, PacketIdentifierNotFound).orAnyFailure() // PUBREL and PUBCOMP
 	subackCodes = newCodeSet(GrantedQoS0, GrantedQoS1, GrantedQoS2, UnspecifiedError,
 		ImplementationSpecificError, NotAuthorized, TopicFilterInvalid, PacketIdentifierInUse,
 		QuotaExceeded, SharedSubscriptionsNotSupported, SubscriptionIdentifiersNotSupported,
-		WildcardSubscriptionsNotSupported)
+		WildcardSubscriptionsNotSupported).orAnyFailure()
 	subackCodesV311 = newCodeSet(GrantedQoS0, GrantedQoS1, GrantedQoS2, UnspecifiedError)
 	unsubackCodes   = newCodeSet(Success, NoSubscriptionExisted, UnspecifiedError,
-		ImplementationSpecificError, NotAuthorized, TopicFilterInvalid, PacketIdentifierInUse)
+		ImplementationSpecificError, NotAuthorized, TopicFilterInvalid, PacketIdentifierInUse).orAnyFailure()
 	disconnectCodes = newCodeSet(NormalDisconnection, DisconnectWithWill, UnspecifiedError,
 		MalformedPacket, ProtocolError, ImplementationSpecificError, NotAuthorized, ServerBusy,
 		ServerShuttingDown, KeepAliveTimeout, SessionTakenOver, TopicFilterInvalid,
@@ -156,7 +177,7 @@ var (
 		MessageRateTooHigh, QuotaExceeded, AdministrativeAction, PayloadFormatInvalid,
 		RetainNotSupported, QoSNotSupported, UseAnotherServer, ServerMoved,
 		SharedSubscriptionsNotSupported, ConnectionRateExceeded, MaximumConnectTime,
-		SubscriptionIdentifiersNotSupported, WildcardSubscriptionsNotSupported)
+		SubscriptionIdentifiersNotSupported, WildcardSubscriptionsNotSupported).orAnyFailure()
 	authCodes = newCodeSet(Success, ContinueAuthentication, ReAuthenticate)
 )
 

@@ -232,7 +232,7 @@ func ackListLen(t PacketType, id uint16, codes []ReasonCode, props *Properties, 
 	}
 	allowed := listCodes(t, version)
 	for i, c := range codes {
-		if !allowed.has(c) {
+		if !allowed.permits(c) {
 			return 0, errorf(ProtocolError, t, -1, "reason code %d (0x%02X) is not valid in %s", i, byte(c), t)
 		}
 	}
