@@ -13,7 +13,7 @@ import (
 // (see brokerHook.OnSessionEstablish). Routings take microseconds; only a
 // publisher whose socket is full can hold one up, and then the takeover
 // goes ahead unprotected rather than wait for it.
-const takeoverTimeout = 2 * time.Second
+const takeoverTimeout = 10 * time.Second
 
 // brokerHook is the Broker's mochi hook. It allows every client everything
 // (as mochi's auth.AllowHook does, whose package would pull in a YAML
