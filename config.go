@@ -87,6 +87,9 @@ type Config struct {
 	// MaxInflight bounds the QoS 1/2 publishes sent and not yet
 	// acknowledged. The window in force is the smaller of this and an
 	// MQTT 5 broker's Receive Maximum. Zero means DefaultMaxInflight (100).
+	// An MQTT 3.1.1 broker announces no limit, so match its own: Mosquitto
+	// 2.0 (max_inflight_messages, default 20) acknowledges and then drops
+	// what a 3.1.1 client sends beyond it, and closes the connection.
 	MaxInflight int
 
 	// MaxQueued bounds the publishes accepted and not yet finished

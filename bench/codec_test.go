@@ -1,8 +1,3 @@
-// Package bench compares robustmqtt's codec with its peers in one run, so the figures
-// share a machine and a moment. It is a separate module so that the peers never become
-// dependencies of the library.
-//
-//	go test -run '^$' -bench . -benchmem
 package bench
 
 import (
@@ -73,6 +68,7 @@ func BenchmarkEncode(b *testing.B) {
 				}
 			}
 		})
+		encodePeers(b, size)
 	}
 }
 
@@ -141,6 +137,7 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			}
 		})
+		decodePeers(b, size)
 	}
 }
 
