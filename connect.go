@@ -35,9 +35,9 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 		cn.Close()
 		return context.Cause(ctx)
 	}
+	g.Up() // CONNACK is in: up, even if a loop fails the next instant
 	g.Go(cn.ReadLoop)
 	g.Go(cn.WriteLoop)
-	g.Up()
 	c.runUp = true
 
 	ack := cn.Connack()

@@ -266,8 +266,10 @@ func TestEventOrder(t *testing.T) {
 					})
 					return nil
 				}
-				g.Go(func(ctx context.Context) error { return errKick })
+				// Up first: a member that fails before Up is called
+				// would make the Up a no-op (the run is already failing).
 				g.Up()
+				g.Go(func(ctx context.Context) error { return errKick })
 				return nil
 			},
 			Backoff: backoff.MaxAttempts(backoff.Constant(time.Second), 2),
