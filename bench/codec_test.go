@@ -41,18 +41,7 @@ func mochi(size int) *packets.Packet {
 // reused bytes.Buffer (mochi's packets.Packet.PublishEncode, its 3.1.1 path).
 func BenchmarkEncode(b *testing.B) {
 	for _, size := range sizes {
-		b.Run("robustmqtt/"+sizeName(size), func(b *testing.B) {
-			p := ours(size)
-			buf, _ := p.AppendTo(nil, codec.V311)
-			b.SetBytes(int64(len(buf)))
-			b.ReportAllocs()
-			for b.Loop() {
-				var err error
-				if buf, err = p.AppendTo(buf[:0], codec.V311); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+		b.Run("robustmqtt/"+sizeName(size), func(b *testing.B) { benchAppend(b, size, codec.V311) })
 		b.Run("mochi/"+sizeName(size), func(b *testing.B) {
 			pk := mochi(size)
 			var buf bytes.Buffer
@@ -83,15 +72,7 @@ func BenchmarkDecode(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Run("robustmqtt/"+sizeName(size), func(b *testing.B) {
-			b.SetBytes(int64(len(frame)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, _, err := codec.Decode(frame, codec.V311, 0); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+		b.Run("robustmqtt/"+sizeName(size), func(b *testing.B) { benchDecode(b, frame, codec.V311) })
 		b.Run("robustmqtt-ReadPacket/"+sizeName(size), func(b *testing.B) {
 			r := bufio.NewReaderSize(&repeatReader{frame: frame}, 64<<10)
 			b.SetBytes(int64(len(frame)))

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -29,6 +30,15 @@ const inProcessEnv = "ROBUSTMQTT_BENCH_BROKER_IN_PROCESS"
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(serveChildBroker())
+	}
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		// A configuration line, as benchstat and cmd/ratios read them.
+		if os.Getenv(inProcessEnv) == "1" {
+			fmt.Println("broker: in-process")
+		} else {
+			fmt.Println("broker: child-process")
+		}
 	}
 	goleak.VerifyTestMain(stopChildAfter{m})
 }

@@ -1,0 +1,119 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/robustmqtt/mqtt/mqtttest"
+)
+
+// The tests check the harness itself, quickly: every client kind
+// publishes in every mode, delivers end to end, survives a restart. A
+// benchmark that measured a client doing less than the others would be
+// worse than none.
+
+const smokeMessages = 300
+
+func TestPublishers(t *testing.T) {
+	addr := brokerAddr(t)
+	for _, qos := range []byte{0, 1, 2} {
+		for _, win := range []int{1, window} {
+			for _, kind := range throughputClients {
+				t.Run(fmt.Sprintf("qos=%d/win=%d/client=%s", qos, win, kind), func(t *testing.T) {
+					ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+					defer cancel()
+					p, err := newPublisher(ctx, kind, addr, topic, qos, win)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer p.close()
+					if err := publishAll(p); err != nil {
+						t.Fatal(err)
+					}
+				})
+			}
+		}
+	}
+}
+
+// publishAll publishes smokeMessages messages with p and waits for them.
+func publishAll(p publisher) error {
+	for range smokeMessages {
+		if err := p.publish(); err != nil {
+			return err
+		}
+	}
+	return p.finish()
+}
+
+// TestRoundTrip checks that each subscriber gets exactly what its publisher
+// sent, with the publisher pipelined as in BenchmarkRoundTrip.
+func TestRoundTrip(t *testing.T) {
+	addr := brokerAddr(t)
+	for _, kind := range throughputClients {
+		t.Run("client="+kind, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			var got atomic.Int64
+			all := make(chan struct{})
+			pub, sub, err := newPair(ctx, kind, addr, func(n int) {
+				if got.Add(int64(n)) == smokeMessages {
+					close(all)
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.close()
+			defer pub.close()
+			if err := publishAll(pub); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-all:
+			case <-ctx.Done():
+				t.Fatalf("received %d of %d", got.Load(), smokeMessages)
+			}
+		})
+	}
+}
+
+// TestResumers runs two outages per reconnecting client.
+func TestResumers(t *testing.T) {
+	for _, kind := range []string{robust, pahoV3, pahoAuto} {
+		t.Run("client="+kind, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			br := mqtttest.NewBroker(t)
+			r, err := newResumer(ctx, kind, br.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.close()
+			for range 2 {
+				if _, err := outage(ctx, br, r); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestIdle dials a few idle clients of each kind and closes them.
+func TestIdle(t *testing.T) {
+	addr := brokerAddr(t)
+	for _, kind := range idleKinds {
+		t.Run("client="+kind, func(t *testing.T) {
+			for range 3 {
+				c, err := dialIdle(t.Context(), kind, addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c()
+			}
+		})
+	}
+}

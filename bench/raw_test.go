@@ -1,0 +1,305 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+
+	"github.com/robustmqtt/mqtt/codec"
+)
+
+// The raw client is the ceiling: MQTT 3.1.1 frames encoded before the
+// benchmark starts, written in batches on a bare TCP connection, and a
+// reader that only counts acknowledgements (and, for QoS 2, answers each
+// PUBREC with a pre-encoded PUBREL). No client that encodes, tracks and
+// reports each message can beat it.
+
+// rawFrames is how many distinct PUBLISH frames are pre-encoded, with
+// packet identifiers 1..rawFrames, used in turn. More than the window, so
+// an identifier comes round again only after its flow has ended.
+const rawFrames = 1000
+
+// barrierID is the packet identifier of the QoS 1 publish that ends a QoS 0
+// run, outside 1..rawFrames.
+const barrierID = 65535
+
+// rawConnect opens a connection and completes CONNECT/CONNACK (MQTT 3.1.1,
+// clean session, no keepalive).
+func rawConnect(ctx context.Context, addr string) (net.Conn, error) {
+	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	frame, err := (&codec.Connect{Version: codec.V311, CleanStart: true, ClientID: clientID(raw)}).AppendTo(nil, codec.V311)
+	if err == nil {
+		err = rawExchange(nc, frame, []byte{0x20, 0x02, 0x00, 0x00})
+	}
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("raw: connect: %w", err)
+	}
+	return nc, nil
+}
+
+// rawExchange writes frame and expects exactly want in answer.
+func rawExchange(nc net.Conn, frame, want []byte) error {
+	if _, err := nc.Write(frame); err != nil {
+		return err
+	}
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(nc, got); err != nil {
+		return err
+	}
+	if string(got) != string(want) {
+		return fmt.Errorf("got % x, want % x", got, want)
+	}
+	return nil
+}
+
+// walkFrames calls fn for each complete frame at the front of buf, with
+// its first byte and its body, and returns how many bytes those frames
+// took.
+func walkFrames(buf []byte, fn func(h byte, body []byte)) int {
+	off := 0
+	for len(buf)-off >= 2 {
+		n, shift, i := 0, 0, off+1
+		for {
+			if i >= len(buf) || shift > 21 {
+				return off
+			}
+			c := buf[i]
+			i++
+			n |= int(c&0x7f) << shift
+			shift += 7
+			if c&0x80 == 0 {
+				break
+			}
+		}
+		if len(buf)-i < n {
+			return off
+		}
+		fn(buf[off], buf[i:i+n])
+		off = i + n
+	}
+	return off
+}
+
+// rawReadLoop reads frames until the connection fails, hands each chunk's
+// frames to fn, and writes whatever fn appended to out after each chunk.
+func rawReadLoop(nc net.Conn, fn func(h byte, body []byte, out []byte) []byte) error {
+	buf := make([]byte, 64<<10)
+	var out []byte
+	have := 0
+	for {
+		n, err := nc.Read(buf[have:])
+		if err != nil {
+			return err
+		}
+		have += n
+		used := walkFrames(buf[:have], func(h byte, body []byte) { out = fn(h, body, out) })
+		have = copy(buf, buf[used:have])
+		if len(out) > 0 {
+			if _, err := nc.Write(out); err != nil {
+				return err
+			}
+			out = out[:0]
+		}
+	}
+}
+
+// rawPub is the raw publisher.
+type rawPub struct {
+	nc     net.Conn
+	qos    byte
+	win    int
+	frames []byte // rawFrames PUBLISH frames, back to back
+	size   int    // bytes per frame
+	rels   []byte // PUBREL frames for identifiers 1..rawFrames (QoS 2)
+	next   int    // the first frame not yet written
+	pend   int    // frames taken but not yet written, from next on
+	sent   int64  // frames written that expect an acknowledgement
+
+	acked  atomic.Int64  // PUBACKs (QoS 1), PUBCOMPs (QoS 2)
+	signal chan struct{} // 1-buffered: acked grew
+	stop   <-chan struct{}
+	done   chan struct{} // the reader has exited
+	err    error         // why the reader exited; read after done
+}
+
+func dialRawPub(ctx context.Context, addr, topic string, qos byte, win int) (*rawPub, error) {
+	p := &rawPub{qos: qos, win: win, signal: make(chan struct{}, 1), stop: ctx.Done(), done: make(chan struct{})}
+	for id := uint16(1); id <= rawFrames; id++ {
+		pkt := codec.Publish{Topic: topic, Payload: payload, QoS: codec.QoS(qos)}
+		if qos > 0 {
+			pkt.PacketID = id
+		}
+		var err error
+		if p.frames, err = pkt.AppendTo(p.frames, codec.V311); err != nil {
+			return nil, err
+		}
+		if p.rels, err = (&codec.Pubrel{PacketID: id}).AppendTo(p.rels, codec.V311); err != nil {
+			return nil, err
+		}
+	}
+	p.size = len(p.frames) / rawFrames
+	nc, err := rawConnect(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	p.nc = nc
+	go func() {
+		defer close(p.done)
+		p.err = rawReadLoop(nc, p.onFrame)
+	}()
+	return p, nil
+}
+
+// onFrame runs on the reader goroutine.
+func (p *rawPub) onFrame(h byte, body, out []byte) []byte {
+	switch h {
+	case 0x40, 0x70: // PUBACK, PUBCOMP
+		p.acked.Add(1)
+		select {
+		case p.signal <- struct{}{}:
+		default:
+		}
+	case 0x50: // PUBREC: answer with the pre-encoded PUBREL
+		if id := int(binary.BigEndian.Uint16(body)); id >= 1 && id <= rawFrames {
+			out = append(out, p.rels[(id-1)*4:id*4]...)
+		}
+	}
+	return out
+}
+
+func (p *rawPub) publish() error {
+	if p.qos > 0 {
+		// Window full (the frames not yet written count): write what is
+		// pending, then wait until a quarter of the window is free, so
+		// that the next write carries a batch rather than one frame per
+		// acknowledgement.
+		if p.sent+int64(p.pend)-p.acked.Load() >= int64(p.win) {
+			if err := p.flush(); err != nil {
+				return err
+			}
+			for p.sent-p.acked.Load() > int64(p.win-max(1, p.win/4)) {
+				if err := p.wait(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	p.pend++
+	if p.next+p.pend == rawFrames || (p.qos == 0 && p.pend == window) {
+		return p.flush()
+	}
+	return nil
+}
+
+func (p *rawPub) push() error { return p.flush() }
+
+// flush writes the pending frames in one call.
+func (p *rawPub) flush() error {
+	if p.pend == 0 {
+		return nil
+	}
+	if _, err := p.nc.Write(p.frames[p.next*p.size : (p.next+p.pend)*p.size]); err != nil {
+		return err
+	}
+	if p.qos > 0 {
+		p.sent += int64(p.pend)
+	}
+	p.next = (p.next + p.pend) % rawFrames
+	p.pend = 0
+	return nil
+}
+
+// wait blocks until acked grows.
+func (p *rawPub) wait() error {
+	select {
+	case <-p.signal:
+		return nil
+	case <-p.done:
+		return fmt.Errorf("raw: reader: %w", p.err)
+	case <-p.stop:
+		return errors.New("raw: timed out waiting for acknowledgements")
+	}
+}
+
+func (p *rawPub) finish() error {
+	if err := p.flush(); err != nil {
+		return err
+	}
+	if p.qos == 0 {
+		b, err := (&codec.Publish{Topic: barrierT, Payload: payload, QoS: codec.QoS1, PacketID: barrierID}).AppendTo(nil, codec.V311)
+		if err != nil {
+			return err
+		}
+		if _, err := p.nc.Write(b); err != nil {
+			return err
+		}
+		p.sent++
+	}
+	for p.acked.Load() < p.sent {
+		if err := p.wait(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *rawPub) close() {
+	p.nc.Write([]byte{0xE0, 0x00}) // DISCONNECT
+	p.nc.Close()
+	<-p.done
+}
+
+// rawSub is the raw subscriber: it acknowledges each QoS 1 PUBLISH with a
+// PUBACK, all of a read's PUBACKs in one write.
+type rawSub struct {
+	nc   net.Conn
+	done chan struct{}
+}
+
+func dialRawSub(ctx context.Context, addr, topic string, got func(int)) (*rawSub, error) {
+	nc, err := rawConnect(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	frame, err := (&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: topic, QoS: codec.QoS1}}}).AppendTo(nil, codec.V311)
+	if err == nil {
+		err = rawExchange(nc, frame, []byte{0x90, 0x03, 0x00, 0x01, 0x01})
+	}
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("raw: subscribe: %w", err)
+	}
+	s := &rawSub{nc: nc, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		rawReadLoop(nc, func(h byte, body, out []byte) []byte {
+			if h>>4 != 3 {
+				return out
+			}
+			got(1)
+			if (h>>1)&3 == 0 || len(body) < 2 {
+				return out
+			}
+			at := 2 + int(binary.BigEndian.Uint16(body))
+			if len(body) < at+2 {
+				return out
+			}
+			return append(out, 0x40, 0x02, body[at], body[at+1])
+		})
+	}()
+	return s, nil
+}
+
+func (s *rawSub) close() {
+	s.nc.Write([]byte{0xE0, 0x00})
+	s.nc.Close()
+	<-s.done
+}
