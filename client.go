@@ -73,7 +73,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		pubs:     make(chan *pubOp),
 		ctrl:     make(chan any),
 		conns:    make(chan *conn.Conn),
-		inbound:  make(chan conn.Inbound, 64),
+		inbound:  make(chan conn.Inbound, 16),
 		slots:    make(chan struct{}, s.MaxQueued),
 		progress: make(chan struct{}, 1),
 		messages: make(chan Message),
@@ -214,7 +214,7 @@ func (c *Client) control(ctx context.Context, o *ctlOp, what string) error {
 func (c *Client) Messages() <-chan Message { return c.messages }
 
 // Events returns the channel of connection lifecycle events. The client
-// never waits for it: when 64 events are unread the oldest is dropped, so
+// never waits for it: when 16 events are unread the oldest is dropped, so
 // an application that does not read it loses nothing but history. It is
 // closed after the client stops.
 func (c *Client) Events() <-chan Event { return c.events }

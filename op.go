@@ -103,10 +103,13 @@ func withdrawnError(ctx context.Context, what string) error {
 	return fmt.Errorf("%w: %s: %w", ErrWithdrawn, what, context.Cause(ctx))
 }
 
-// pubOp is one Publish call.
+// pubOp is one Publish call. The flight and the PUBREL live inside it so
+// that a QoS 1/2 publish costs no allocations beyond the op itself.
 type pubOp struct {
 	op
 	pkt codec.Publish
+	fl  flight       // its flight while it has a packet identifier
+	rel codec.Pubrel // QoS 2: set once on the first PUBREC, then only read
 }
 
 // ctlOp is one Subscribe or Unsubscribe call.

@@ -209,7 +209,7 @@ func (s *session) connected(cn *conn.Conn) {
 		case f.kind != codec.TypePublish:
 			cn.Send(conn.Frame{Packet: f.pkt, Track: trackerOf(f.ctl)})
 		case f.relNeeded:
-			cn.Send(conn.Frame{Packet: &codec.Pubrel{PacketID: f.pub.id}})
+			cn.Send(conn.Frame{Packet: &f.pub.rel})
 		default:
 			p := f.pub.pkt // a copy: the writer may still hold the old one
 			p.Dup = ack.SessionPresent && f.pub.state.Load() == opClaimed

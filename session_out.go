@@ -78,7 +78,8 @@ func (s *session) pump() {
 			}
 			o.id, o.inFlight, o.pkt.PacketID = id, true, id
 			s.seq++
-			s.flights[id] = &flight{seq: s.seq, kind: codec.TypePublish, pub: o}
+			o.fl = flight{seq: s.seq, kind: codec.TypePublish, pub: o}
+			s.flights[id] = &o.fl
 			s.pubInflight++
 		} else if err := s.fits(&o.pkt); err != nil {
 			s.queue.pop()
@@ -268,8 +269,13 @@ func (s *session) onPubrec(p *codec.Pubrec) {
 		s.checkDrained()
 		return
 	}
-	f.relNeeded = true // a repeated PUBREC (after a reconnect) gets PUBREL again
-	s.cur.Send(conn.Frame{Packet: &codec.Pubrel{PacketID: p.PacketID}})
+	if !f.relNeeded {
+		// Written once: a writer may still be encoding an earlier send.
+		f.relNeeded = true
+		f.pub.rel = codec.Pubrel{PacketID: p.PacketID}
+	}
+	// A repeated PUBREC (after a reconnect) gets PUBREL again.
+	s.cur.Send(conn.Frame{Packet: &f.pub.rel})
 }
 
 // onPubcomp ends a QoS 2 publish.

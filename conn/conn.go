@@ -15,9 +15,10 @@ import (
 	"github.com/robustmqtt/mqtt/codec"
 )
 
-// readBufferSize is the size of the buffered reader under the decoder: large
-// enough that a burst of small acknowledgements costs one read system call.
-const readBufferSize = 32 << 10
+// readBufferSize is the size of the buffered reader under the decoder: a
+// burst of a thousand acknowledgements costs one read system call, and an
+// idle connection holds only this much (larger frames are read through).
+const readBufferSize = 4 << 10
 
 // disconnectWriteBudget bounds how long a failing connection may spend on a
 // best-effort MQTT 5 DISCONNECT that tells the broker why it is being cut.
