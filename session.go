@@ -115,7 +115,11 @@ func (s *session) run() {
 			s.connected(cn)
 		case in := <-c.inbound:
 			if in.Conn == s.cur {
-				s.receive(in.Packet)
+				if in.Packet == nil {
+					s.receiveAck(in.Ack, in.ID)
+				} else {
+					s.receive(in.Packet)
+				}
 			}
 		case <-connDone:
 			s.lost()

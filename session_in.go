@@ -28,6 +28,19 @@ func (s *session) receive(p codec.Packet) {
 	}
 }
 
+// receiveAck handles a plain acknowledgement that conn did not decode into
+// a packet, to save its allocation.
+func (s *session) receiveAck(t codec.PacketType, id uint16) {
+	switch t {
+	case codec.TypePuback:
+		s.onPuback(&codec.Puback{PacketID: id})
+	case codec.TypePubrec:
+		s.onPubrec(&codec.Pubrec{PacketID: id})
+	case codec.TypePubcomp:
+		s.onPubcomp(&codec.Pubcomp{PacketID: id})
+	}
+}
+
 // onPublish takes an inbound message: resolve its topic alias, drop a
 // duplicate of a QoS 1/2 message still in hand, queue it for the
 // application.

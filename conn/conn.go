@@ -56,9 +56,16 @@ type Config struct {
 // Inbound is one frame from the broker, with the connection it came on, so
 // that a receiver serving several connections over time can tell a late
 // frame from a dead connection apart from a current one.
+//
+// A plain acknowledgement, the 4-byte PUBACK, PUBREC or PUBCOMP that
+// carries nothing but a packet identifier (success, no properties), comes
+// without a decoded packet so that it costs no allocation: Packet is nil,
+// Ack its type and ID its identifier.
 type Inbound struct {
 	Conn   *Conn
 	Packet codec.Packet
+	Ack    codec.PacketType // TypePuback, TypePubrec or TypePubcomp when Packet is nil
+	ID     uint16
 }
 
 // Frame is one packet queued for the writer.

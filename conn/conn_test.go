@@ -381,3 +381,31 @@ func TestParseServer(t *testing.T) {
 		}
 	}
 }
+
+// A plain acknowledgement arrives without a decoded packet (no allocation);
+// any other form is decoded as usual.
+func TestPlainAcks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		inbound := make(chan conn.Inbound, 8)
+		c, p, _ := establish(t, codec.V5, 0, &codec.Connack{}, inbound)
+		errs := run(c)
+		p.write(&codec.Puback{PacketID: 7}, &codec.Pubrec{PacketID: 8}, &codec.Pubcomp{PacketID: 9},
+			&codec.Puback{PacketID: 10, ReasonCode: codec.NotAuthorized})
+		for _, want := range []struct {
+			t  codec.PacketType
+			id uint16
+		}{{codec.TypePuback, 7}, {codec.TypePubrec, 8}, {codec.TypePubcomp, 9}} {
+			in := <-inbound
+			if in.Packet != nil || in.Ack != want.t || in.ID != want.id || in.Conn != c {
+				t.Fatalf("got %+v, want a plain %s for %d", in, want.t, want.id)
+			}
+		}
+		in := <-inbound
+		if pk, ok := in.Packet.(*codec.Puback); !ok || pk.ReasonCode != codec.NotAuthorized || pk.PacketID != 10 {
+			t.Fatalf("got %+v, want the decoded PUBACK 10 with its reason code", in)
+		}
+		c.Close()
+		<-errs
+		<-errs
+	})
+}

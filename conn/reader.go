@@ -18,6 +18,15 @@ func (c *Conn) ReadLoop(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { c.Fail(ErrClosed) })
 	defer stop()
 	for {
+		if ack, id, ok := c.plainAck(); ok {
+			c.lastRead.Store(c.now())
+			select {
+			case c.inbound <- Inbound{Conn: c, Ack: ack, ID: id}:
+			case <-c.dead:
+				return c.err
+			}
+			continue
+		}
 		p, err := codec.ReadPacket(c.br, c.version, c.maxPacket)
 		if err != nil {
 			c.Fail(c.readError(err, "reading"))
@@ -37,6 +46,34 @@ func (c *Conn) ReadLoop(ctx context.Context) error {
 			return c.err
 		}
 	}
+}
+
+// plainAck consumes a plain PUBACK, PUBREC or PUBCOMP (fixed header with
+// the reserved flags clear, remaining length 2, a non-zero identifier) if
+// one is already buffered; it never blocks. Anything else, including a
+// frame not fully buffered yet, is left for the decoder.
+func (c *Conn) plainAck() (codec.PacketType, uint16, bool) {
+	if c.br.Buffered() < 4 {
+		return 0, 0, false
+	}
+	b, _ := c.br.Peek(4)
+	var t codec.PacketType
+	switch b[0] {
+	case 0x40:
+		t = codec.TypePuback
+	case 0x50:
+		t = codec.TypePubrec
+	case 0x70:
+		t = codec.TypePubcomp
+	default:
+		return 0, 0, false
+	}
+	id := uint16(b[2])<<8 | uint16(b[3])
+	if b[1] != 2 || id == 0 {
+		return 0, 0, false // longer forms and malformed ones: the decoder's job
+	}
+	c.br.Discard(4)
+	return t, id, true
 }
 
 // screen rejects packets that a server never sends to a client, and turns a
