@@ -50,11 +50,16 @@ func (c *Conn) ReadLoop(ctx context.Context) error {
 
 // plainAck consumes a plain PUBACK, PUBREC or PUBCOMP (fixed header with
 // the reserved flags clear, remaining length 2, a non-zero identifier) if
-// one is already buffered; it never blocks. Anything else, including a
-// frame not fully buffered yet, is left for the decoder.
+// one has arrived whole. Anything else, including a frame not fully
+// buffered yet, is left for the decoder.
 func (c *Conn) plainAck() (codec.PacketType, uint16, bool) {
 	if c.br.Buffered() < 4 {
-		return 0, 0, false
+		// Wait for the next frame's first bytes (every frame has at least
+		// two, so this cannot wait for more than the frame); an ack
+		// usually arrives whole. Errors are left for the decoder.
+		if _, err := c.br.Peek(1); err != nil || c.br.Buffered() < 4 {
+			return 0, 0, false
+		}
 	}
 	b, _ := c.br.Peek(4)
 	var t codec.PacketType
