@@ -139,7 +139,11 @@ func (in *injector) inject(ctx context.Context, f int) error {
 		for _, p := range ps {
 			p.Blackhole(true)
 		}
-		in.pause(ctx, d)
+		// Never cut short, not even when the faults end: a hole shorter
+		// than that would leave a live connection with bytes missing,
+		// which no real network does (TCP retransmits), and no MQTT
+		// endpoint resends on a live connection.
+		in.pause(context.WithoutCancel(ctx), d)
 		for _, p := range ps {
 			p.Blackhole(false)
 		}
