@@ -1,10 +1,12 @@
 package mqtt
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/robustmqtt/mqtt/codec"
 	"github.com/robustmqtt/mqtt/conn"
@@ -24,8 +26,10 @@ type Client struct {
 	conns   chan *conn.Conn   // a new connection, from the supervisor
 	inbound chan conn.Inbound // frames, from connection readers
 
-	// slots holds one token per publish accepted and not yet finished.
-	slots chan struct{}
+	// adm bounds the publishes accepted and not yet finished.
+	adm admission
+	// stats are the counters behind Stats.
+	stats *counters
 	// progress is signalled (never blocking) when a publish finishes, so
 	// that a draining Disconnect can notice that everything is done.
 	progress chan struct{}
@@ -49,6 +53,7 @@ type Client struct {
 
 	// Owned by the supervisor goroutine (Start and OnEvent run there).
 	serverIdx       int
+	redirect        string // a broker's Server Reference to try next; "" for none
 	runServer       string // the server of the current run
 	runUp           bool   // the current run reached CONNACK
 	connectedBefore bool
@@ -74,7 +79,8 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		ctrl:     make(chan any),
 		conns:    make(chan *conn.Conn),
 		inbound:  make(chan conn.Inbound, 16),
-		slots:    make(chan struct{}, s.MaxQueued),
+		adm:      admission{maxN: s.MaxQueued, maxBytes: s.MaxQueuedBytes},
+		stats:    newCounters(),
 		progress: make(chan struct{}, 1),
 		messages: make(chan Message),
 		events:   make(chan Event, eventBuffer),
@@ -132,29 +138,113 @@ func (c *Client) PublishAsync(ctx context.Context, m Message) <-chan error {
 		o.result <- fmt.Errorf("%w: %w", ErrInvalidMessage, err)
 		return o.result
 	}
+	o.qos = int8(m.QoS)
 	o.pkt = codec.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Properties: m.Properties}
 	o.finishOnWrite = m.QoS == AtMostOnce
+	o.policy = cmp.Or(m.QueuePolicy, c.cfg.QueuePolicy)
+	o.size = len(m.Topic) + len(m.Payload)
 	if ctx.Err() != nil {
-		o.result <- withdrawnError(ctx, "publish to "+m.Topic)
+		o.finish(withdrawnError(ctx, "publish to "+m.Topic))
 		return o.result
 	}
-	select {
-	case c.slots <- struct{}{}:
-		o.holdsSlot = true
-	case <-ctx.Done():
-		o.result <- withdrawnError(ctx, fmt.Sprintf("publish to %s waited for room in a full queue (MaxQueued %d)", m.Topic, c.cfg.MaxQueued))
+	if o.size > c.cfg.MaxQueuedBytes {
+		o.finish(fmt.Errorf("%w: publish to %s has %d bytes of topic and payload, more than MaxQueuedBytes (%d) holds",
+			ErrQueueFull, m.Topic, o.size, c.cfg.MaxQueuedBytes))
 		return o.result
-	case <-c.done:
-		o.result <- ErrClosed
+	}
+	if !c.admit(o) {
 		return o.result
 	}
 	o.watch()
+	if p := m.Properties; p != nil && p.MessageExpiry != nil {
+		o.expireAfter(time.Duration(*p.MessageExpiry) * time.Second)
+	}
 	select {
 	case c.pubs <- o:
 	case <-c.done:
 		o.finish(ErrClosed)
 	}
 	return o.result
+}
+
+// admit takes room for o under its queue policy. It reports false when o
+// has its result already (the queue was full, or ctx ended while waiting).
+// DropOldest and LatestPerTopic publishes that find no room go on without:
+// the session makes room by dropping older messages.
+func (c *Client) admit(o *pubOp) bool {
+	for {
+		ok, room := c.adm.takeOrWait(o.size)
+		if ok {
+			o.holdsRoom = true
+			return true
+		}
+		switch o.policy {
+		case FailNewest:
+			o.finish(fmt.Errorf("%w: publish to %s: MaxQueued (%d publishes) or MaxQueuedBytes (%d) is reached",
+				ErrQueueFull, o.pkt.Topic, c.cfg.MaxQueued, c.cfg.MaxQueuedBytes))
+			return false
+		case DropOldest, LatestPerTopic:
+			o.needsRoom = true
+			return true
+		}
+		select {
+		case <-room:
+		case <-o.ctx.Done():
+			o.finish(withdrawnError(o.ctx, fmt.Sprintf("publish to %s waited for room in a full queue (MaxQueued %d, MaxQueuedBytes %d)",
+				o.pkt.Topic, c.cfg.MaxQueued, c.cfg.MaxQueuedBytes)))
+			return false
+		case <-c.done:
+			o.finish(ErrClosed)
+			return false
+		}
+	}
+}
+
+// Flush waits until every publish made before the call has its result:
+// QoS 1/2 acknowledged (or refused, withdrawn, ...), QoS 0 written. It
+// returns nil then; ErrClosed if the client stopped first; or, when ctx
+// ends first, an error wrapping ctx's cause that says how many are still
+// unfinished. Publishes made during the wait are not waited for. Call it
+// before a device goes back to sleep.
+func (c *Client) Flush(ctx context.Context) error {
+	w := &flushWaiter{done: make(chan struct{})}
+	select {
+	case c.ctrl <- w:
+	case <-c.done:
+		return ErrClosed
+	}
+	select {
+	case <-w.done:
+		return w.err
+	case <-ctx.Done():
+	}
+	r := flushCancel{w: w, remaining: make(chan int, 1)}
+	select {
+	case c.ctrl <- r:
+	case <-c.done:
+		<-w.done
+		return w.err
+	}
+	n := <-r.remaining
+	if n == 0 {
+		return w.err
+	}
+	return fmt.Errorf("mqtt: flush: %d publishes made before Flush have no result yet: %w", n, context.Cause(ctx))
+}
+
+// flushWaiter is one Flush call waiting in the session.
+type flushWaiter struct {
+	ops  []*op // the publishes unfinished when Flush was called
+	next int   // ops[:next] are finished
+	err  error // set before done is closed
+	done chan struct{}
+}
+
+// flushCancel takes a waiter back when its ctx ended; remaining receives
+// how many of its publishes were still unfinished.
+type flushCancel struct {
+	w         *flushWaiter
+	remaining chan int
 }
 
 // Subscribe subscribes to subs and waits for the broker's SUBACK. The

@@ -19,6 +19,7 @@ const (
 	DefaultSessionExpiry  = 24 * time.Hour
 	DefaultMaxInflight    = 100
 	DefaultMaxQueued      = 1000
+	DefaultMaxQueuedBytes = 64 << 20
 	DefaultMaxPending     = 1000
 	DefaultMaxPacketSize  = 16 << 20
 	// StableAfter is how long a connection must stay up before the
@@ -94,10 +95,21 @@ type Config struct {
 
 	// MaxQueued bounds the publishes accepted and not yet finished
 	// (queued while disconnected, waiting for the in-flight window, or in
-	// flight). When it is reached, Publish waits for room until its ctx
-	// ends; nothing is dropped. Zero means DefaultMaxQueued (1000); it is
-	// raised to MaxInflight if lower.
+	// flight). When it is reached, QueuePolicy decides. Zero means
+	// DefaultMaxQueued (1000); it is raised to MaxInflight if lower.
 	MaxQueued int
+
+	// MaxQueuedBytes bounds the bytes (topic plus payload) of the same
+	// publishes. A message larger than this on its own fails with
+	// ErrQueueFull. Zero means DefaultMaxQueuedBytes (64 MiB).
+	MaxQueuedBytes int
+
+	// QueuePolicy is what a publish does when MaxQueued or MaxQueuedBytes
+	// is reached: Block (the default, chosen by 0) waits for room until
+	// its ctx ends, FailNewest fails at once, DropOldest and
+	// LatestPerTopic drop older messages that allow it. Each publish may
+	// override it with Message.QueuePolicy.
+	QueuePolicy QueuePolicy
 
 	// MaxPending bounds the inbound messages buffered for an application
 	// that reads Messages more slowly than they arrive. QoS 1 and 2
@@ -221,6 +233,7 @@ func (cfg Config) validate() (*settings, error) {
 	}{
 		{"MaxInflight", &s.MaxInflight, DefaultMaxInflight, math.MaxUint16},
 		{"MaxQueued", &s.MaxQueued, DefaultMaxQueued, math.MaxInt32},
+		{"MaxQueuedBytes", &s.MaxQueuedBytes, DefaultMaxQueuedBytes, math.MaxInt},
 		{"MaxPending", &s.MaxPending, DefaultMaxPending, math.MaxInt32},
 		{"MaxPacketSize", &s.MaxPacketSize, DefaultMaxPacketSize, 268435460},
 	} {
@@ -232,6 +245,13 @@ func (cfg Config) validate() (*settings, error) {
 		}
 	}
 	s.MaxQueued = max(s.MaxQueued, s.MaxInflight)
+	switch cfg.QueuePolicy {
+	case 0:
+		s.QueuePolicy = Block
+	case Block, FailNewest, DropOldest, LatestPerTopic:
+	default:
+		return bad("QueuePolicy %d is not one of Block, FailNewest, DropOldest, LatestPerTopic", cfg.QueuePolicy)
+	}
 	if s.StableAfter == 0 {
 		s.StableAfter = DefaultStableAfter
 	}

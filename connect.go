@@ -2,7 +2,10 @@ package mqtt
 
 import (
 	"context"
+	"errors"
+	"strings"
 
+	"github.com/robustmqtt/mqtt/codec"
 	"github.com/robustmqtt/mqtt/conn"
 	"github.com/robustmqtt/mqtt/supervisor"
 )
@@ -11,19 +14,31 @@ import (
 // current server, and on CONNACK hands the connection to the session and
 // starts its reader and writer as the run's members. A failed connect moves
 // on to the next server; a connection that was up and then lost is retried
-// on the same server first.
+// on the same server first. An MQTT 5 redirect (Server Reference) is tried
+// once, before the configured servers.
 func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
-	server := c.cfg.Servers[c.serverIdx]
+	server, redirected := c.cfg.Servers[c.serverIdx], false
+	if c.redirect != "" {
+		server, redirected = c.redirect, true
+		c.redirect = ""
+		c.stats.redirected.Add(1)
+	}
 	c.runServer, c.runUp = server, false
+	c.stats.attempts.Add(1)
 	cn, err := conn.Open(ctx, server, conn.Config{
 		Connect:        c.connect,
 		ConnectTimeout: c.cfg.ConnectTimeout,
 		MaxPacketSize:  c.cfg.MaxPacketSize,
 		TLS:            c.cfg.TLS,
 		Inbound:        c.inbound,
+		Counters:       &c.stats.io,
 	})
 	if err != nil {
-		c.serverIdx = (c.serverIdx + 1) % len(c.cfg.Servers)
+		c.stats.attemptFailed(err)
+		if !redirected {
+			c.serverIdx = (c.serverIdx + 1) % len(c.cfg.Servers)
+		}
+		c.followRedirect(err, server)
 		c.cfg.Logger.Debug("mqtt: connect failed", "server", server, "err", err)
 		return err
 	}
@@ -36,6 +51,7 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 		return context.Cause(ctx)
 	}
 	g.Up() // CONNACK is in: up, even if a loop fails the next instant
+	c.stats.up()
 	g.Go(cn.ReadLoop)
 	g.Go(cn.WriteLoop)
 	c.runUp = true
@@ -66,6 +82,8 @@ func (c *Client) onSupervisorEvent(e supervisor.Event) {
 		c.lastErrMu.Unlock()
 		if c.runUp {
 			c.runUp = false
+			c.stats.down(e.Err)
+			c.followRedirect(e.Err, c.runServer)
 			c.cfg.Logger.Info("mqtt: connection lost", "server", c.runServer, "err", e.Err)
 			c.emit(Event{Kind: ConnectionLost, Server: c.runServer, Err: e.Err})
 		}
@@ -75,4 +93,57 @@ func (c *Client) onSupervisorEvent(e supervisor.Event) {
 		c.cfg.Logger.Warn("mqtt: the reconnect strategy gave up", "err", e.Err)
 		c.emit(Event{Kind: GaveUp, Err: &supervisor.GaveUpError{Attempt: e.Attempt}})
 	}
+}
+
+// followRedirect notes an MQTT 5 "use another server" or "server moved"
+// from the broker at from (in CONNACK or DISCONNECT), so that the next
+// attempt goes to its Server Reference. A reference that is not a usable
+// server is logged and ignored.
+func (c *Client) followRedirect(err error, from string) {
+	var code codec.ReasonCode
+	var ref string
+	var ce *ConnectError
+	var de *DisconnectError
+	switch {
+	case errors.As(err, &ce):
+		code, ref = ce.ReasonCode, ce.ServerReference
+	case errors.As(err, &de):
+		code, ref = de.ReasonCode, de.ServerReference
+	default:
+		return
+	}
+	if (code != codec.UseAnotherServer && code != codec.ServerMoved) || ref == "" {
+		return
+	}
+	target, perr := redirectTarget(ref, from)
+	if perr != nil {
+		c.cfg.Logger.Warn("mqtt: ignoring the broker's server reference", "server", from, "reference", ref, "err", perr)
+		return
+	}
+	c.cfg.Logger.Info("mqtt: the broker redirects the client", "server", from, "to", target, "reason", code.String())
+	c.redirect = target
+}
+
+// redirectTarget turns a Server Reference into a server URL. The
+// specification leaves its format open; brokers send "host", "host:port"
+// or a URL, and a list separated by spaces, of which the first is taken.
+// Without a scheme, the scheme of from is kept.
+func redirectTarget(ref, from string) (string, error) {
+	fields := strings.Fields(ref)
+	if len(fields) == 0 {
+		return "", errors.New("the reference is blank")
+	}
+	ref = fields[0]
+	if !strings.Contains(ref, "://") {
+		cur, err := conn.ParseServer(from)
+		if err != nil {
+			return "", err
+		}
+		ref = cur.Scheme + "://" + ref
+	}
+	u, err := conn.ParseServer(ref)
+	if err != nil {
+		return "", err
+	}
+	return u.String(), nil
 }

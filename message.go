@@ -30,6 +30,11 @@ type Message struct {
 	// Inbound, a topic alias has already been resolved into Topic.
 	Properties *codec.Properties
 
+	// QueuePolicy (outbound only) overrides Config.QueuePolicy for this
+	// publish: what it does when the queue is full, and whether a newer
+	// message may drop or supersede it. Zero: the client's policy.
+	QueuePolicy QueuePolicy
+
 	ack *inboundAck // set on inbound QoS 1/2 messages when Config.ManualAck is on
 }
 
@@ -64,6 +69,9 @@ func validateMessage(m *Message, version byte) error {
 	}
 	if !m.QoS.Valid() {
 		return fmt.Errorf("QoS %d is not 0, 1 or 2", byte(m.QoS))
+	}
+	if m.QueuePolicy > LatestPerTopic {
+		return fmt.Errorf("QueuePolicy %d is not one of Block, FailNewest, DropOldest, LatestPerTopic", m.QueuePolicy)
 	}
 	if m.Properties != nil {
 		if version != codec.V5 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/robustmqtt/mqtt/codec"
 )
@@ -29,11 +30,16 @@ type op struct {
 	state      atomic.Int32 // opQueued, opClaimed, opWithdrawn
 	finished   atomic.Bool
 	stopCancel func() bool // stops the ctx watcher; nil if ctx can't end
+	stopExpiry func() bool // stops a publish's expiry timer; nil if none
 
 	// finishOnWrite: a QoS 0 publish is done once its frame is written.
 	finishOnWrite bool
-	// holdsSlot: a publish holds one of Config.MaxQueued slots until done.
-	holdsSlot bool
+	// holdsRoom: a publish holds room in the client's admission (one of
+	// Config.MaxQueued, and size of Config.MaxQueuedBytes) until done.
+	holdsRoom bool
+	size      int // topic and payload bytes, for admission
+	// qos is the publish's QoS for Stats; -1 for subscribe/unsubscribe.
+	qos int8
 
 	// Owned by the session goroutine.
 	id       uint16 // packet identifier while in flight
@@ -44,6 +50,7 @@ func (o *op) init(c *Client, ctx context.Context) {
 	o.c = c
 	o.ctx = ctx
 	o.result = make(chan error, 1)
+	o.qos = -1
 }
 
 // watch arranges for the session to hear when ctx ends, so it can withdraw
@@ -58,6 +65,19 @@ func (o *op) watch() {
 		case <-o.c.done:
 		}
 	})
+}
+
+// expireAfter arranges for the session to hear when a publish's MQTT 5
+// Message Expiry Interval d has run out.
+func (o *pubOp) expireAfter(d time.Duration) {
+	o.expires = time.Now().Add(d)
+	c := o.c
+	o.stopExpiry = time.AfterFunc(d, func() {
+		select {
+		case c.ctrl <- expireRequest{o}:
+		case <-c.done:
+		}
+	}).Stop
 }
 
 // Claim implements conn.Tracker: the writer may send the packet unless it
@@ -85,13 +105,19 @@ func (o *op) finish(err error) {
 	if o.stopCancel != nil {
 		o.stopCancel()
 	}
+	if o.stopExpiry != nil {
+		o.stopExpiry()
+	}
 	o.result <- err
-	if o.holdsSlot {
-		<-o.c.slots
-		select {
-		case o.c.progress <- struct{}{}:
-		default:
-		}
+	if o.qos >= 0 {
+		o.c.stats.published(o.qos, err)
+	}
+	if o.holdsRoom {
+		o.c.adm.release(1, o.size)
+	}
+	select {
+	case o.c.progress <- struct{}{}:
+	default:
 	}
 }
 
@@ -107,9 +133,15 @@ func withdrawnError(ctx context.Context, what string) error {
 // that a QoS 1/2 publish costs no allocations beyond the op itself.
 type pubOp struct {
 	op
-	pkt codec.Publish
-	fl  flight       // its flight while it has a packet identifier
-	rel codec.Pubrel // QoS 2: set once on the first PUBREC, then only read
+	pkt    codec.Publish
+	policy QueuePolicy  // what to do when the queue is full; never 0
+	fl     flight       // its flight while it has a packet identifier
+	rel    codec.Pubrel // QoS 2: set once on the first PUBREC, then only read
+
+	// MQTT 5 Message Expiry Interval: the message expires at expires
+	// (zero: never).
+	expires   time.Time
+	needsRoom bool // DropOldest/LatestPerTopic arrived without room
 }
 
 // ctlOp is one Subscribe or Unsubscribe call.
@@ -121,3 +153,6 @@ type ctlOp struct {
 
 // cancelRequest tells the session that an op's ctx ended.
 type cancelRequest struct{ o *op }
+
+// expireRequest tells the session that a publish's expiry interval ran out.
+type expireRequest struct{ o *pubOp }

@@ -65,6 +65,18 @@ func (q *opQueue) peek() *pubOp {
 	return nil
 }
 
+// oldestDroppable withdraws and returns the oldest waiting publish whose
+// own policy lets a newer message drop it (DropOldest, LatestPerTopic);
+// nil when there is none.
+func (q *opQueue) oldestDroppable() *pubOp {
+	for o := range q.all() {
+		if (o.policy == DropOldest || o.policy == LatestPerTopic) && !o.done() && o.state.CompareAndSwap(opQueued, opWithdrawn) {
+			return o
+		}
+	}
+	return nil
+}
+
 // delivery is one inbound message waiting for the application, with what
 // is needed to acknowledge it once taken.
 type delivery struct {

@@ -42,6 +42,9 @@ type session struct {
 	pubInflight int                // flights that are publishes
 	settled     map[uint16]bool    // identifiers whose publish flow ended on cur
 	waitingCtl  []*ctlOp           // subscribes/unsubscribes waiting for a connection
+	latest      map[string]*pubOp  // LatestPerTopic: the newest queued publish per topic
+	sentQoS0    fifo[*pubOp]       // QoS 0 publishes handed to cur and maybe not written yet
+	flushes     []*flushWaiter     // Flush calls waiting
 	subs        []Subscription     // what the broker should have, in subscribe order
 	draining    *disconnectRequest // a graceful Disconnect in progress
 	finalFrame  chan struct{}      // closed when the DISCONNECT of a Disconnect was written
@@ -87,6 +90,7 @@ func newSession(c *Client) *session {
 		flights: make(map[uint16]*flight),
 		settled: make(map[uint16]bool),
 		in:      make(map[uint16]*inState),
+		latest:  make(map[string]*pubOp),
 		maxQoS:  ExactlyOnce,
 	}
 }
@@ -126,6 +130,7 @@ func (s *session) run() {
 		case deliver <- head:
 			s.delivered()
 		case <-c.progress:
+			s.checkFlushes()
 			s.checkDrained()
 		case <-s.finalFrame:
 			return
@@ -149,6 +154,12 @@ func (s *session) control(r any) {
 		s.acceptControl(r)
 	case cancelRequest:
 		s.cancel(r.o)
+	case expireRequest:
+		s.expire(r.o)
+	case *flushWaiter:
+		s.flush(r)
+	case flushCancel:
+		r.remaining <- s.unflush(r.w)
 	case ackRequest:
 		s.appReceived(r.a.id, r.a.gen)
 	case *disconnectRequest:
@@ -217,6 +228,11 @@ func (s *session) connected(cn *conn.Conn) {
 		default:
 			p := f.pub.pkt // a copy: the writer may still hold the old one
 			p.Dup = ack.SessionPresent && f.pub.state.Load() == opClaimed
+			if !f.pub.expires.IsZero() {
+				// Sent before: the message goes again even if its
+				// interval ran out meanwhile, with at least 1 s left.
+				p.Properties = expiryLeft(p.Properties, max(time.Until(f.pub.expires), time.Second))
+			}
 			cn.Send(conn.Frame{Packet: &p, Track: f.pub})
 		}
 	}
@@ -241,6 +257,7 @@ func (s *session) lost() {
 		}
 	}
 	s.queue.pushFront(back)
+	s.sentQoS0 = fifo[*pubOp]{}
 	if s.finalFrame != nil {
 		s.stop = true // the goodbye of a Disconnect has nowhere to go now
 	}
@@ -293,7 +310,7 @@ func (s *session) checkDrained() {
 	if s.draining == nil || s.finalFrame != nil || s.stop {
 		return
 	}
-	if s.queue.peek() != nil || len(s.flights) > 0 || len(s.waitingCtl) > 0 || len(s.c.slots) > 0 {
+	if s.queue.peek() != nil || len(s.flights) > 0 || len(s.waitingCtl) > 0 || s.c.adm.count() > 0 {
 		return
 	}
 	s.draining.reply <- nil
@@ -362,6 +379,10 @@ func (s *session) shutdown(err error) {
 		case s.draining.reply <- failed:
 		default: // it already has its answer
 		}
+	}
+	for _, w := range s.flushes {
+		w.err = ErrClosed
+		close(w.done)
 	}
 	c.err = err
 	close(c.messages)

@@ -53,6 +53,7 @@ func (s *session) onPublish(p *codec.Publish) {
 	if p.QoS == AtMostOnce {
 		if s.pending.len() >= s.cfg.MaxPending {
 			s.dropped++
+			s.c.stats.recvDropped.Add(1)
 			if !s.dropping {
 				s.dropping = true
 				s.cfg.Logger.Warn("mqtt: the application is behind; dropping inbound QoS 0 messages", "pending", s.pending.len())
@@ -128,6 +129,7 @@ func (s *session) delivered() {
 	d := s.pending.front()
 	id, gen, qos := d.id, d.gen, d.msg.QoS
 	s.pending.pop()
+	s.c.stats.recv[qos].Add(1)
 	if qos > AtMostOnce && !s.cfg.ManualAck {
 		s.appReceived(id, gen)
 	}

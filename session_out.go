@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
+	"time"
 
 	"github.com/robustmqtt/mqtt/codec"
 	"github.com/robustmqtt/mqtt/conn"
@@ -24,8 +27,59 @@ func (s *session) acceptPublish(o *pubOp) {
 			return
 		}
 	}
+	if !s.makeRoom(o) {
+		o.finish(fmt.Errorf("%w: publish to %s: MaxQueued (%d) or MaxQueuedBytes (%d) is reached and no waiting message may be dropped for it",
+			ErrQueueFull, o.pkt.Topic, s.cfg.MaxQueued, s.cfg.MaxQueuedBytes))
+		return
+	}
 	s.queue.push(o)
+	if o.policy == LatestPerTopic {
+		s.latest[o.pkt.Topic] = o
+	}
 	s.pump()
+}
+
+// makeRoom applies o's queue policy on arrival. A LatestPerTopic publish
+// supersedes the waiting one to the same topic. A publish that came
+// without room (DropOldest, LatestPerTopic on a full queue) takes the room
+// of the oldest waiting messages that allow dropping; it reports false
+// when there are not enough of those.
+func (s *session) makeRoom(o *pubOp) bool {
+	var freedN, freedBytes int
+	drop := func(v *pubOp, err error) {
+		if s.latest[v.pkt.Topic] == v {
+			delete(s.latest, v.pkt.Topic)
+		}
+		if v.holdsRoom {
+			v.holdsRoom = false // its room goes to o, or back below
+			freedN++
+			freedBytes += v.size
+		}
+		v.finish(err)
+	}
+	if o.policy == LatestPerTopic {
+		if old := s.latest[o.pkt.Topic]; old != nil && !old.done() && old.state.CompareAndSwap(opQueued, opWithdrawn) {
+			drop(old, fmt.Errorf("%w: publish to %s was still waiting when a newer one came", ErrSuperseded, old.pkt.Topic))
+		}
+	}
+	if o.needsRoom {
+		for !s.c.adm.exchange(freedN, freedBytes, o.size) {
+			v := s.queue.oldestDroppable()
+			if v == nil {
+				if freedN > 0 {
+					s.c.adm.release(freedN, freedBytes)
+				}
+				return false
+			}
+			drop(v, fmt.Errorf("%w: publish to %s", ErrDropped, v.pkt.Topic))
+		}
+		o.needsRoom, o.holdsRoom = false, true
+		return true
+	}
+	if freedN > 0 {
+		s.c.adm.release(freedN, freedBytes)
+	}
+	return true
 }
 
 // fits checks a publish against what the broker announced in CONNACK:
@@ -58,20 +112,31 @@ func (s *session) fits(p *codec.Publish) error {
 // pump moves publishes from the queue to the connection while the
 // in-flight window has room. The queue is strictly first in, first out.
 func (s *session) pump() {
+	defer s.c.stats.inflight.Store(int64(s.pubInflight))
 	for s.cur != nil {
 		o := s.queue.peek()
 		if o == nil {
 			return
 		}
-		if o.pkt.QoS > AtMostOnce {
-			if s.pubInflight >= s.window {
-				return
-			}
-			if err := s.fits(&o.pkt); err != nil {
-				s.queue.pop()
-				o.finish(err) // the broker's limits changed since it was queued
+		if o.pkt.QoS > AtMostOnce && s.pubInflight >= s.window {
+			return
+		}
+		if err := s.fits(&o.pkt); err != nil {
+			s.popQueued(o)
+			o.finish(err) // the broker's limits changed since it was queued
+			continue
+		}
+		if !o.expires.IsZero() {
+			left := time.Until(o.expires)
+			if left <= 0 {
+				s.popQueued(o)
+				s.withdraw(&o.op, expiredError(o))
 				continue
 			}
+			// The interval left is what goes on the wire [MQTT-3.3.2-6].
+			o.pkt.Properties = expiryLeft(o.pkt.Properties, left)
+		}
+		if o.pkt.QoS > AtMostOnce {
 			id, ok := s.allocID()
 			if !ok {
 				return
@@ -81,12 +146,8 @@ func (s *session) pump() {
 			o.fl = flight{seq: s.seq, kind: codec.TypePublish, pub: o}
 			s.flights[id] = &o.fl
 			s.pubInflight++
-		} else if err := s.fits(&o.pkt); err != nil {
-			s.queue.pop()
-			o.finish(err)
-			continue
 		}
-		s.queue.pop()
+		s.popQueued(o)
 		if !s.cur.Send(conn.Frame{Packet: &o.pkt, Track: o}) {
 			// The connection died under us; lost() runs next. A QoS 1/2
 			// publish has its flight and goes again from there.
@@ -95,7 +156,34 @@ func (s *session) pump() {
 			}
 			return
 		}
+		if o.pkt.QoS == AtMostOnce {
+			for s.sentQoS0.len() > 0 && (*s.sentQoS0.front()).done() {
+				s.sentQoS0.pop()
+			}
+			s.sentQoS0.push(o)
+		}
 	}
+}
+
+// popQueued removes o, the front of the queue, from the queue.
+func (s *session) popQueued(o *pubOp) {
+	s.queue.pop()
+	if o.policy == LatestPerTopic && s.latest[o.pkt.Topic] == o {
+		delete(s.latest, o.pkt.Topic)
+	}
+}
+
+// expiryLeft returns a copy of props (the caller's may be shared) whose
+// Message Expiry Interval is left, rounded up to whole seconds.
+func expiryLeft(props *codec.Properties, left time.Duration) *codec.Properties {
+	p := *props
+	secs := uint32(min((left+time.Second-1)/time.Second, math.MaxUint32))
+	p.MessageExpiry = &secs
+	return &p
+}
+
+func expiredError(o *pubOp) error {
+	return fmt.Errorf("%w: publish to %s waited longer than its Message Expiry Interval of %d s", ErrExpired, o.pkt.Topic, *o.pkt.Properties.MessageExpiry)
 }
 
 // cancel reacts to an op's ctx ending: withdraw it if it was never written,
@@ -104,22 +192,95 @@ func (s *session) cancel(o *op) {
 	if o.done() {
 		return
 	}
-	if o.state.CompareAndSwap(opQueued, opWithdrawn) {
-		if o.inFlight {
-			s.endFlight(o.id)
-		}
-		// Queued publishes are skipped by the queue; a subscribe waiting
-		// for a connection is dropped from the list.
-		s.waitingCtl = removeCtl(s.waitingCtl, o)
-		o.finish(withdrawnError(o.ctx, "it was never sent"))
-		s.pump()
-		s.checkDrained()
+	if s.withdraw(o, withdrawnError(o.ctx, "it was never sent")) {
 		return
 	}
 	if !o.finishOnWrite {
 		o.finish(fmt.Errorf("%w: %w", ErrOutcomeUnknown, context.Cause(o.ctx)))
 	}
 	// A claimed QoS 0 publish ends when the writer reports its write.
+}
+
+// expire reacts to a publish's expiry interval running out: withdraw it if
+// it was never written. One already written goes on.
+func (s *session) expire(o *pubOp) {
+	if !o.done() {
+		s.withdraw(&o.op, expiredError(o))
+	}
+}
+
+// withdraw ends an op that was never written with err, so that it never
+// will be. It reports false when the op was already claimed by a writer.
+func (s *session) withdraw(o *op, err error) bool {
+	if !o.state.CompareAndSwap(opQueued, opWithdrawn) {
+		return false
+	}
+	if o.inFlight {
+		s.endFlight(o.id)
+	}
+	// Queued publishes are skipped by the queue; a subscribe waiting
+	// for a connection is dropped from the list.
+	s.waitingCtl = removeCtl(s.waitingCtl, o)
+	o.finish(err)
+	s.pump()
+	s.checkDrained()
+	return true
+}
+
+// flush starts a Flush: it lists the publishes unfinished now.
+func (s *session) flush(w *flushWaiter) {
+	for o := range s.queue.all() {
+		if !o.done() {
+			w.ops = append(w.ops, &o.op)
+		}
+	}
+	for o := range s.sentQoS0.all() {
+		if !o.done() {
+			w.ops = append(w.ops, &o.op)
+		}
+	}
+	for _, f := range s.flights {
+		if f.pub != nil {
+			w.ops = append(w.ops, &f.pub.op)
+		}
+	}
+	s.flushes = append(s.flushes, w)
+	s.checkFlushes()
+}
+
+// checkFlushes ends the Flush calls whose publishes all have a result.
+func (s *session) checkFlushes() {
+	s.flushes = slices.DeleteFunc(s.flushes, func(w *flushWaiter) bool {
+		for w.next < len(w.ops) && w.ops[w.next].done() {
+			w.ops[w.next] = nil
+			w.next++
+		}
+		if w.next < len(w.ops) {
+			return false
+		}
+		close(w.done)
+		return true
+	})
+}
+
+// unflush takes back a Flush whose ctx ended and says how many of its
+// publishes have no result yet.
+func (s *session) unflush(w *flushWaiter) int {
+	i := slices.Index(s.flushes, w)
+	if i < 0 {
+		return 0 // it ended already
+	}
+	s.flushes = slices.Delete(s.flushes, i, i+1)
+	n := 0
+	for _, o := range w.ops[w.next:] {
+		if !o.done() {
+			n++
+		}
+	}
+	if n == 0 {
+		close(w.done)
+	}
+	return n
 }
 
 // endFlight frees a packet identifier.
@@ -131,6 +292,7 @@ func (s *session) endFlight(id uint16) {
 	delete(s.flights, id)
 	if f.kind == codec.TypePublish {
 		s.pubInflight--
+		s.c.stats.inflight.Store(int64(s.pubInflight))
 		f.pub.inFlight = false
 		s.settled[id] = true
 	} else if f.ctl != nil {

@@ -51,6 +51,9 @@ type Config struct {
 	// fails, so the receiver must keep draining it. Required before
 	// ReadLoop runs.
 	Inbound chan<- Inbound
+
+	// Counters, if not nil, count the bytes read and written.
+	Counters *Counters
 }
 
 // Inbound is one frame from the broker, with the connection it came on, so
@@ -161,6 +164,9 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 	if cfg.Connect == nil {
 		nc.Close()
 		return nil, errors.New("conn: Establish needs a CONNECT packet (Config.Connect is nil)")
+	}
+	if cfg.Counters != nil {
+		nc = countingConn{nc, cfg.Counters}
 	}
 	c := &Conn{
 		server:    server,
