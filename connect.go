@@ -53,7 +53,7 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	g.Up() // CONNACK is in: up, even if a loop fails the next instant
 	c.stats.up()
 	g.Go(cn.ReadLoop)
-	g.Go(cn.WriteLoop)
+	g.GoInline(cn.WriteLoop) // on the supervisor goroutine: one goroutine less per client
 	c.runUp = true
 
 	ack := cn.Connack()

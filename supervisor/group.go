@@ -23,9 +23,10 @@ type Group struct {
 	up     chan struct{} // closed by Up, then read by Run's goroutine
 	upAt   time.Time     // written before up is closed
 
-	mu      sync.Mutex // guards members and ended
+	mu      sync.Mutex // guards members, inline and ended
 	members int
-	ended   bool // the run's members have all returned; Go may no longer be called
+	inline  func(ctx context.Context) error // the member Run runs itself, set by GoInline
+	ended   bool                            // the run's members have all returned; Go may no longer be called
 }
 
 func newGroup(ctx context.Context) *Group {
@@ -63,6 +64,42 @@ func (g *Group) Go(f func(ctx context.Context) error) {
 		}
 		return err
 	})
+}
+
+// GoInline is Go without the goroutine: f becomes a member that Run runs
+// on its own goroutine once Start has returned, saving one goroutine per
+// run (the MQTT client runs its connection's writer so). Only Start may
+// call it, at most once per run. While f runs, Run reports an [Up] that
+// Start or a member calls only when f returns; call Up before Start
+// returns to have it reported at once.
+func (g *Group) GoInline(f func(ctx context.Context) error) {
+	if f == nil {
+		panic("supervisor: Group.GoInline called with a nil function")
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.inline != nil || g.ended {
+		panic("supervisor: Group.GoInline called twice, or after its run ended: call it once, from Start")
+	}
+	g.members++
+	g.inline = f
+}
+
+// runInline runs the inline member, if any, on the caller's goroutine.
+func (g *Group) runInline() {
+	g.mu.Lock()
+	f := g.inline
+	g.mu.Unlock()
+	if f == nil {
+		return
+	}
+	err := f(g.ctx)
+	if err == nil && g.ctx.Err() == nil {
+		err = ErrRunEnded
+	}
+	if err != nil {
+		g.fail(err)
+	}
 }
 
 // Up reports that the run is established (for an MQTT client: CONNACK

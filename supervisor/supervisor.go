@@ -202,6 +202,12 @@ func (s *supervisor) runOnce(ctx context.Context) outcome {
 		s.onEvent(Event{Kind: Up, Attempt: s.attempt})
 		up = nil
 	}
+	select {
+	case <-up:
+		reportUp()
+	default:
+	}
+	g.runInline()
 	for {
 		select {
 		case <-up:
