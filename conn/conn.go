@@ -41,8 +41,9 @@ type Config struct {
 	// before anything is allocated for it. Zero means the protocol maximum.
 	MaxPacketSize int
 
-	// TLS configures tls:// and mqtts:// servers. Nil means the system
-	// roots and the server name from the URL.
+	// TLS configures tls://, ssl://, mqtts:// and wss:// servers. It is
+	// cloned, never changed; when its ServerName is empty the URL's host
+	// is used. Nil means the system roots and the server name from the URL.
 	TLS *tls.Config
 
 	// Inbound receives every frame the reader decodes after CONNACK,
@@ -242,6 +243,9 @@ func (c *Conn) handshake(ctx context.Context, connect *codec.Connect) error {
 // readError turns a decoder or socket error into the error the connection
 // fails with.
 func (c *Conn) readError(err error, doing string) error {
+	if e := explainTLS(fmt.Sprintf("conn: %s, while %s", c.server, doing), err); e != nil {
+		return e
+	}
 	var ce *codec.Error
 	switch {
 	case errors.As(err, &ce):

@@ -13,22 +13,32 @@ import (
 // are chosen by the scheme of a server URL; see [ParseServer].
 type Transport func(ctx context.Context, server *url.URL, tlsConfig *tls.Config) (net.Conn, error)
 
-// transports maps a URL scheme to its transport and default port. WebSocket
-// (ws, wss) plugs in here without the session knowing.
+// transports maps a URL scheme to its transport, default port and, for
+// WebSocket, the path used when the URL has none. A new transport plugs in
+// here without the session knowing; add its scheme to schemeList too.
 var transports = map[string]struct {
 	dial        Transport
 	defaultPort string
+	defaultPath string
 }{
-	"tcp":   {dialTCP, "1883"},
-	"mqtt":  {dialTCP, "1883"},
-	"tls":   {dialTLS, "8883"},
-	"ssl":   {dialTLS, "8883"},
-	"mqtts": {dialTLS, "8883"},
+	"tcp":   {dial: dialTCP, defaultPort: "1883"},
+	"mqtt":  {dial: dialTCP, defaultPort: "1883"},
+	"tls":   {dial: dialTLS, defaultPort: "8883"},
+	"ssl":   {dial: dialTLS, defaultPort: "8883"},
+	"mqtts": {dial: dialTLS, defaultPort: "8883"},
+	"ws":    {dial: dialWebSocket, defaultPort: "80", defaultPath: DefaultWebSocketPath},
+	"wss":   {dial: dialWebSocket, defaultPort: "443", defaultPath: DefaultWebSocketPath},
 }
 
+// schemeList names the schemes of transports, for error messages.
+const schemeList = "tcp://, mqtt://, tls://, ssl://, mqtts://, ws:// or wss://"
+
 // ParseServer checks a server URL such as "tcp://127.0.0.1:1883" and returns
-// it with the scheme's default port filled in when it had none. It says
-// which part is wrong: an unknown scheme, a missing host, a bad port.
+// it with the scheme's default port filled in when it had none (1883 for
+// tcp:// and mqtt://, 8883 for tls://, ssl:// and mqtts://, 80 for ws://,
+// 443 for wss://), and for ws:// and wss:// the path DefaultWebSocketPath
+// when it had none. It says which part is wrong: an unknown scheme, a
+// missing host, a bad port.
 func ParseServer(server string) (*url.URL, error) {
 	if !strings.Contains(server, "://") {
 		return nil, fmt.Errorf("conn: server %q has no scheme (write it as tcp://host:port)", server)
@@ -40,7 +50,7 @@ func ParseServer(server string) (*url.URL, error) {
 	scheme := strings.ToLower(u.Scheme)
 	t, ok := transports[scheme]
 	if !ok {
-		return nil, fmt.Errorf("conn: server %q: unknown scheme %q (use tcp://, mqtt://, tls://, ssl:// or mqtts://)", server, u.Scheme)
+		return nil, fmt.Errorf("conn: server %q: unknown scheme %q (use %s)", server, u.Scheme, schemeList)
 	}
 	if u.Hostname() == "" {
 		return nil, fmt.Errorf("conn: server %q has no host (write it as %s://host:port)", server, scheme)
@@ -49,6 +59,9 @@ func ParseServer(server string) (*url.URL, error) {
 		u.Host = net.JoinHostPort(u.Hostname(), t.defaultPort)
 	} else if _, err := net.LookupPort("tcp", p); err != nil {
 		return nil, fmt.Errorf("conn: server %q: bad port %q", server, p)
+	}
+	if u.Path == "" && u.RawPath == "" {
+		u.Path = t.defaultPath
 	}
 	u.Scheme = scheme
 	return u, nil
@@ -67,23 +80,16 @@ func dialTCP(ctx context.Context, server *url.URL, _ *tls.Config) (net.Conn, err
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", server.Host)
 	if err != nil {
-		return nil, fmt.Errorf("conn: dial %s: %w", server.Redacted(), err)
+		return nil, dialError(server, err)
 	}
 	return nc, nil
 }
 
 func dialTLS(ctx context.Context, server *url.URL, tlsConfig *tls.Config) (net.Conn, error) {
-	cfg := tlsConfig.Clone()
-	if cfg == nil {
-		cfg = &tls.Config{}
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = server.Hostname()
-	}
-	d := tls.Dialer{Config: cfg}
+	d := tls.Dialer{Config: clientTLS(tlsConfig, server)}
 	nc, err := d.DialContext(ctx, "tcp", server.Host)
 	if err != nil {
-		return nil, fmt.Errorf("conn: dial %s: %w", server.Redacted(), err)
+		return nil, dialError(server, err)
 	}
 	return nc, nil
 }

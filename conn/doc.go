@@ -18,6 +18,33 @@
 // ([Conn.Err]), closes [Conn.Done], closes the socket, and both loops
 // return that error. A Conn is never reused: the session dials a new one.
 //
+// # Transports
+//
+// The scheme of the server URL picks the byte stream under MQTT
+// ([ParseServer] fills in the default port):
+//
+//	tcp://, mqtt://          TCP, port 1883
+//	tls://, ssl://, mqtts://  TLS over TCP, port 8883
+//	ws://                    WebSocket, port 80
+//	wss://                   WebSocket over TLS, port 443
+//
+// TLS (tls://, wss://) uses a clone of [Config.TLS]; when its ServerName is
+// empty, the URL's host is the name the server's certificate must hold.
+// A certificate that does not verify, or a server that refuses the
+// client's certificate, is an error that names the server and the field of
+// Config.TLS that fixes it (RootCAs, ServerName, Certificates), and wraps
+// the crypto/tls and crypto/x509 errors for errors.As.
+//
+// WebSocket (RFC 6455, through github.com/coder/websocket) is an HTTP/1.1
+// upgrade to the URL's path and query, or to [DefaultWebSocketPath] ("/mqtt")
+// when the URL has no path, asking for the subprotocol "mqtt". MQTT then
+// travels in binary messages: each write is one message, and a read ignores
+// message boundaries, so a frame may span messages and a message may hold
+// several frames. user:password@ in the URL is sent as HTTP Basic
+// authentication; no HTTP proxy is used. Closing the connection drops it
+// without the WebSocket closing handshake, which could hold a dead broker's
+// connection for 10 seconds; the MQTT DISCONNECT is the goodbye.
+//
 // Package conn knows MQTT framing and the keepalive rule, and nothing about
 // sessions, packet identifiers or retries.
 package conn

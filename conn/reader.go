@@ -18,7 +18,12 @@ func (c *Conn) ReadLoop(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { c.Fail(ErrClosed) })
 	defer stop()
 	for {
-		if ack, id, ok := c.plainAck(); ok {
+		ack, id, ok, err := c.plainAck()
+		if err != nil {
+			c.Fail(c.readError(err, "reading"))
+			return c.err
+		}
+		if ok {
 			c.lastRead.Store(c.now())
 			select {
 			case c.inbound <- Inbound{Conn: c, Ack: ack, ID: id}:
@@ -51,14 +56,20 @@ func (c *Conn) ReadLoop(ctx context.Context) error {
 // plainAck consumes a plain PUBACK, PUBREC or PUBCOMP (fixed header with
 // the reserved flags clear, remaining length 2, a non-zero identifier) if
 // one has arrived whole. Anything else, including a frame not fully
-// buffered yet, is left for the decoder.
-func (c *Conn) plainAck() (codec.PacketType, uint16, bool) {
+// buffered yet, is left for the decoder. A read error is returned: the
+// buffered reader hands it out only once, and a transport whose errors do
+// not repeat (a WebSocket reports a close frame's reason once, then "use of
+// closed network connection") would otherwise lose the reason.
+func (c *Conn) plainAck() (codec.PacketType, uint16, bool, error) {
 	if c.br.Buffered() < 4 {
 		// Wait for the next frame's first bytes (every frame has at least
 		// two, so this cannot wait for more than the frame); an ack
-		// usually arrives whole. Errors are left for the decoder.
-		if _, err := c.br.Peek(1); err != nil || c.br.Buffered() < 4 {
-			return 0, 0, false
+		// usually arrives whole.
+		if _, err := c.br.Peek(1); err != nil {
+			return 0, 0, false, err
+		}
+		if c.br.Buffered() < 4 {
+			return 0, 0, false, nil
 		}
 	}
 	b, _ := c.br.Peek(4)
@@ -71,14 +82,14 @@ func (c *Conn) plainAck() (codec.PacketType, uint16, bool) {
 	case 0x70:
 		t = codec.TypePubcomp
 	default:
-		return 0, 0, false
+		return 0, 0, false, nil
 	}
 	id := uint16(b[2])<<8 | uint16(b[3])
 	if b[1] != 2 || id == 0 {
-		return 0, 0, false // longer forms and malformed ones: the decoder's job
+		return 0, 0, false, nil // longer forms and malformed ones: the decoder's job
 	}
 	c.br.Discard(4)
-	return t, id, true
+	return t, id, true, nil
 }
 
 // screen rejects packets that a server never sends to a client, and turns a

@@ -1,6 +1,7 @@
 package mqtttest
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,19 @@ type BrokerConfig struct {
 	// by Configure. Default: discarded.
 	Logger *slog.Logger
 
+	// TLS, when set, makes the broker serve TLS with this configuration:
+	// its Certificates, and ClientAuth with ClientCAs for mutual TLS (see
+	// CA for certificates made up in the test). URL then returns a tls://
+	// URL, or wss:// with WebSocket. The configuration is cloned at start.
+	TLS *tls.Config
+
+	// WebSocket makes the broker serve MQTT over WebSocket instead of bare
+	// TCP: an HTTP server on the port upgrades a request for any path that
+	// offers the subprotocol "mqtt" (one that does not gets HTTP 400), and
+	// the MQTT stream travels in binary messages. URL then returns
+	// "ws://127.0.0.1:port/mqtt", or wss:// with TLS.
+	WebSocket bool
+
 	// Configure, when set, is called with the options mochi's server is
 	// created from, after Options.Capabilities has been filled with mochi's
 	// defaults: set a small MaximumInflight, ReceiveMaximum or
@@ -37,7 +51,9 @@ type BrokerConfig struct {
 }
 
 // Broker is an embedded MQTT broker (mochi-mqtt v2) on a loopback TCP port,
-// for tests that need a real broker and an outage of it.
+// for tests that need a real broker and an outage of it. It speaks MQTT over
+// TCP, TLS, WebSocket or WebSocket over TLS, as its BrokerConfig says; Stop,
+// Start, Restart and Kick work the same for each.
 //
 // The broker keeps its state in memory for its whole life: Stop closes the
 // port and drops every connection, Start listens on the same port again, and
@@ -54,8 +70,10 @@ type BrokerConfig struct {
 // Its methods are safe for concurrent use. Stop, Start, Restart, Kick and
 // Close run one at a time.
 type Broker struct {
-	srv  *mqtt.Server
-	addr string // where it listens, fixed at start
+	srv       *mqtt.Server
+	addr      string      // where it listens, fixed at start
+	tls       *tls.Config // nil: no TLS
+	webSocket bool
 
 	accepted atomic.Int64
 	changed  signal // broadcast on every broker event; see Wait
@@ -113,9 +131,11 @@ func StartBrokerWith(cfg BrokerConfig) (*Broker, error) {
 	}
 
 	b := &Broker{
-		srv:    mqtt.New(opts),
-		conns:  make(map[net.Conn]*brokerConn),
-		routes: make(map[*mqtt.Client]int),
+		srv:       mqtt.New(opts),
+		tls:       cfg.TLS.Clone(),
+		webSocket: cfg.WebSocket,
+		conns:     make(map[net.Conn]*brokerConn),
+		routes:    make(map[*mqtt.Client]int),
 	}
 	if err := b.srv.AddHook(&brokerHook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("mqtttest: start broker: add hook: %w", err)
@@ -148,8 +168,20 @@ func NewBrokerWith(t testing.TB, cfg BrokerConfig) *Broker {
 	return closeAtCleanup(t, b, err)
 }
 
-// URL returns the broker's address as a server URL, "tcp://127.0.0.1:port".
-func (b *Broker) URL() string { return "tcp://" + b.addr }
+// URL returns the broker's address as a server URL: "tcp://127.0.0.1:port",
+// or with BrokerConfig.TLS "tls://127.0.0.1:port", with WebSocket
+// "ws://127.0.0.1:port/mqtt", with both "wss://127.0.0.1:port/mqtt".
+func (b *Broker) URL() string {
+	switch {
+	case b.webSocket && b.tls != nil:
+		return "wss://" + b.addr + "/mqtt"
+	case b.webSocket:
+		return "ws://" + b.addr + "/mqtt"
+	case b.tls != nil:
+		return "tls://" + b.addr
+	}
+	return "tcp://" + b.addr
+}
 
 // Addr returns the broker's address, "127.0.0.1:port". It does not change
 // across Stop and Start.
@@ -261,9 +293,10 @@ func (b *Broker) Close() error {
 	return err
 }
 
-// serve starts accepting connections on ln. Called with ops held.
+// serve starts accepting connections on ln, a TCP listener, in the
+// broker's transport. Called with ops held.
 func (b *Broker) serve(ln net.Listener) {
-	b.acc = startAcceptor(ln, func(c net.Conn) {
+	b.acc = startAcceptor(b.listener(ln), func(c net.Conn) {
 		b.accepted.Add(1)
 		bc := &brokerConn{done: make(chan struct{})}
 		b.mu.Lock()

@@ -6,8 +6,9 @@ import (
 	"slices"
 )
 
-// Accepted returns how many TCP connections the broker has accepted since it
-// started, across restarts.
+// Accepted returns how many connections the broker has accepted since it
+// started, across restarts: TCP connections, or with BrokerConfig.WebSocket
+// upgraded WebSocket connections.
 func (b *Broker) Accepted() int64 { return b.accepted.Load() }
 
 // Connected returns the client identifiers of the clients connected now

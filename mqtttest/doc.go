@@ -14,6 +14,17 @@
 //     the test read the client's frames and write any bytes it likes:
 //     malformed frames, absurd lengths, protocol violations, silence.
 //
+// The Broker speaks MQTT over TCP by default, and over TLS, WebSocket or
+// both with [BrokerConfig].TLS and WebSocket; [CA] makes the certificates
+// for it in the test, with no files:
+//
+//	ca := mqtttest.NewCA(t)
+//	b := mqtttest.NewBrokerWith(t, mqtttest.BrokerConfig{
+//		TLS:       &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "127.0.0.1")}},
+//		WebSocket: true,
+//	})
+//	// b.URL() is "wss://127.0.0.1:port/mqtt"; trust ca.Pool() to dial it.
+//
 // Each has a constructor for tests, NewBroker(t), NewProxy(t, target) and
 // NewScriptedBroker(t), which registers Close with t.Cleanup, so it is shut
 // down even when the test fails midway; and one for programs, StartBroker,

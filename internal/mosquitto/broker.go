@@ -33,13 +33,30 @@ const (
 // errPortTaken means another process took the port before mosquitto could.
 var errPortTaken = errors.New("mosquitto: the port was taken")
 
+// errNoWebSockets means this mosquitto was built without WebSocket support.
+var errNoWebSockets = errors.New("mosquitto: this build has no WebSocket support (protocol websockets)")
+
+// Config says how NewWith configures a broker. The zero value is New's.
+type Config struct {
+	// Conf is extra lines of mosquitto.conf, appended to the helper's own
+	// (an acl_file, a max_inflight_messages, ...).
+	Conf string
+
+	// WebSockets adds a second listener, on a port of its own, for MQTT
+	// over WebSocket (any path): WSURL returns its URL. A mosquitto built
+	// without WebSocket support skips the test (even with
+	// MQTT_REQUIRE_MOSQUITTO=1, which is about the program being there).
+	WebSockets bool
+}
+
 // Broker is a mosquitto process on a 127.0.0.1 port, with its configuration,
 // database and log in a directory of its own. Its methods are safe for
 // concurrent use; Start, Stop and Restart run one at a time.
 type Broker struct {
-	bin  string
-	dir  string
-	conf string // the caller's extra configuration lines
+	bin        string
+	dir        string
+	conf       string // the caller's extra configuration lines
+	webSockets bool   // a WebSocket listener on wsAddr too
 
 	// asMosquittoUser leaves "user root" out, for the test of the trap it
 	// avoids.
@@ -47,6 +64,7 @@ type Broker struct {
 
 	mu     sync.Mutex // serializes Start, Stop and Restart, guards the fields below
 	addr   string     // 127.0.0.1:port, fixed by the first start
+	wsAddr string     // the WebSocket listener's, likewise; "" without one
 	proc   *process   // nil while stopped
 	starts int
 }
@@ -68,11 +86,20 @@ func New(t testing.TB, conf string) *Broker {
 	return newBroker(t, &Broker{conf: conf})
 }
 
+// NewWith is New with a configuration: extra lines, and a WebSocket
+// listener.
+func NewWith(t testing.TB, cfg Config) *Broker {
+	t.Helper()
+	return newBroker(t, &Broker{conf: cfg.Conf, webSockets: cfg.WebSockets})
+}
+
 // newBroker is New for a Broker whose options are set.
 func newBroker(t testing.TB, b *Broker) *Broker {
 	t.Helper()
 	b.bin, b.dir = Require(t, "mosquitto"), t.TempDir()
-	if err := b.Start(); err != nil {
+	if err := b.Start(); errors.Is(err, errNoWebSockets) {
+		t.Skipf("%v; to run this test, install a mosquitto built with libwebsockets (Debian's is)", err)
+	} else if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -93,6 +120,18 @@ func (b *Broker) Addr() string {
 
 // URL returns the broker's address as a server URL, "tcp://127.0.0.1:port".
 func (b *Broker) URL() string { return "tcp://" + b.Addr() }
+
+// WSURL returns the URL of the broker's WebSocket listener,
+// "ws://127.0.0.1:port/mqtt", or "" if Config.WebSockets was not set. It
+// does not change across restarts.
+func (b *Broker) WSURL() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.wsAddr == "" {
+		return ""
+	}
+	return "ws://" + b.wsAddr + "/mqtt"
+}
 
 // Dir returns the broker's directory: its mosquitto.conf, database and log.
 func (b *Broker) Dir() string { return b.dir }
@@ -127,17 +166,26 @@ func (b *Broker) Start() error {
 	}
 	// Between picking a free port and mosquitto binding it, another
 	// process may take it: try a few ports.
+	n := 1
+	if b.webSockets {
+		n = 2
+	}
 	var err error
 	for range 3 {
-		if b.addr, err = freeAddr(); err != nil {
+		var addrs []string
+		if addrs, err = freeAddrs(n); err != nil {
 			break
+		}
+		b.addr = addrs[0]
+		if b.webSockets {
+			b.wsAddr = addrs[1]
 		}
 		if err = b.startLocked(); !errors.Is(err, errPortTaken) {
 			break
 		}
 	}
 	if err != nil {
-		b.addr = ""
+		b.addr, b.wsAddr = "", ""
 	}
 	return err
 }
@@ -229,19 +277,19 @@ func (b *Broker) waitReady(p *process, logStart int64) error {
 	defer retry.Stop()
 	for {
 		// The log line tells our mosquitto from another process that may
-		// have taken the port; the dial, that the listener is up.
-		if bytes.Contains(b.logSince(logStart), []byte(" running")) {
-			c, err := net.DialTimeout("tcp", b.addr, 100*time.Millisecond)
-			if err == nil {
-				c.Close()
-				return nil
-			}
+		// have taken the port; the dials, that the listeners are up.
+		if bytes.Contains(b.logSince(logStart), []byte(" running")) && answers(b.addr) && answers(b.wsAddr) {
+			return nil
 		}
 		select {
 		case <-p.exited:
 			log := b.logSince(logStart)
-			if bytes.Contains(log, []byte("Address already in use")) {
+			// libwebsockets says only that it could not listen.
+			if bytes.Contains(log, []byte("Address already in use")) || bytes.Contains(log, []byte("Unable to create websockets listener")) {
 				return fmt.Errorf("%w: %s", errPortTaken, b.addr)
+			}
+			if bytes.Contains(log, []byte("Websockets support not available")) {
+				return errNoWebSockets
 			}
 			return fmt.Errorf("mosquitto: exited at start (%v); its log:\n%s", p.err, log)
 		case <-deadline.C:
@@ -249,6 +297,19 @@ func (b *Broker) waitReady(p *process, logStart int64) error {
 		case <-retry.C:
 		}
 	}
+}
+
+// answers reports whether addr accepts a TCP connection; "" does.
+func answers(addr string) bool {
+	if addr == "" {
+		return true
+	}
+	c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 func (b *Broker) stopLocked() error {
@@ -309,6 +370,13 @@ func (b *Broker) config() string {
 		c.WriteString(b.conf)
 		c.WriteString("\n")
 	}
+	if b.wsAddr != "" {
+		// Last: the caller's lines, which may set options of a listener,
+		// still apply to the first one.
+		_, wsPort, _ := net.SplitHostPort(b.wsAddr)
+		fmt.Fprintf(&c, "listener %s 127.0.0.1\n", wsPort)
+		c.WriteString("protocol websockets\n")
+	}
 	return c.String()
 }
 
@@ -334,15 +402,20 @@ func (b *Broker) logSize() int64 {
 	return fi.Size()
 }
 
-// freeAddr returns a 127.0.0.1 address whose port was free a moment ago.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("mosquitto: find a free port: %w", err)
+// freeAddrs returns n different 127.0.0.1 addresses whose ports were free
+// a moment ago.
+func freeAddrs(n int) ([]string, error) {
+	addrs := make([]string, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("mosquitto: find a free port: %w", err)
+		}
+		defer ln.Close() // held until all are picked, so they differ
+		port := ln.Addr().(*net.TCPAddr).Port
+		addrs = append(addrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	}
-	defer ln.Close()
-	port := ln.Addr().(*net.TCPAddr).Port
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
+	return addrs, nil
 }
 
 // WaitLog waits until cond holds for the broker's log, or ctx ends: the

@@ -6,7 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/robustmqtt/mqtt/codec"
+	"github.com/robustmqtt/mqtt/conn"
 	"github.com/robustmqtt/mqtt/internal/mosquitto"
 )
 
@@ -36,5 +39,40 @@ func TestRestartKeepsPortAndDatabase(t *testing.T) {
 	}
 	if n := strings.Count(b.Log(), "mosquitto version"); n < 4 {
 		t.Fatalf("the log has %d start and stop lines, want 4:\n%s", n, b.Log())
+	}
+}
+
+// With WebSockets, a second listener speaks MQTT over WebSocket, on a port
+// that survives a restart.
+func TestWebSockets(t *testing.T) {
+	b := mosquitto.NewWith(t, mosquitto.Config{WebSockets: true})
+	ws := b.WSURL()
+	if !strings.HasPrefix(ws, "ws://127.0.0.1:") || strings.Contains(ws, b.Addr()) {
+		t.Fatalf("WSURL() = %q, want ws://127.0.0.1:port on a port of its own", ws)
+	}
+	connect := func() {
+		t.Helper()
+		c, err := conn.Open(t.Context(), ws, conn.Config{
+			Connect:        &codec.Connect{Version: codec.V5, ClientID: "ws", CleanStart: true},
+			ConnectTimeout: 10 * time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	connect()
+	if err := b.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if b.WSURL() != ws {
+		t.Fatalf("after Restart: %s, want %s", b.WSURL(), ws)
+	}
+	connect()
+	if !strings.Contains(b.Log(), "Opening websockets listen socket") {
+		t.Fatalf("the log says nothing of the websockets listener:\n%s", b.Log())
+	}
+	if mosquitto.New(t, "").WSURL() != "" {
+		t.Fatal("WSURL() is not empty without WebSockets")
 	}
 }

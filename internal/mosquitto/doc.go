@@ -16,7 +16,15 @@
 //	user root               (only when the tests run as root)
 //
 // followed by the test's own lines (an acl_file, max_inflight_messages,
-// DynamicSecurity's plugin, ...), and stops it when the test ends. It
+// DynamicSecurity's plugin, ...), and stops it when the test ends. NewWith
+// with Config.WebSockets adds, last, a second listener for MQTT over
+// WebSocket, whose URL Broker.WSURL returns:
+//
+//	listener <port2> 127.0.0.1
+//	protocol websockets
+//
+// A mosquitto built without WebSocket support refuses that configuration;
+// the test is then skipped, with a message saying so. It
 // waits for readiness by dialing the port, never by sleeping. Broker.Restart is a graceful restart:
 // SIGTERM, wait for the process to exit, start again on the same port.
 // Sessions, subscriptions and queued messages come back from the database.
