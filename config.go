@@ -10,6 +10,7 @@ import (
 	"github.com/robustmqtt/mqtt/backoff"
 	"github.com/robustmqtt/mqtt/codec"
 	"github.com/robustmqtt/mqtt/conn"
+	"github.com/robustmqtt/mqtt/store"
 )
 
 // Defaults for the zero values of Config. Each field's comment repeats its own.
@@ -144,6 +145,17 @@ type Config struct {
 	// reconnect strategy starts again from its first attempt. Zero means
 	// DefaultStableAfter (10 s).
 	StableAfter time.Duration
+
+	// Store keeps the session's unfinished QoS 1/2 publishes and inbound
+	// QoS 2 packet identifiers, so that a new process (or Client) with the
+	// same ClientID and Store finishes what this one started. Nil: the
+	// session lives in this Client's memory only. With a Store, a QoS 1/2
+	// message is durably stored before its PUBLISH is written, and
+	// PublishAsync returns only once it is; a full store fails the publish
+	// with ErrQueueFull. Use store.Open for a file that survives a crash.
+	// The Client syncs the store when it stops but never closes it: the
+	// application does, after Close or Disconnect.
+	Store store.Store
 
 	// Logger receives the client's diagnostics. Nil: silent.
 	Logger *slog.Logger

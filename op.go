@@ -31,6 +31,7 @@ type op struct {
 	finished   atomic.Bool
 	stopCancel func() bool // stops the ctx watcher; nil if ctx can't end
 	stopExpiry func() bool // stops a publish's expiry timer; nil if none
+	storeKey   uint64      // its record in Config.Store; 0: not stored (session goroutine)
 
 	// finishOnWrite: a QoS 0 publish is done once its frame is written.
 	finishOnWrite bool
@@ -46,10 +47,10 @@ type op struct {
 	inFlight bool   // has a flight (and so a packet identifier)
 }
 
-func (o *op) init(c *Client, ctx context.Context) {
+func (o *op) init(c *Client, ctx context.Context, result chan error) {
 	o.c = c
 	o.ctx = ctx
-	o.result = make(chan error, 1)
+	o.result = result
 	o.qos = -1
 }
 
@@ -142,6 +143,8 @@ type pubOp struct {
 	// (zero: never).
 	expires   time.Time
 	needsRoom bool // DropOldest/LatestPerTopic arrived without room
+	// stored, with Config.Store, is closed once the message is durable.
+	stored chan struct{}
 }
 
 // ctlOp is one Subscribe or Unsubscribe call.

@@ -45,9 +45,16 @@ type session struct {
 	latest      map[string]*pubOp  // LatestPerTopic: the newest queued publish per topic
 	sentQoS0    fifo[*pubOp]       // QoS 0 publishes handed to cur and maybe not written yet
 	flushes     []*flushWaiter     // Flush calls waiting
-	subs        []Subscription     // what the broker should have, in subscribe order
-	draining    *disconnectRequest // a graceful Disconnect in progress
-	finalFrame  chan struct{}      // closed when the DISCONNECT of a Disconnect was written
+
+	// Config.Store (see session_store.go).
+	storeSeq   uint64             // the last key given to an outbound record
+	dirty      bool               // records written that must be synced before the held frames go
+	held       []conn.Frame       // frames waiting for the next commit, in order
+	storedWait []*pubOp           // PublishAsync calls waiting for their message to be durable
+	recBuf     []byte             // reused to encode records
+	subs       []Subscription     // what the broker should have, in subscribe order
+	draining   *disconnectRequest // a graceful Disconnect in progress
+	finalFrame chan struct{}      // closed when the DISCONNECT of a Disconnect was written
 
 	// Inbound.
 	in       map[uint16]*inState // QoS 1/2 packet identifiers of the broker's, by state
@@ -113,17 +120,17 @@ func (s *session) run() {
 		select {
 		case o := <-c.pubs:
 			s.acceptPublish(o)
+			if s.cfg.Store != nil {
+				s.acceptWaiting()
+			}
 		case r := <-c.ctrl:
 			s.control(r)
 		case cn := <-c.conns:
 			s.connected(cn)
 		case in := <-c.inbound:
-			if in.Conn == s.cur {
-				if in.Packet == nil {
-					s.receiveAck(in.Ack, in.ID)
-				} else {
-					s.receive(in.Packet)
-				}
+			s.inbound(in)
+			if s.cfg.Store != nil {
+				s.inboundWaiting()
 			}
 		case <-connDone:
 			s.lost()
@@ -141,9 +148,28 @@ func (s *session) run() {
 			s.closeNow()
 			return
 		}
+		if s.cfg.Store != nil && (s.dirty || len(s.held) > 0 || len(s.storedWait) > 0) {
+			if err := s.commit(); err != nil {
+				s.cfg.Logger.Error("mqtt: store failure", "err", err)
+				stopErr = err
+				return
+			}
+		}
 		if s.stop {
 			return
 		}
+	}
+}
+
+// inbound handles one frame from a connection reader.
+func (s *session) inbound(in conn.Inbound) {
+	if in.Conn != s.cur {
+		return // from a connection already given up
+	}
+	if in.Packet == nil {
+		s.receiveAck(in.Ack, in.ID)
+	} else {
+		s.receive(in.Packet)
 	}
 }
 
@@ -207,6 +233,9 @@ func (s *session) connected(cn *conn.Conn) {
 		// The broker has none of our state: forget the inbound side
 		// (acks for it are meaningless now) and subscribe again.
 		s.gen++
+		for id := range s.in {
+			s.unstoreInbound(id)
+		}
 		clear(s.in)
 		s.resubscribe()
 	} else {
@@ -222,9 +251,9 @@ func (s *session) connected(cn *conn.Conn) {
 	for _, f := range unfinished {
 		switch {
 		case f.kind != codec.TypePublish:
-			cn.Send(conn.Frame{Packet: f.pkt, Track: trackerOf(f.ctl)})
+			s.send(conn.Frame{Packet: f.pkt, Track: trackerOf(f.ctl)})
 		case f.relNeeded:
-			cn.Send(conn.Frame{Packet: &f.pub.rel})
+			s.send(conn.Frame{Packet: &f.pub.rel})
 		default:
 			p := f.pub.pkt // a copy: the writer may still hold the old one
 			p.Dup = ack.SessionPresent && f.pub.state.Load() == opClaimed
@@ -233,7 +262,7 @@ func (s *session) connected(cn *conn.Conn) {
 				// interval ran out meanwhile, with at least 1 s left.
 				p.Properties = expiryLeft(p.Properties, max(time.Until(f.pub.expires), time.Second))
 			}
-			cn.Send(conn.Frame{Packet: &p, Track: f.pub})
+			s.send(conn.Frame{Packet: &p, Track: f.pub})
 		}
 	}
 	waiting := s.waitingCtl
@@ -257,6 +286,9 @@ func (s *session) lost() {
 		}
 	}
 	s.queue.pushFront(back)
+	s.unhold(s.held)
+	clear(s.held)
+	s.held = s.held[:0]
 	s.sentQoS0 = fifo[*pubOp]{}
 	if s.finalFrame != nil {
 		s.stop = true // the goodbye of a Disconnect has nowhere to go now
@@ -323,7 +355,7 @@ func (s *session) checkDrained() {
 // once it has been written.
 func (s *session) sendFinal() bool {
 	s.finalFrame = make(chan struct{})
-	return s.cur.Send(conn.Frame{Packet: &codec.Disconnect{ReasonCode: codec.NormalDisconnection},
+	return s.send(conn.Frame{Packet: &codec.Disconnect{ReasonCode: codec.NormalDisconnection},
 		Track: closeOnWrite(s.finalFrame)})
 }
 
@@ -360,12 +392,24 @@ func (s *session) shutdown(err error) {
 	if err != nil {
 		failed = fmt.Errorf("%w: %w", ErrClosed, err)
 	}
+	inStore := ErrInStore
+	if serr := s.closeStore(); serr != nil {
+		s.cfg.Logger.Error("mqtt: cannot sync the store as the client stops", "err", serr)
+		inStore = fmt.Errorf("%w (the store failed to sync: %w)", failed, serr)
+	}
+	endPub := func(o *pubOp) {
+		if o.storeKey != 0 {
+			o.finish(inStore)
+		} else {
+			o.finish(failed)
+		}
+	}
 	for o := range s.queue.all() {
-		o.finish(failed)
+		endPub(o)
 	}
 	for _, f := range s.flightsInOrder() {
 		if f.pub != nil {
-			f.pub.finish(failed)
+			endPub(f.pub)
 		}
 		if f.ctl != nil {
 			f.ctl.finish(failed)

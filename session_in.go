@@ -71,7 +71,7 @@ func (s *session) onPublish(p *codec.Publish) {
 		case inAckOwed:
 			s.sendAck(p.PacketID, st)
 		case inAwaitRel:
-			s.cur.Send(conn.Frame{Packet: &codec.Pubrec{PacketID: p.PacketID}})
+			s.send(conn.Frame{Packet: &codec.Pubrec{PacketID: p.PacketID}})
 		}
 		return
 	}
@@ -155,12 +155,13 @@ func (s *session) appReceived(id uint16, gen uint64) {
 // sendAck sends the PUBACK or PUBREC an inbound message is owed.
 func (s *session) sendAck(id uint16, st *inState) {
 	if st.qos == AtLeastOnce {
-		if s.cur.Send(conn.Frame{Packet: &codec.Puback{PacketID: id}}) {
+		if s.send(conn.Frame{Packet: &codec.Puback{PacketID: id}}) {
 			delete(s.in, id)
 		}
 		return
 	}
-	if s.cur.Send(conn.Frame{Packet: &codec.Pubrec{PacketID: id}}) {
+	s.storeInbound(id)
+	if s.send(conn.Frame{Packet: &codec.Pubrec{PacketID: id}}) {
 		st.stage = inAwaitRel
 	}
 }
@@ -181,6 +182,7 @@ func (s *session) onPubrel(p *codec.Pubrel) {
 		return
 	default:
 		delete(s.in, p.PacketID)
+		s.unstoreInbound(p.PacketID)
 	}
-	s.cur.Send(conn.Frame{Packet: comp})
+	s.send(conn.Frame{Packet: comp})
 }

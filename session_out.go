@@ -10,6 +10,7 @@ import (
 
 	"github.com/robustmqtt/mqtt/codec"
 	"github.com/robustmqtt/mqtt/conn"
+	"github.com/robustmqtt/mqtt/store"
 )
 
 // acceptPublish takes a new publish into the queue.
@@ -32,6 +33,17 @@ func (s *session) acceptPublish(o *pubOp) {
 			ErrQueueFull, o.pkt.Topic, s.cfg.MaxQueued, s.cfg.MaxQueuedBytes))
 		return
 	}
+	if s.cfg.Store != nil && o.pkt.QoS > AtMostOnce {
+		if err := s.storePublish(o); err != nil {
+			if errors.Is(err, store.ErrFull) {
+				err = fmt.Errorf("%w: publish to %s: %w", ErrQueueFull, o.pkt.Topic, err)
+			} else {
+				err = fmt.Errorf("mqtt: publish to %s could not be stored: %w", o.pkt.Topic, err)
+			}
+			o.finish(err)
+			return
+		}
+	}
 	s.queue.push(o)
 	if o.policy == LatestPerTopic {
 		s.latest[o.pkt.Topic] = o
@@ -50,6 +62,7 @@ func (s *session) makeRoom(o *pubOp) bool {
 		if s.latest[v.pkt.Topic] == v {
 			delete(s.latest, v.pkt.Topic)
 		}
+		s.unstore(&v.op, true)
 		if v.holdsRoom {
 			v.holdsRoom = false // its room goes to o, or back below
 			freedN++
@@ -123,6 +136,7 @@ func (s *session) pump() {
 		}
 		if err := s.fits(&o.pkt); err != nil {
 			s.popQueued(o)
+			s.unstore(&o.op, true)
 			o.finish(err) // the broker's limits changed since it was queued
 			continue
 		}
@@ -146,9 +160,18 @@ func (s *session) pump() {
 			o.fl = flight{seq: s.seq, kind: codec.TypePublish, pub: o}
 			s.flights[id] = &o.fl
 			s.pubInflight++
+			if o.pkt.QoS == ExactlyOnce {
+				// Durable before the PUBLISH goes: sent again after a
+				// restart under another identifier, a QoS 2 message
+				// could be delivered twice.
+				s.storeProgress(o, 0)
+			} else {
+				// QoS 1 may be sent again as new: no sync needed.
+				s.storeProgressLazily(o)
+			}
 		}
 		s.popQueued(o)
-		if !s.cur.Send(conn.Frame{Packet: &o.pkt, Track: o}) {
+		if !s.send(conn.Frame{Packet: &o.pkt, Track: o}) {
 			// The connection died under us; lost() runs next. A QoS 1/2
 			// publish has its flight and goes again from there.
 			if o.pkt.QoS == AtMostOnce {
@@ -215,6 +238,7 @@ func (s *session) withdraw(o *op, err error) bool {
 	if !o.state.CompareAndSwap(opQueued, opWithdrawn) {
 		return false
 	}
+	s.unstore(o, true)
 	if o.inFlight {
 		s.endFlight(o.id)
 	}
@@ -293,6 +317,7 @@ func (s *session) endFlight(id uint16) {
 	if f.kind == codec.TypePublish {
 		s.pubInflight--
 		s.c.stats.inflight.Store(int64(s.pubInflight))
+		s.unstore(&f.pub.op, false)
 		f.pub.inFlight = false
 		s.settled[id] = true
 	} else if f.ctl != nil {
@@ -347,7 +372,7 @@ func (s *session) sendControl(o *ctlOp) {
 	f.seq = s.seq
 	o.id, o.inFlight = id, true
 	s.flights[id] = f
-	s.cur.Send(conn.Frame{Packet: f.pkt, Track: o})
+	s.send(conn.Frame{Packet: f.pkt, Track: o})
 }
 
 func subscribePacket(id uint16, subs []Subscription) *codec.Subscribe {
@@ -371,7 +396,7 @@ func (s *session) resubscribe() {
 		s.seq++
 		f := &flight{seq: s.seq, kind: codec.TypeSubscribe, pkt: subscribePacket(id, batch)}
 		s.flights[id] = f
-		s.cur.Send(conn.Frame{Packet: f.pkt})
+		s.send(conn.Frame{Packet: f.pkt})
 	}
 }
 
@@ -407,6 +432,7 @@ func (s *session) onPuback(p *codec.Puback) {
 		s.protocolError(codec.ProtocolError, codec.TypePuback, "PUBACK for packet identifier %d, which no QoS 1 publish uses", p.PacketID)
 		return
 	}
+	s.unstore(&f.pub.op, p.ReasonCode.IsError())
 	s.endFlight(p.PacketID)
 	f.pub.finish(ackError(&f.pub.pkt, p.ReasonCode, p.Properties))
 	s.pump()
@@ -425,6 +451,7 @@ func (s *session) onPubrec(p *codec.Pubrec) {
 	}
 	if p.ReasonCode.IsError() {
 		// A refusal ends the flow here [MQTT-4.3.3-?]: no PUBREL.
+		s.unstore(&f.pub.op, true)
 		s.endFlight(p.PacketID)
 		f.pub.finish(ackError(&f.pub.pkt, p.ReasonCode, p.Properties))
 		s.pump()
@@ -435,9 +462,10 @@ func (s *session) onPubrec(p *codec.Pubrec) {
 		// Written once: a writer may still be encoding an earlier send.
 		f.relNeeded = true
 		f.pub.rel = codec.Pubrel{PacketID: p.PacketID}
+		s.storeProgress(f.pub, flagReleased)
 	}
 	// A repeated PUBREC (after a reconnect) gets PUBREL again.
-	s.cur.Send(conn.Frame{Packet: &f.pub.rel})
+	s.send(conn.Frame{Packet: &f.pub.rel})
 }
 
 // onPubcomp ends a QoS 2 publish.
@@ -451,12 +479,11 @@ func (s *session) onPubcomp(p *codec.Pubcomp) {
 		return
 	}
 	s.endFlight(p.PacketID)
-	var err error
-	if p.ReasonCode == codec.PacketIdentifierNotFound {
-		// The broker lost the session between PUBREC and PUBCOMP.
-		err = fmt.Errorf("%w: the broker no longer knew the message when it was released (%s)", ErrOutcomeUnknown, p.ReasonCode)
-	}
-	f.pub.finish(err)
+	// A successful PUBREC already meant the broker took the message on
+	// [MQTT-4.3.3]; a PUBCOMP with 0x92 Packet Identifier Not Found comes
+	// when a PUBCOMP was lost with a connection and the PUBREL sent again
+	// finds the flow already ended. Either way the message is delivered.
+	f.pub.finish(nil)
 	s.pump()
 	s.checkDrained()
 }

@@ -393,3 +393,27 @@ func TestDisconnectTimesOut(t *testing.T) {
 		t.Fatalf("the unacknowledged publish = %v, want ErrClosed", err)
 	}
 }
+
+// MQTT 5: the broker completed a QoS 2 flow (PUBREC success, PUBREL, its
+// PUBCOMP lost with the connection); the PUBREL sent again after the
+// reconnect finds no flow and gets PUBCOMP 0x92. The broker accepted the
+// message at PUBREC: the publish succeeded.
+func TestV5PubcompNotFoundAfterReconnect(t *testing.T) {
+	sb := mqtttest.NewScriptedBroker(t)
+	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "pubcomp-92", Version: 5})
+	sc := scripted(t, sb)
+	res := c.PublishAsync(testCtx(t), mqtt.Message{Topic: "alarm", Payload: []byte("window"), QoS: 2})
+	p := nextOf[*codec.Publish](t, sc, 5)
+	send(t, sc, 5, &codec.Pubrec{PacketID: p.PacketID})
+	nextOf[*codec.Pubrel](t, sc, 5)
+	sb.SetConnack([]byte{0x20, 0x03, 0x01, 0x00, 0x00}) // session present
+	sc.Close()                                          // the PUBCOMP is lost
+	sc = scripted(t, sb)
+	if rel := nextOf[*codec.Pubrel](t, sc, 5); rel.PacketID != p.PacketID {
+		t.Fatalf("PUBREL %d, want %d", rel.PacketID, p.PacketID)
+	}
+	send(t, sc, 5, &codec.Pubcomp{PacketID: p.PacketID, ReasonCode: codec.PacketIdentifierNotFound})
+	if err := <-res; err != nil {
+		t.Fatalf("QoS 2 publish whose PUBREC came: %v; want nil (the broker accepted it at PUBREC)", err)
+	}
+}
