@@ -26,7 +26,8 @@ type demoConfig struct {
 // finish what they owe, and the monitor to receive it.
 const drain = 20 * time.Second
 
-func demoCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func demoCommand(ctx context.Context, args []string, std stdio) int {
+	stdout, stderr := std.out, std.errOut
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -219,7 +220,13 @@ func (f *faults) run(ctx context.Context, every time.Duration) {
 			f.set("black hole", func() { f.holes++ })
 			f.proxy.Blackhole(true)
 			f.report("black hole: the network silently carries nothing for 2.5s")
-			sleep(ctx, 2500*time.Millisecond)
+			// Never cut short, not even when the faults end: the proxy
+			// discards what it reads meanwhile, so a shorter hole would
+			// leave live connections with bytes missing from their
+			// streams, which TCP never does and no MQTT endpoint resends
+			// (a press or alarm then waits for its PUBACK until the drain
+			// gives up). Past two keepalives, both ends give up the link.
+			sleep(context.WithoutCancel(ctx), 2500*time.Millisecond)
 			f.proxy.Blackhole(false)
 		}
 		f.set("", func() {})

@@ -10,8 +10,9 @@ import (
 // A short demo with a fault every half second loses no acknowledged button
 // press or alarm, says so, and exits 0.
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	var out, errs bytes.Buffer
-	code := run(t.Context(), []string{"demo", "-duration", "3s", "-faults", "500ms"}, &out, &errs)
+	code := run(t.Context(), []string{"demo", "-duration", "3s", "-faults", "500ms"}, stdio{out: &out, errOut: &errs})
 	t.Logf("output:\n%s", out.String())
 	if code != 0 {
 		t.Fatalf("exit status %d, want 0; stderr:\n%s", code, errs.String())
@@ -53,7 +54,7 @@ func TestUsage(t *testing.T) {
 	}
 	for _, tc := range cases {
 		var out, errs bytes.Buffer
-		code := run(t.Context(), tc.args, &out, &errs)
+		code := run(t.Context(), tc.args, stdio{out: &out, errOut: &errs})
 		if code != tc.code || !strings.Contains(out.String()+errs.String(), tc.want) {
 			t.Errorf("mqtt %q: exit %d, output\n%s%s\nwant exit %d and %q", tc.args, code, out.String(), errs.String(), tc.code, tc.want)
 		}

@@ -4,6 +4,62 @@
 //
 //	mqtt <command> [flags]
 //
+// # mqtt pub and mqtt sub
+//
+// They take the flags of mosquitto_pub and mosquitto_sub, so that
+//
+//	mqtt sub -h 127.0.0.1 -t 'home/#' -v -q 1
+//	mqtt pub -h 127.0.0.1 -t home/window -m broken -q 1
+//	tail -f events.log | mqtt pub --url mqtt://user:secret@broker/log -l -q 1
+//
+// do what their mosquitto counterparts do. "mqtt pub -help" and "mqtt sub
+// -help" list the flags; Go spells them with one dash or two alike.
+//
+// Both are this module's client: a lost connection is re-established with
+// exponential backoff (100ms to 5s, jittered), and said on stderr
+// ("mqtt sub: connection lost: ...; reconnecting", "mqtt sub: reconnected
+// to ..."). sub keeps printing through broker restarts; with -c -i id its
+// session is persistent, so what is published while it is away arrives when
+// it is back, if the broker kept the session. It acknowledges a QoS 1 or 2
+// message only once the message is written to stdout. pub waits for the
+// acknowledgement of every QoS 1 and 2 message before it exits 0; with -l
+// it publishes each line of stdin as it is read, without waiting for the
+// previous acknowledgement (at most -M, 20, in flight).
+//
+// Where they differ from mosquitto's:
+//
+//   - The first connection must come within -W, or 10 seconds without it;
+//     after that a lost connection is retried for ever. A refused login
+//     (bad credentials, not authorized, banned, bad client identifier,
+//     unsupported version), a server certificate that does not verify and
+//     a TLS alert from the broker end the command at once.
+//   - -W takes seconds ("5", "0.5") or a Go duration ("500ms"), counts from
+//     the start, and bounds everything: connecting, publishing, the
+//     acknowledgements. pub has it too. When it elapses the exit status is
+//     27, as mosquitto_sub's, and stderr says so.
+//   - --url (or -L) also takes tcp://, tls://, ssl://, ws:// and wss://.
+//     For ws:// and wss:// the path is the WebSocket endpoint's, not a
+//     topic: give -t. The user name and password are %-decoded. Giving -h
+//     or -p as well is an error.
+//   - --cafile or --cert turns TLS on for -h and -p, with port 8883 by
+//     default. --insecure skips the host name check only, as mosquitto's
+//     does: the chain must still verify.
+//   - -d says on stderr, in words, when the command connected, subscribed,
+//     had a message acknowledged (pub), and why it retries; mosquitto's -d
+//     prints packets on stdout.
+//   - -V takes 311, mqttv311, 5 or mqttv5; MQTT 3.1 is not supported. With
+//     -c an MQTT 5 session never expires, as with mosquitto.
+//   - The default client identifier is mqtt_pub_<pid> or mqtt_sub_<pid>.
+//   - Ctrl-C (or SIGTERM) disconnects cleanly. sub exits 0; pub exits 0 if
+//     everything it had read was acknowledged, 1 otherwise. A second Ctrl-C
+//     kills the process.
+//   - Not implemented: -x, -I, -A, -N, -R, -E, -F, -T, -U, -D, --capath,
+//     --psk, --proxy, --unix, --repeat, --quiet, --nodelay, --tls-version,
+//     --ciphers.
+//
+// Exit status: 0 done; 1 failed (one line on stderr, "mqtt pub: <why>");
+// 2 a mistake on the command line (one line too); 27 -W elapsed.
+//
 // # mqtt demo
 //
 // The demo is the library's claim, run where you can watch it: it needs

@@ -1,0 +1,360 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robustmqtt/mqtt"
+	"github.com/robustmqtt/mqtt/codec"
+)
+
+// connOptions are the flags pub and sub share: where to connect, as whom,
+// with which session, will and TLS. Their names are mosquitto's.
+type connOptions struct {
+	host       string
+	port       int
+	url        string
+	clientID   string
+	username   string
+	password   string
+	keepAlive  int
+	persistent bool
+	version    string
+	qos        int
+	timeout    seconds
+	debug      bool
+
+	willTopic   string
+	willPayload string
+	willQoS     int
+	willRetain  bool
+
+	cafile   string
+	cert     string
+	key      string
+	insecure bool
+
+	set map[string]bool // the flags given on the command line
+}
+
+// register defines the shared flags on fs.
+func (o *connOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.host, "h", "localhost", "broker `host` to connect to")
+	fs.IntVar(&o.port, "p", 0, "broker `port` (default 1883, or 8883 with --cafile or --cert)")
+	fs.StringVar(&o.url, "url", "", "broker `URL` instead of -h and -p: mqtt[s]://[user[:password]@]host[:port][/topic],\n\tor tcp://, tls://, ws://, wss:// (for ws and wss the path is the WebSocket path)")
+	fs.StringVar(&o.url, "L", "", "`URL`, the same as --url")
+	fs.StringVar(&o.clientID, "i", "", "client `id` (default mqtt_<command>_<process id>)")
+	fs.StringVar(&o.username, "u", "", "`username` to log in with")
+	fs.StringVar(&o.password, "P", "", "`password` to log in with")
+	fs.IntVar(&o.keepAlive, "k", 60, "keepalive in `seconds`; 0 turns it off")
+	fs.BoolVar(&o.persistent, "c", false, "no clean session: a persistent session that outlives the connection (needs -i)")
+	fs.StringVar(&o.version, "V", "311", "MQTT `version`: 311 (or mqttv311) or 5 (or mqttv5)")
+	fs.IntVar(&o.qos, "q", 0, "`QoS` 0, 1 or 2")
+	fs.Var(&o.timeout, "W", "give up after `seconds` (5, 0.5 or 500ms), exit status 27; 0: no limit")
+	fs.BoolVar(&o.debug, "d", false, "say on stderr when connected, subscribed (sub), acknowledged (pub), and why each retry waits")
+	fs.StringVar(&o.willTopic, "will-topic", "", "`topic` of the will, which the broker publishes if the client vanishes")
+	fs.StringVar(&o.willPayload, "will-payload", "", "`payload` of the will (default empty)")
+	fs.IntVar(&o.willQoS, "will-qos", 0, "`QoS` of the will")
+	fs.BoolVar(&o.willRetain, "will-retain", false, "retain the will")
+	fs.StringVar(&o.cafile, "cafile", "", "PEM `file` of the certificate authorities to trust; turns TLS on (default: the system's)")
+	fs.StringVar(&o.cert, "cert", "", "PEM `file` of the client certificate; turns TLS on; needs --key")
+	fs.StringVar(&o.key, "key", "", "PEM `file` of the client certificate's private key")
+	fs.BoolVar(&o.insecure, "insecure", false, "do not check that the server certificate names the host (the chain is still verified)")
+}
+
+// config turns the options into a client configuration for command, and
+// returns the topic that --url gave, if any.
+func (o *connOptions) config(command string) (mqtt.Config, string, error) {
+	var cfg mqtt.Config
+	version, err := parseVersion(o.version)
+	if err != nil {
+		return cfg, "", err
+	}
+	if o.qos < 0 || o.qos > 2 {
+		return cfg, "", usagef("-q %d: QoS is 0, 1 or 2", o.qos)
+	}
+	if o.keepAlive < 0 || o.keepAlive > math.MaxUint16 {
+		return cfg, "", usagef("-k %d: keepalive is 0 (off) to 65535 seconds", o.keepAlive)
+	}
+	if o.persistent && !o.set["i"] {
+		return cfg, "", usagef("-c (a persistent session) needs a client id: give -i")
+	}
+	tlsConfig, err := o.tlsConfig()
+	if err != nil {
+		return cfg, "", err
+	}
+	wantTLS := o.cafile != "" || o.cert != ""
+
+	username, password, hasPassword := o.username, o.password, o.set["P"]
+	var server, topic string
+	if o.url != "" {
+		if o.set["h"] || o.set["p"] {
+			return cfg, "", usagef("give either --url or -h and -p, not both")
+		}
+		u, err := parseBrokerURL(o.url)
+		if err != nil {
+			return cfg, "", err
+		}
+		if tlsConfig != nil && !u.tls {
+			return cfg, "", usagef("--cafile, --cert, --key and --insecure need a TLS URL (mqtts://, tls://, ssl:// or wss://), not %s", u.scheme+"://")
+		}
+		server, topic = u.server, u.topic
+		if u.hasUser && !o.set["u"] {
+			username = u.user
+		}
+		if u.hasPassword && !o.set["P"] {
+			password, hasPassword = u.password, true
+		}
+	} else {
+		scheme, port := "tcp", 1883
+		if wantTLS {
+			scheme, port = "tls", 8883
+		}
+		if o.set["p"] {
+			port = o.port
+		}
+		if port < 1 || port > math.MaxUint16 {
+			return cfg, "", usagef("-p %d: a port is 1 to 65535", port)
+		}
+		if o.host == "" {
+			return cfg, "", usagef("-h: the host is empty")
+		}
+		server = scheme + "://" + net.JoinHostPort(o.host, strconv.Itoa(port))
+	}
+	if hasPassword && username == "" && version == codec.V311 {
+		return cfg, "", usagef("a password needs a username (-u) in MQTT 3.1.1")
+	}
+
+	cfg = mqtt.Config{
+		Servers:    []string{server},
+		ClientID:   o.clientID,
+		Version:    version,
+		CleanStart: !o.persistent,
+		KeepAlive:  time.Duration(o.keepAlive) * time.Second,
+		Username:   username,
+		TLS:        tlsConfig,
+		Backoff:    cliBackoff(),
+	}
+	if o.keepAlive == 0 {
+		cfg.KeepAlive = -1 // off
+	}
+	if o.persistent {
+		// As mosquitto's -c: the session never expires (MQTT 5).
+		cfg.SessionExpiry = math.MaxInt64
+	}
+	if !o.set["i"] {
+		cfg.ClientID = fmt.Sprintf("mqtt_%s_%d", command, os.Getpid())
+	}
+	if hasPassword {
+		cfg.Password = []byte(password)
+	}
+	if o.timeout > 0 {
+		cfg.ConnectTimeout = min(time.Duration(o.timeout), mqtt.DefaultConnectTimeout)
+	}
+	will, err := o.will()
+	if err != nil {
+		return cfg, "", err
+	}
+	cfg.Will = will
+	return cfg, topic, nil
+}
+
+// will returns the will message the flags describe, nil for none.
+func (o *connOptions) will() (*mqtt.Message, error) {
+	if o.willTopic == "" {
+		if o.set["will-payload"] || o.set["will-qos"] || o.set["will-retain"] {
+			return nil, usagef("--will-payload, --will-qos and --will-retain need --will-topic")
+		}
+		return nil, nil
+	}
+	if err := codec.ValidateTopicName(o.willTopic); err != nil {
+		return nil, usagef("--will-topic %q: %v", o.willTopic, err)
+	}
+	if o.willQoS < 0 || o.willQoS > 2 {
+		return nil, usagef("--will-qos %d: QoS is 0, 1 or 2", o.willQoS)
+	}
+	return &mqtt.Message{Topic: o.willTopic, Payload: []byte(o.willPayload), QoS: mqtt.QoS(o.willQoS), Retain: o.willRetain}, nil
+}
+
+// tlsConfig returns the TLS configuration the flags describe, nil when they
+// say nothing about TLS.
+func (o *connOptions) tlsConfig() (*tls.Config, error) {
+	if o.cafile == "" && o.cert == "" && o.key == "" && !o.insecure {
+		return nil, nil
+	}
+	cfg := &tls.Config{}
+	if o.cafile != "" {
+		pem, err := os.ReadFile(o.cafile)
+		if err != nil {
+			return nil, fmt.Errorf("--cafile: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--cafile %s: no PEM certificate in it", o.cafile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (o.cert == "") != (o.key == "") {
+		return nil, usagef("--cert and --key go together: give both")
+	}
+	if o.cert != "" {
+		pair, err := tls.LoadX509KeyPair(o.cert, o.key)
+		if err != nil {
+			return nil, fmt.Errorf("--cert %s, --key %s: %w", o.cert, o.key, err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	if o.insecure {
+		// mosquitto's --insecure skips the host name check only: the
+		// certificate must still chain to a trusted authority.
+		cfg.InsecureSkipVerify = true
+		roots := cfg.RootCAs
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the server sent no certificate")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
+			return err
+		}
+	}
+	return cfg, nil
+}
+
+// parseVersion reads -V: mosquitto's names, or the plain numbers.
+func parseVersion(v string) (byte, error) {
+	switch strings.ToLower(v) {
+	case "311", "mqttv311", "3.1.1", "4":
+		return codec.V311, nil
+	case "5", "mqttv5", "5.0":
+		return codec.V5, nil
+	case "31", "mqttv31", "3.1", "3":
+		return 0, usagef("-V %s: MQTT 3.1 is not supported; use 311 or 5", v)
+	}
+	return 0, usagef("-V %q: use 311 (mqttv311) or 5 (mqttv5)", v)
+}
+
+// brokerURL is a parsed --url.
+type brokerURL struct {
+	scheme      string
+	server      string // for Config.Servers: scheme://host[:port][/path for ws]
+	topic       string // mqtt://host/topic: the path, verbatim ("#" and "+" included)
+	user        string
+	password    string
+	hasUser     bool
+	hasPassword bool
+	tls         bool
+}
+
+// parseBrokerURL reads mosquitto's -L form,
+// scheme://[user[:password]@]host[:port][/topic]. It is not parsed as a
+// URL: a topic such as a/# would lose its fragment. For ws:// and wss://
+// the path is the WebSocket endpoint's and there is no topic. The user name
+// and password are %-decoded; the scheme and port are checked by the client.
+func parseBrokerURL(s string) (brokerURL, error) {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok || scheme == "" {
+		return brokerURL{}, usagef("--url %q has no scheme: write it as mqtt://host:port/topic", s)
+	}
+	u := brokerURL{scheme: strings.ToLower(scheme)}
+	authority, path, hasPath := strings.Cut(rest, "/")
+	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
+		user, password, hasPassword := strings.Cut(authority[:i], ":")
+		var err error
+		if u.user, err = url.PathUnescape(user); err != nil {
+			return brokerURL{}, usagef("--url: the user name: %v", err)
+		}
+		if u.password, err = url.PathUnescape(password); err != nil {
+			return brokerURL{}, usagef("--url: the password: %v", err)
+		}
+		u.hasUser, u.hasPassword = true, hasPassword
+		authority = authority[i+1:]
+	}
+	if authority == "" {
+		return brokerURL{}, usagef("--url %q has no host: write it as %s://host:port/topic", redact(s), u.scheme)
+	}
+	u.server = u.scheme + "://" + authority
+	switch u.scheme {
+	case "ws", "wss":
+		if hasPath {
+			u.server += "/" + path
+		}
+	default:
+		u.topic = path
+	}
+	switch u.scheme {
+	case "mqtts", "tls", "ssl", "wss":
+		u.tls = true
+	}
+	return u, nil
+}
+
+// redact hides the password of a --url for an error message.
+func redact(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	authority, _, _ := strings.Cut(rest, "/")
+	i := strings.LastIndexByte(authority, '@')
+	if !ok || i < 0 {
+		return s
+	}
+	user, _, hasPassword := strings.Cut(authority[:i], ":")
+	if !hasPassword {
+		return s
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[i:]
+}
+
+// seconds is a flag.Value for a duration in seconds, as mosquitto's flags
+// take it ("5", "0.5"), or as a Go duration ("500ms").
+type seconds time.Duration
+
+func (s *seconds) Set(v string) error {
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if f < 0 || math.IsNaN(f) || f > math.MaxInt64/float64(time.Second) {
+			return errors.New("want a number of seconds such as 5 or 0.5")
+		}
+		*s = seconds(f * float64(time.Second))
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return errors.New("want a number of seconds such as 5 or 0.5, or a duration such as 500ms")
+	}
+	*s = seconds(d)
+	return nil
+}
+
+func (s seconds) String() string {
+	if s == 0 {
+		return "0"
+	}
+	return time.Duration(s).String()
+}
+
+// stringList is a flag.Value that collects every use of a repeated flag.
+type stringList []string
+
+func (l *stringList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
+
+func (l *stringList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
