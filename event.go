@@ -82,7 +82,7 @@ func (e Event) String() string {
 
 // eventBuffer is how many events wait for a reader of Events before the
 // oldest are dropped.
-const eventBuffer = 16
+const eventBuffer = 8
 
 // emit offers e to Events without ever blocking: when the buffer is full
 // the oldest event is dropped, so a reader that comes back sees the latest

@@ -16,8 +16,8 @@ import (
 )
 
 // readBufferSize is the size of the buffered reader under the decoder: a
-// burst of a thousand acknowledgements costs one read system call, and an
-// idle connection holds only this much (larger frames are read through).
+// burst of a thousand acknowledgements costs one read system call; larger
+// frames are read through. An idle connection holds none (see idle.go).
 const readBufferSize = 4 << 10
 
 // disconnectWriteBudget bounds how long a failing connection may spend on a
@@ -98,13 +98,18 @@ type Conn struct {
 	// Set by Open; read-only afterwards.
 	server    string
 	nc        net.Conn
-	br        *bufio.Reader
+	br        *bufio.Reader // pooled; see idle.go
 	version   byte
 	keepAlive time.Duration
 	maxPacket int
 	inbound   chan<- Inbound
 	connack   *codec.Connack
 	epoch     time.Time // origin of the liveness clocks below
+
+	// Owned by the reader (see idle.go).
+	idle  bool         // no frame expected soon: wait without a buffer
+	first [1]byte      // the byte an idle wait reads
+	pre   prefixReader // hands first back to br
 
 	// Failure: err is set once, then dead is closed (set err, then close).
 	failOnce sync.Once
@@ -172,7 +177,8 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 	c := &Conn{
 		server:    server,
 		nc:        nc,
-		br:        bufio.NewReaderSize(nc, readBufferSize),
+		br:        newReader(nc),
+		idle:      true,
 		version:   cfg.Connect.Version,
 		keepAlive: time.Duration(cfg.Connect.KeepAlive) * time.Second,
 		maxPacket: cfg.MaxPacketSize,

@@ -43,7 +43,10 @@ func (c *Conn) ReadLoop(ctx context.Context) error {
 			return c.err
 		}
 		if _, ok := p.(*codec.Pingresp); ok {
-			continue // its only job was to move lastRead
+			// Its only job was to move lastRead. Alone, it says the
+			// connection is idle.
+			c.idle = c.br.Buffered() == 0
+			continue
 		}
 		select {
 		case c.inbound <- Inbound{Conn: c, Packet: p}:
@@ -62,6 +65,11 @@ func (c *Conn) ReadLoop(ctx context.Context) error {
 // closed network connection") would otherwise lose the reason.
 func (c *Conn) plainAck() (codec.PacketType, uint16, bool, error) {
 	if c.br.Buffered() < 4 {
+		if c.idle && c.br.Buffered() == 0 {
+			if err := c.idleWait(); err != nil {
+				return 0, 0, false, err
+			}
+		}
 		// Wait for the next frame's first bytes (every frame has at least
 		// two, so this cannot wait for more than the frame); an ack
 		// usually arrives whole.
