@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/robustmqtt/mqtt/codec"
@@ -48,6 +49,7 @@ type Client struct {
 	firstUp     chan struct{} // closed when the first connection is up
 	firstUpOnce sync.Once
 	cancelRun   context.CancelFunc // stops the supervisor
+	stopping    atomic.Bool        // set when the session stops the supervisor
 	supDone     chan struct{}      // closed when the supervisor has returned
 	supErr      error              // set before supDone is closed
 
@@ -342,7 +344,7 @@ func (c *Client) control(ctx context.Context, o *ctlOp, what string) error {
 func (c *Client) Messages() <-chan Message { return c.messages }
 
 // Events returns the channel of connection lifecycle events. The client
-// never waits for it: when 16 events are unread the oldest is dropped, so
+// never waits for it: when 8 events are unread the oldest is dropped, so
 // an application that does not read it loses nothing but history. It is
 // closed after the client stops.
 func (c *Client) Events() <-chan Event { return c.events }

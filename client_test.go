@@ -223,3 +223,23 @@ func TestMessagesAndEventsClosedAfterClose(t *testing.T) {
 	}
 	c.Close() // twice is fine
 }
+
+// Close and Disconnect end the connection on purpose: Events does not
+// report it as lost.
+func TestNoConnectionLostAfterOwnStop(t *testing.T) {
+	for _, stop := range []string{"Close", "Disconnect"} {
+		t.Run(stop, func(t *testing.T) {
+			b := mqtttest.NewBroker(t)
+			c := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "own-stop"})
+			waitEvent(t, c, mqtt.Connected)
+			if stop == "Close" {
+				c.Close()
+			} else if err := c.Disconnect(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			for e := range c.Events() {
+				t.Errorf("event after %s: %v", stop, e)
+			}
+		})
+	}
+}

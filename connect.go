@@ -83,6 +83,9 @@ func (c *Client) onSupervisorEvent(e supervisor.Event) {
 		if c.runUp {
 			c.runUp = false
 			c.stats.down(e.Err)
+			if c.stopping.Load() {
+				return // Close or Disconnect ended it
+			}
 			c.followRedirect(e.Err, c.runServer)
 			c.cfg.Logger.Info("mqtt: connection lost", "server", c.runServer, "err", e.Err)
 			c.emit(Event{Kind: ConnectionLost, Server: c.runServer, Err: e.Err})

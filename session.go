@@ -238,14 +238,14 @@ func (s *session) connected(cn *conn.Conn) {
 		}
 		clear(s.in)
 		s.resubscribe()
-	} else {
-		// Acknowledgements the application gave while we were away.
-		for id, st := range s.in {
-			if st.stage == inAckOwed {
-				s.sendAck(id, st)
-			}
-		}
 	}
+	// Acknowledgements the application gave while we were away are not
+	// sent now: the broker re-sends every message it has no
+	// acknowledgement for [MQTT-4.4.0-1], and each is answered as it comes
+	// (onPublish). Sent now, an ack would cross the re-sent copy, which
+	// then looks new, and the broker, free to reuse the identifier, could
+	// send a new message under it that would look like that copy and be
+	// dropped as a duplicate.
 	// Unfinished flights in their original order [MQTT-4.4.0-1]: PUBLISH
 	// again (DUP if the broker may have seen it), or PUBREL.
 	for _, f := range unfinished {
@@ -354,6 +354,7 @@ func (s *session) checkDrained() {
 // sendFinal queues the DISCONNECT of a graceful stop; the session stops
 // once it has been written.
 func (s *session) sendFinal() bool {
+	s.c.stopping.Store(true) // the broker may close first: not a loss
 	s.finalFrame = make(chan struct{})
 	return s.send(conn.Frame{Packet: &codec.Disconnect{ReasonCode: codec.NormalDisconnection},
 		Track: closeOnWrite(s.finalFrame)})
@@ -361,6 +362,7 @@ func (s *session) sendFinal() bool {
 
 // closeNow is Close: a best-effort DISCONNECT, bounded in time.
 func (s *session) closeNow() {
+	s.c.stopping.Store(true)
 	if s.cur == nil || s.cur.Err() != nil {
 		return
 	}
@@ -382,6 +384,7 @@ func (s *session) closeNow() {
 // channels. err is why the client stopped (nil for Close/Disconnect).
 func (s *session) shutdown(err error) {
 	c := s.c
+	c.stopping.Store(true) // the connection's end is not news now
 	c.cancelRun()
 	<-c.supDone
 	if s.cur != nil {

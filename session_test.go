@@ -417,3 +417,39 @@ func TestV5PubcompNotFoundAfterReconnect(t *testing.T) {
 		t.Fatalf("QoS 2 publish whose PUBREC came: %v; want nil (the broker accepted it at PUBREC)", err)
 	}
 }
+
+// An acknowledgement the application gave while disconnected waits for the
+// broker's re-sent copy. Sent at once, it would cross that copy, which then
+// looks new; the broker, free to reuse the identifier, sends a new message
+// under it, which the client took for a duplicate of the copy and dropped,
+// and then acknowledged with the copy's ack: lost (found by
+// TestBrokerRestartMidStream under load, with mochi, which hands out
+// identifiers from 1 again on every connection).
+func TestInboundAckOwedWaitsForResend(t *testing.T) {
+	sb := mqtttest.NewScriptedBroker(t)
+	px := mqtttest.NewProxy(t, sb.Addr())
+	c := dial(t, mqtt.Config{Servers: []string{px.URL()}, ClientID: "owed"})
+	sc := scripted(t, sb)
+	send(t, sc, 4, &codec.Publish{Topic: "t", Payload: []byte("a"), QoS: 1, PacketID: 5})
+	barrier(t, sc, 4)
+	px.Refuse(true)
+	px.Cut()
+	waitEvent(t, c, mqtt.ConnectionLost)
+	if m := receive(t, c); string(m.Payload) != "a" {
+		t.Fatalf("received %q, want a", m.Payload)
+	}
+	sb.SetConnack(sessionPresent)
+	px.Refuse(false)
+	sc = scripted(t, sb)
+	send(t, sc, 4, &codec.Publish{Topic: "t", Payload: []byte("a"), QoS: 1, PacketID: 5, Dup: true})
+	if ack := nextOf[*codec.Puback](t, sc, 4); ack.PacketID != 5 {
+		t.Fatalf("PUBACK for %d, want 5", ack.PacketID)
+	}
+	send(t, sc, 4, &codec.Publish{Topic: "t", Payload: []byte("b"), QoS: 1, PacketID: 5})
+	if m := receive(t, c); string(m.Payload) != "b" {
+		t.Fatalf("received %q after the re-sent copy, want the new message b", m.Payload)
+	}
+	if ack := nextOf[*codec.Puback](t, sc, 4); ack.PacketID != 5 {
+		t.Fatalf("PUBACK for %d, want 5", ack.PacketID)
+	}
+}
