@@ -2,8 +2,9 @@ package codec
 
 import "unsafe"
 
-// Decoding a PUBLISH costs one allocation: the *Publish and the frame's body (which its
-// Topic and Payload point into) live in one block, a publishBlock whose buffer is the
+// Decoding a PUBLISH with ReadPacket or Decode costs one allocation: the *Publish and the
+// frame's body (which its Topic and Payload point into) live in one block, a
+// publishBlock whose buffer is the
 // smallest of the sizes below that holds the body. The sizes follow the Go allocator's
 // size classes up to 32 KiB, so the block wastes nothing the allocator would not round
 // up anyway, and then grow by quarter octaves, wasting at most a fifth, up to 1 MiB. A
@@ -15,6 +16,11 @@ import "unsafe"
 // Payload are interior pointers that keep the whole block alive. The body buffer is fresh
 // and never reused, the topic bytes are reachable only through the string, and Payload's
 // capacity ends at the frame's end, so nothing can write over the topic.
+//
+// The block still costs more than the body alone: it must be zeroed, the allocator
+// records where its pointers are, and the collector looks at it. ReadPacketInto and
+// DecodeInto, whose caller supplies the Publish, allocate only a pointer-free copy of the
+// body (make and copy, not zeroed), which is why they are faster.
 type publishBlock[B any] struct {
 	p   Publish
 	buf B

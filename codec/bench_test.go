@@ -52,33 +52,49 @@ func benchEncode(b *testing.B, p codec.Packet, version byte) {
 	}
 }
 
-func benchRead(b *testing.B, p codec.Packet, version byte) {
+// benchOp measures an operation on p's frame: setup is given the frame and returns the
+// operation, which runs once per iteration.
+func benchOp(b *testing.B, p codec.Packet, version byte, setup func(frame []byte) func() error) {
 	frame, err := p.AppendTo(nil, version)
 	if err != nil {
 		b.Fatal(err)
 	}
-	r := bufio.NewReaderSize(&repeatReader{frame: frame}, 64<<10)
+	op := setup(frame)
 	b.SetBytes(int64(len(frame)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := codec.ReadPacket(r, version, 0); err != nil {
+		if err := op(); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
+func benchRead(b *testing.B, p codec.Packet, version byte) {
+	benchOp(b, p, version, func(frame []byte) func() error {
+		r := bufio.NewReaderSize(&repeatReader{frame: frame}, 64<<10)
+		return func() error { _, err := codec.ReadPacket(r, version, 0); return err }
+	})
+}
+
+func benchReadInto(b *testing.B, p codec.Packet, version byte) {
+	benchOp(b, p, version, func(frame []byte) func() error {
+		r := bufio.NewReaderSize(&repeatReader{frame: frame}, 64<<10)
+		var pub codec.Publish
+		return func() error { _, err := codec.ReadPacketInto(r, &pub, version, 0); return err }
+	})
+}
+
 func benchDecode(b *testing.B, p codec.Packet, version byte) {
-	frame, err := p.AppendTo(nil, version)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(frame)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, err := codec.Decode(frame, version, 0); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchOp(b, p, version, func(frame []byte) func() error {
+		return func() error { _, _, err := codec.Decode(frame, version, 0); return err }
+	})
+}
+
+func benchDecodeInto(b *testing.B, p codec.Packet, version byte) {
+	benchOp(b, p, version, func(frame []byte) func() error {
+		var pub codec.Publish
+		return func() error { _, _, err := codec.DecodeInto(frame, &pub, version, 0); return err }
+	})
 }
 
 var benchCases = []struct {
@@ -100,7 +116,15 @@ var benchCases = []struct {
 
 // eachCase runs bench for every case at both protocol levels.
 func eachCase(b *testing.B, bench func(*testing.B, codec.Packet, byte)) {
+	eachCaseOf(b, "", bench)
+}
+
+// eachCaseOf runs bench for the cases whose name starts with prefix.
+func eachCaseOf(b *testing.B, prefix string, bench func(*testing.B, codec.Packet, byte)) {
 	for _, c := range benchCases {
+		if !strings.HasPrefix(c.name, prefix) {
+			continue
+		}
 		for _, v := range []byte{codec.V311, codec.V5} {
 			p := c.p
 			if conn, ok := p.(*codec.Connect); ok {
@@ -121,3 +145,9 @@ func BenchmarkReadPacket(b *testing.B) { eachCase(b, benchRead) }
 
 // BenchmarkDecode measures Decode of a frame in memory.
 func BenchmarkDecode(b *testing.B) { eachCase(b, benchDecode) }
+
+// BenchmarkReadPacketInto measures ReadPacketInto of a PUBLISH into a reused Publish.
+func BenchmarkReadPacketInto(b *testing.B) { eachCaseOf(b, "Publish/", benchReadInto) }
+
+// BenchmarkDecodeInto measures DecodeInto of a PUBLISH into a reused Publish.
+func BenchmarkDecodeInto(b *testing.B) { eachCaseOf(b, "Publish/", benchDecodeInto) }

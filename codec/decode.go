@@ -29,7 +29,33 @@ import (
 // buffer. A PUBLISH costs one allocation up to 1 MiB of body: the *Publish and its topic
 // and payload bytes share it. Up to 1 MiB of body is allocated as the fixed header
 // announces it; beyond that, memory grows with the bytes that actually arrive.
+// ReadPacketInto saves the *Publish.
 func ReadPacket(r *bufio.Reader, version byte, maxSize int) (Packet, error) {
+	return readPacket(r, nil, version, maxSize)
+}
+
+// ReadPacketInto is ReadPacket with the Publish supplied by the caller: a PUBLISH is
+// decoded into *pub, and the returned Packet is then pub itself. Any other packet is
+// returned as by ReadPacket, and *pub is left alone; so is it on any error. A nil pub
+// makes it ReadPacket.
+//
+// A PUBLISH then costs one pointer-free allocation, the frame's body, which pub's Topic
+// and Payload point into (and in MQTT 5.0 its Properties, when it has any). That buffer
+// is fresh and never reused, so the decoded message owns its memory as with ReadPacket: a
+// copy of *pub (msg := *pub) stays valid after the next call overwrites pub, and so do a
+// Topic or Payload taken from it. Only *pub itself is reused. This is for a read loop
+// that hands each message on by value.
+func ReadPacketInto(r *bufio.Reader, pub *Publish, version byte, maxSize int) (Packet, error) {
+	return readPacket(r, pub, version, maxSize)
+}
+
+func readPacket(r *bufio.Reader, pub *Publish, version byte, maxSize int) (Packet, error) {
+	// Usually the whole frame is buffered: decode it where it lies, then consume it.
+	buf, _ := r.Peek(r.Buffered()) // cannot fail: that much is buffered
+	if p, n, ok := plainPublish(buf, pub, version, maxSize); ok {
+		_, _ = r.Discard(n) // cannot fail: n bytes are buffered
+		return p, nil
+	}
 	if err := checkVersion(version); err != nil {
 		return nil, err
 	}
@@ -37,25 +63,31 @@ func ReadPacket(r *bufio.Reader, version byte, maxSize int) (Packet, error) {
 	if err != nil {
 		return nil, err
 	}
-	first, remaining, hlen, err := readHeader(r, limit, version)
-	if err != nil {
-		return nil, err
+	var first byte
+	var remaining, hlen int
+	if err = errPending; wholeHeader(buf) {
+		first, remaining, hlen, err = parseHeader(buf, limit, version)
+	}
+	switch n := hlen + remaining; {
+	case err == nil && n <= len(buf):
+		p, err := decodeBody(buf[hlen:n:n], pub, first, version, hlen)
+		_, _ = r.Discard(n) // cannot fail: n bytes are buffered
+		return p, err
+	case err == nil:
+		_, _ = r.Discard(hlen)
+	default:
+		// Not all of the header is buffered, or it is faulty: readHeader reads it byte by
+		// byte, and consumes as much of a faulty one as it always has.
+		if first, remaining, hlen, err = readHeader(r, limit, version); err != nil {
+			return nil, err
+		}
 	}
 	if PacketType(first>>4) == TypePublish {
-		var p *Publish
-		var body []byte
-		if remaining <= maxBlock {
-			p, body = newPublish(remaining)
-			_, err = io.ReadFull(r, body)
-		} else {
-			p = new(Publish)
-			body, err = readBody(r, remaining)
-		}
+		p, body, err := readOwned(r, pub, remaining)
 		if err != nil {
 			return nil, fmt.Errorf("codec: reading a %d-byte PUBLISH: %w", remaining, unexpected(err))
 		}
-		d := decoder{b: body, base: hlen, own: true, t: TypePublish}
-		if err := d.publish(p, first, version); err != nil {
+		if err := decodePublish(p, body, first, version, hlen); err != nil {
 			return nil, err
 		}
 		return p, nil
@@ -83,8 +115,30 @@ func ReadPacket(r *bufio.Reader, version byte, maxSize int) (Packet, error) {
 // Decode decodes the complete frame at the start of b and returns it and the number of
 // bytes it took. version and maxSize are as for ReadPacket. If b holds less than one
 // frame, the error wraps io.ErrUnexpectedEOF and is not an *Error. The packet is owned by
-// the caller: it does not point into b.
+// the caller: it does not point into b. A PUBLISH costs one allocation, as with
+// ReadPacket; DecodeInto saves the *Publish.
 func Decode(b []byte, version byte, maxSize int) (Packet, int, error) {
+	return decode(b, nil, version, maxSize)
+}
+
+// DecodeInto is Decode with the Publish supplied by the caller, as ReadPacketInto is
+// ReadPacket's: a PUBLISH is decoded into *pub, which is then the returned Packet, and
+// costs one pointer-free allocation (the frame's body, which pub owns and nothing
+// reuses). Any other packet is returned as by Decode; *pub is left alone then and on any
+// error. A nil pub makes it Decode.
+func DecodeInto(b []byte, pub *Publish, version byte, maxSize int) (Packet, int, error) {
+	return decode(b, pub, version, maxSize)
+}
+
+func decode(b []byte, pub *Publish, version byte, maxSize int) (Packet, int, error) {
+	if p, n, ok := plainPublish(b, pub, version, maxSize); ok {
+		return p, n, nil
+	}
+	return decodeFrame(b, pub, version, maxSize)
+}
+
+// decodeFrame is decode's general path, for every frame plainPublish leaves.
+func decodeFrame(b []byte, pub *Publish, version byte, maxSize int) (Packet, int, error) {
 	if err := checkVersion(version); err != nil {
 		return nil, 0, err
 	}
@@ -101,27 +155,70 @@ func Decode(b []byte, version byte, maxSize int) (Packet, int, error) {
 			PacketType(first>>4), hlen+remaining, len(b), io.ErrUnexpectedEOF)
 	}
 	n := hlen + remaining
-	if PacketType(first>>4) == TypePublish {
-		var p *Publish
-		var body []byte
-		if remaining <= maxBlock {
-			p, body = newPublish(remaining)
-			copy(body, b[hlen:n])
-		} else {
-			p, body = new(Publish), bytes.Clone(b[hlen:n])
-		}
-		d := decoder{b: body, base: hlen, own: true, t: TypePublish}
-		if err := d.publish(p, first, version); err != nil {
-			return nil, 0, err
-		}
-		return p, n, nil
-	}
-	d := decoder{b: b[hlen:n:n], base: hlen, t: PacketType(first >> 4)}
-	p, err := d.packet(first, version)
+	p, err := decodeBody(b[hlen:n:n], pub, first, version, hlen)
 	if err != nil {
 		return nil, 0, err
 	}
 	return p, n, nil
+}
+
+// decodeBody decodes a frame's body, which it does not keep: src may be r's buffer or the
+// caller's bytes. first is the checked fixed header's first byte, hlen its length.
+func decodeBody(src []byte, pub *Publish, first, version byte, hlen int) (Packet, error) {
+	if PacketType(first>>4) != TypePublish {
+		d := decoder{b: src, base: hlen, t: PacketType(first >> 4)}
+		return d.packet(first, version)
+	}
+	p, body := ownCopy(pub, src)
+	if err := decodePublish(p, body, first, version, hlen); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// ownCopy returns the Publish a PUBLISH body is decoded into and a fresh copy of the body
+// src for it to own: pub and a pointer-free buffer, or with pub nil a new Publish that
+// shares one block with the buffer (see newPublish).
+func ownCopy(pub *Publish, src []byte) (*Publish, []byte) {
+	if pub != nil {
+		body := make([]byte, len(src)) // with the copy, one runtime call that skips zeroing
+		copy(body, src)
+		return pub, body
+	}
+	if len(src) > maxBlock {
+		return new(Publish), bytes.Clone(src)
+	}
+	p, body := newPublish(len(src))
+	copy(body, src)
+	return p, body
+}
+
+// readOwned returns the Publish an n-byte PUBLISH body still to be read from r is decoded
+// into and the body, read into memory the Publish will own: pub and a pointer-free buffer,
+// or with pub nil a new Publish that shares one block with the buffer (see newPublish).
+func readOwned(r *bufio.Reader, pub *Publish, n int) (*Publish, []byte, error) {
+	if pub == nil && n <= maxBlock {
+		p, body := newPublish(n)
+		_, err := io.ReadFull(r, body)
+		return p, body, err
+	}
+	if pub == nil {
+		pub = new(Publish)
+	}
+	body, err := readBody(r, n)
+	return pub, body, err
+}
+
+// decodePublish decodes into p the PUBLISH body held in body, a fresh buffer that p takes
+// over. p is left unchanged on error.
+func decodePublish(p *Publish, body []byte, first, version byte, hlen int) error {
+	var q Publish
+	d := decoder{b: body, base: hlen, own: true, t: TypePublish}
+	if err := d.publish(&q, first, version); err != nil {
+		return err
+	}
+	*p = q
+	return nil
 }
 
 // trustedBody is the largest body ReadPacket allocates whole on the strength of the
@@ -181,8 +278,26 @@ func readHeader(r *bufio.Reader, limit int, version byte) (first byte, remaining
 	return first, remaining, hlen, checkFrame(first, remaining, hlen, limit, version)
 }
 
+// errPending stands for a fixed header that is not all buffered yet; it is never returned.
+var errPending = errors.New("codec: fixed header not all buffered")
+
+// wholeHeader reports whether b holds a whole fixed header, or enough of one to show it
+// is malformed, so that parseHeader has no reason to complain that it is cut short (and
+// allocate the error).
+func wholeHeader(b []byte) bool {
+	for i := 1; i < min(len(b), 5); i++ {
+		if b[i] < 0x80 {
+			return true
+		}
+	}
+	return len(b) >= 5
+}
+
 // parseHeader is readHeader for a frame in memory.
 func parseHeader(b []byte, limit int, version byte) (first byte, remaining, hlen int, err error) {
+	if len(b) >= 2 && b[1] < 0x80 { // a one-byte Remaining Length: frames under 128 bytes
+		return b[0], int(b[1]), 2, checkFrame(b[0], int(b[1]), 2, limit, version)
+	}
 	if len(b) == 0 {
 		return 0, 0, 0, fmt.Errorf("codec: empty buffer: %w", io.ErrUnexpectedEOF)
 	}

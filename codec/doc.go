@@ -33,6 +33,19 @@
 // return belongs to the caller; a PUBLISH costs a single allocation that holds the struct,
 // its topic and its payload.
 //
+// ReadPacketInto and DecodeInto decode a PUBLISH into a Publish the caller supplies and
+// reuses, so a read loop that hands messages on by value pays one pointer-free
+// allocation per message, the frame's body, and nothing else:
+//
+//	var pub codec.Publish
+//	for {
+//		p, err := codec.ReadPacketInto(r, &pub, codec.V311, 0)
+//		...
+//		if p == &pub {
+//			deliver(pub) // a copy: it owns the message's memory, pub is reused
+//		}
+//	}
+//
 // # Errors
 //
 // A frame that breaks the protocol, and a packet that cannot be encoded, give an *Error:

@@ -44,6 +44,38 @@ func Example() {
 	// DISCONNECT
 }
 
+// A read loop that hands each message on by value decodes into one reused Publish: a
+// message then costs one allocation, its frame's body, which the copy owns.
+func ExampleReadPacketInto() {
+	var stream []byte
+	for i, text := range []string{"21.5", "21.7"} {
+		p := &codec.Publish{Topic: "sensors/7/temp", Payload: []byte(text), QoS: codec.QoS1, PacketID: uint16(i + 1)}
+		stream, _ = p.AppendTo(stream, codec.V311)
+	}
+	stream, _ = (&codec.Pingresp{}).AppendTo(stream, codec.V311)
+	r := bufio.NewReader(bytes.NewReader(stream))
+	var pub codec.Publish
+	var kept []codec.Publish
+	for {
+		p, err := codec.ReadPacketInto(r, &pub, codec.V311, 0)
+		if err != nil {
+			break // io.EOF
+		}
+		if p == &pub {
+			kept = append(kept, pub) // pub is overwritten by the next PUBLISH; the copy stays
+			continue
+		}
+		fmt.Println(p.Type())
+	}
+	for _, m := range kept {
+		fmt.Printf("%s %q id=%d\n", m.Topic, m.Payload, m.PacketID)
+	}
+	// Output:
+	// PINGRESP
+	// sensors/7/temp "21.5" id=1
+	// sensors/7/temp "21.7" id=2
+}
+
 // A malformed frame yields an *Error that says what to answer and where the fault is.
 func ExampleError() {
 	frame := []byte{0x30, 0x0A, 0x01, 0x2C, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'}

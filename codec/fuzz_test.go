@@ -82,6 +82,12 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 		p, n, err := codec.Decode(data, v, int(maxSize))
+		pub := sentinel
+		ip, in, ierr := codec.DecodeInto(data, &pub, v, int(maxSize))
+		checkInto(t, &pub, ip, ierr, p, err)
+		if in != n {
+			t.Fatalf("DecodeInto used %d bytes, Decode %d", in, n)
+		}
 		if err != nil {
 			checkDecodeError(t, err, len(data))
 			return
@@ -112,8 +118,9 @@ func FuzzDecode(f *testing.F) {
 }
 
 // FuzzReadPacket reads a stream of frames through a small bufio.Reader and checks that
-// ReadPacket agrees with Decode frame by frame, errors included, and that packets read
-// earlier are not changed by later reads (nothing points into the reader's buffer).
+// ReadPacket, and ReadPacketInto with one reused Publish, agree with Decode frame by
+// frame, errors included, and that packets read earlier are not changed by later reads
+// (nothing points into the reader's buffer, nor into a buffer an earlier PUBLISH owns).
 func FuzzReadPacket(f *testing.F) {
 	addFrames(f, func(frame []byte, v5 bool) { f.Add(append(frame, frame...), v5, uint8(0)) })
 	f.Fuzz(func(t *testing.T, data []byte, v5 bool, extra uint8) {
@@ -129,30 +136,43 @@ func FuzzReadPacket(f *testing.F) {
 			want = append(want, p)
 			rest = rest[n:]
 		}
-		r := bufio.NewReaderSize(bytes.NewReader(data), 16+int(extra))
-		var got []codec.Packet
-		for {
-			p, err := codec.ReadPacket(r, v, 0)
-			if err != nil {
-				var e1, e2 *codec.Error
-				switch {
-				case errors.As(wantErr, &e1):
-					if !errors.As(err, &e2) || e1.Code != e2.Code || e1.Offset != e2.Offset {
-						t.Fatalf("ReadPacket error %v, Decode error %v", err, wantErr)
+		var pub codec.Publish
+		for _, into := range []bool{false, true} {
+			r := bufio.NewReaderSize(bytes.NewReader(data), 16+int(extra))
+			var got []codec.Packet
+			for {
+				var p codec.Packet
+				var err error
+				if into {
+					if p, err = codec.ReadPacketInto(r, &pub, v, 0); p == &pub {
+						msg := pub // the copy owns the message; pub is reused
+						p = &msg
 					}
-				case len(got) == len(want) && errors.Is(wantErr, io.ErrUnexpectedEOF):
-					if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-						t.Fatalf("ReadPacket error %v at the end, Decode %v", err, wantErr)
-					}
-				default:
-					t.Fatalf("ReadPacket error %v after %d packets; Decode gave %d then %v", err, len(got), len(want), wantErr)
+				} else {
+					p, err = codec.ReadPacket(r, v, 0)
 				}
-				break
+				if err != nil {
+					var e1, e2 *codec.Error
+					switch {
+					case errors.As(wantErr, &e1):
+						if !errors.As(err, &e2) || e1.Code != e2.Code || e1.Offset != e2.Offset {
+							t.Fatalf("ReadPacket (into %t) error %v, Decode error %v", into, err, wantErr)
+						}
+					case len(got) == len(want) && errors.Is(wantErr, io.ErrUnexpectedEOF):
+						if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+							t.Fatalf("ReadPacket (into %t) error %v at the end, Decode %v", into, err, wantErr)
+						}
+					default:
+						t.Fatalf("ReadPacket (into %t) error %v after %d packets; Decode gave %d then %v",
+							into, err, len(got), len(want), wantErr)
+					}
+					break
+				}
+				got = append(got, p)
 			}
-			got = append(got, p)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("ReadPacket and Decode disagree:\n%s\n%s", dump(got), dump(want))
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("ReadPacket (into %t) and Decode disagree:\n%s\n%s", into, dump(got), dump(want))
+			}
 		}
 	})
 }

@@ -2,6 +2,7 @@ package codec
 
 import (
 	"slices"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -10,9 +11,10 @@ import (
 // Topic may be empty only in MQTT 5.0 with a Topic Alias property. PacketID is sent only
 // at QoS 1 and 2, where it must not be 0; at QoS 0 it is ignored. Dup must be false at QoS
 // 0 [MQTT-3.3.1-2]. Payload is nil when empty. A decoded Publish owns its Topic and
-// Payload, which share one allocation with the struct itself (see ReadPacket): holding on
-// to any of the three keeps all of it, so clone the Topic (strings.Clone) to keep it
-// alone for long.
+// Payload, which point into one buffer, a copy of the frame's body that nothing else uses
+// or reuses; ReadPacket and Decode put the struct itself in the same allocation. Holding
+// on to any of them keeps all of it, so clone the Topic (strings.Clone) to keep it alone
+// for long.
 type Publish struct {
 	Topic      string
 	Payload    []byte
@@ -144,24 +146,17 @@ func errV311Props(t PacketType) *Error {
 	return errorf(MalformedPacket, t, -1, "MQTT 3.1.1 has no properties; set Properties to nil or encode for V5")
 }
 
-// publish decodes a PUBLISH body (section 3.3) into p; the fixed header was checked.
+// publish decodes a PUBLISH body (section 3.3) into p; the fixed header was checked. It
+// is the thorough path, with exact errors; plainPublish takes the common frames without
+// it.
 func (d *decoder) publish(p *Publish, first byte, version byte) error {
 	p.QoS = QoS(first >> 1 & 3)
 	p.Dup = first&0x08 != 0
 	p.Retain = first&0x01 != 0
 	topicAt := d.off
 	var err error
-	if b := d.b; d.own && len(b) >= 2+8 && int(b[0])<<8|int(b[1]) >= 8 && int(b[0])<<8|int(b[1]) <= len(b)-2 {
-		// Fast path for the common case: a plain ASCII topic of 8 bytes or more.
-		n := int(b[0])<<8 | int(b[1])
-		if s := unsafe.String(&b[2], n); clean(s) {
-			p.Topic, d.off = s, 2+n
-		}
-	}
-	if d.off == topicAt {
-		if p.Topic, err = d.string("topic name", true); err != nil {
-			return err
-		}
+	if p.Topic, err = d.string("topic name", true); err != nil {
+		return err
 	}
 	if p.QoS > QoS0 {
 		if p.PacketID, err = d.packetID(); err != nil {
@@ -180,6 +175,92 @@ func (d *decoder) publish(p *Publish, first byte, version byte) error {
 	}
 	p.Payload = d.rest()
 	return nil
+}
+
+// plainPublish decodes the frame at the start of b if it is the commonest kind: a PUBLISH
+// under 16 KiB (a Remaining Length of one or two bytes) within maxSize, with a non-empty
+// ASCII topic name free of NUL and wildcards, a non-zero packet identifier if its QoS
+// needs one, and in MQTT 5.0 no properties. It is the hot path of every reader, written
+// out in one function: check the frame where it lies, copy its body once into memory the
+// result owns (see ownCopy), point the fields into the copy. ok is false for anything
+// else, valid or not, which the general path then decodes or refuses with an exact error.
+func plainPublish(b []byte, pub *Publish, version byte, maxSize int) (p *Publish, n int, ok bool) {
+	// QoS 3 [MQTT-3.3.1-4] and DUP at QoS 0 [MQTT-3.3.1-2] are left to checkFrame.
+	if len(b) < 2 || b[0]>>4 != byte(TypePublish) || b[0]&0x06 == 0x06 || b[0]&0x0E == 0x08 {
+		return nil, 0, false
+	}
+	first := b[0]
+	hlen, remaining := 2, int(b[1])
+	if remaining >= 0x80 {
+		if len(b) < 3 || b[2] >= 0x80 {
+			return nil, 0, false
+		}
+		hlen, remaining = 3, remaining&0x7F|int(b[2])<<7
+	}
+	n = hlen + remaining
+	if n > len(b) || (maxSize != 0 && (maxSize < 0 || n > maxSize)) || (version != V311 && version != V5) {
+		return nil, 0, false
+	}
+	body := b[hlen:n:n] // not kept: its copy is
+	if len(body) < 3 {
+		return nil, 0, false
+	}
+	topicLen := int(body[0])<<8 | int(body[1])
+	i := 2 + topicLen
+	if topicLen == 0 || i > len(body) {
+		return nil, 0, false
+	}
+	if topicLen >= 8 {
+		if !clean(unsafe.String(&body[2], topicLen)) {
+			return nil, 0, false
+		}
+	} else {
+		for _, c := range body[2:i] {
+			if c == 0 || c >= utf8.RuneSelf || c == '+' || c == '#' {
+				return nil, 0, false
+			}
+		}
+	}
+	var id uint16
+	if first&0x06 != 0 { // QoS 1 or 2
+		if i+2 > len(body) {
+			return nil, 0, false
+		}
+		if id = uint16(body[i])<<8 | uint16(body[i+1]); id == 0 {
+			return nil, 0, false
+		}
+		i += 2
+	}
+	if version == V5 {
+		if i >= len(body) || body[i] != 0 { // Property Length
+			return nil, 0, false
+		}
+		i++
+	}
+	var own []byte
+	if p = pub; p != nil {
+		own = make([]byte, len(body)) // ownCopy's, written out: it saves a call
+		copy(own, body)
+	} else {
+		p, own = ownCopy(nil, body)
+	}
+	// One store per field: a composite literal would be built on the stack and copied,
+	// and that copy stalls on the small stores that built it.
+	p.Topic = unsafe.String(&own[2], topicLen)
+	if i < len(own) {
+		// The capacity ends with the frame, so an append cannot reach another's bytes.
+		p.Payload = own[i:len(own):len(own)]
+	} else {
+		p.Payload = nil
+	}
+	p.QoS = QoS(first >> 1 & 3)
+	p.Dup = first&0x08 != 0
+	p.Retain = first&0x01 != 0
+	p.PacketID = id
+	if p.Properties != nil { // a store, even of nil, costs a write barrier while the GC marks
+		p.Properties = nil
+	}
+	return p, n, true
 }
 
 // Puback is a PUBACK packet, the answer to a QoS 1 PUBLISH (section 3.4). ReasonCode and
