@@ -345,8 +345,10 @@ func (c *Client) Messages() <-chan Message { return c.messages }
 
 // Events returns the channel of connection lifecycle events. The client
 // never waits for it: when 8 events are unread the oldest is dropped, so
-// an application that does not read it loses nothing but history. It is
-// closed after the client stops.
+// an application that does not read it loses nothing but history; a
+// Reconnecting event that finds 8 unread is dropped instead, so that fast
+// retries never push out the ConnectionLost before them. It is closed
+// after the client stops.
 func (c *Client) Events() <-chan Event { return c.events }
 
 // Done is closed once the client has stopped for good and every goroutine

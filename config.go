@@ -33,8 +33,11 @@ const (
 type Config struct {
 	// Servers are the brokers to connect to, tried in turn: a failed
 	// connect moves to the next one. "tcp://host:1883" (or mqtt://),
-	// "tls://host:8883" (or ssl://, mqtts://). The default port of the
-	// scheme is used when a URL has none. At least one is required.
+	// "tls://host:8883" (or ssl://, mqtts://), "ws://host:80/mqtt",
+	// "wss://host:443/mqtt". The default port of the scheme is used when a
+	// URL has none, and /mqtt when a WebSocket URL has no path. At least
+	// one is required. An MQTT 5 broker's redirect (Server Reference) is
+	// tried once before the list.
 	Servers []string
 
 	// ClientID identifies the session at the broker. A persistent session
@@ -77,8 +80,9 @@ type Config struct {
 	// without a DISCONNECT. Nil: no will.
 	Will *Message
 
-	// TLS configures tls://, ssl:// and mqtts:// servers. Nil: the system
-	// roots, and the server name from the URL.
+	// TLS configures tls://, ssl://, mqtts:// and wss:// servers: roots,
+	// client certificates. It is cloned, never changed. Nil: the system
+	// roots; an empty ServerName: the host of the URL.
 	TLS *tls.Config
 
 	// Backoff chooses the delay before each reconnect attempt, and when to

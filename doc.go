@@ -23,13 +23,35 @@
 // [Dial] connects and returns a [Client] whose session lives until
 // [Client.Disconnect], [Client.Close], or until the strategy gives up
 // ([Client.Done], [Client.Err]). While disconnected, publishes wait in a
-// bounded queue ([Config.MaxQueued]); on reconnect, unacknowledged QoS 1/2
+// bounded queue; on reconnect, unacknowledged QoS 1/2
 // messages are sent again in their original order before anything new, and
 // if the broker lost the session the client subscribes again. Every publish
 // ends with exactly one result: nil once delivered to the broker (QoS 1
 // PUBACK, QoS 2 PUBCOMP; QoS 0 once written), or an error that says whether
 // the message was never sent ([ErrWithdrawn], [ErrInvalidMessage],
 // [ErrClosed]) or may have been ([ErrOutcomeUnknown]).
+//
+// # What piles up while the broker is away
+//
+// The queue is bounded by [Config.MaxQueued] and [Config.MaxQueuedBytes].
+// When it is full, a publish's [QueuePolicy] (per client, or per message in
+// [Message.QueuePolicy]) decides: [Block] waits for room, [FailNewest]
+// fails at once ([ErrQueueFull]), [DropOldest] drops the oldest waiting
+// message that allows it ([ErrDropped]), [LatestPerTopic] keeps only the
+// newest waiting value per topic ([ErrSuperseded]). A message already
+// written is never dropped. An MQTT 5 Message Expiry Interval that runs
+// out in the queue withdraws the message ([ErrExpired]). [Client.Flush]
+// waits until everything published before it has its result, and
+// [Client.Stats] counts what happened, cheaply enough to poll.
+//
+// # Surviving a restart of the process
+//
+// With [Config.Store] (package store: a checksummed append-only file), a
+// QoS 1/2 message is durable before its PUBLISH is written, and a new
+// process with the same store and ClientID sends what the last one could
+// not finish; such a publish's result in the old process is [ErrInStore].
+// The broker must keep its side too: a persistent session, and for
+// Mosquitto "persistence true".
 //
 // # Channels, not callbacks
 //

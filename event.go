@@ -86,7 +86,10 @@ const eventBuffer = 8
 
 // emit offers e to Events without ever blocking: when the buffer is full
 // the oldest event is dropped, so a reader that comes back sees the latest
-// state. Safe from any goroutine.
+// state; but a Reconnecting event finding it full is dropped itself, so
+// that a burst of fast retries (backoff.Constant(0) makes thousands a
+// second) cannot push out the ConnectionLost before it. Safe from any
+// goroutine.
 func (c *Client) emit(e Event) {
 	c.eventsMu.Lock()
 	defer c.eventsMu.Unlock()
@@ -98,6 +101,9 @@ func (c *Client) emit(e Event) {
 		case c.events <- e:
 			return
 		default:
+		}
+		if e.Kind == Reconnecting {
+			return // the least news: the next retry reports again
 		}
 		select {
 		case <-c.events: // drop the oldest

@@ -121,7 +121,7 @@ func (s *session) run() {
 		case o := <-c.pubs:
 			s.acceptPublish(o)
 			if s.cfg.Store != nil {
-				s.acceptWaiting()
+				takeWaiting(c.pubs, s.acceptPublish)
 			}
 		case r := <-c.ctrl:
 			s.control(r)
@@ -130,7 +130,7 @@ func (s *session) run() {
 		case in := <-c.inbound:
 			s.inbound(in)
 			if s.cfg.Store != nil {
-				s.inboundWaiting()
+				takeWaiting(c.inbound, s.inbound)
 			}
 		case <-connDone:
 			s.lost()
@@ -279,14 +279,9 @@ func (s *session) connected(cn *conn.Conn) {
 func (s *session) lost() {
 	cn := s.cur
 	s.cur = nil
-	var back []*pubOp
-	for _, f := range cn.Drain() {
-		if o, ok := f.Track.(*pubOp); ok && o.finishOnWrite && !o.done() {
-			back = append(back, o)
-		}
-	}
-	s.queue.pushFront(back)
-	s.unhold(s.held)
+	// Frames the connection never wrote, then those held for the store's
+	// sync, which came after them.
+	s.unhold(append(cn.Drain(), s.held...))
 	clear(s.held)
 	s.held = s.held[:0]
 	s.sentQoS0 = fifo[*pubOp]{}

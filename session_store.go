@@ -105,28 +105,17 @@ func (s *session) restorePublish(key uint64, v []byte) error {
 // session loop takes in to share a sync.
 const groupCommitMax = 256
 
-// acceptWaiting takes in the publishes already waiting, so that they share
-// the next sync with the one just accepted (group commit). Publishers that
-// arrive while a sync runs are all waiting when it ends.
-func (s *session) acceptWaiting() {
+// takeWaiting hands what is already waiting on ch to f, at most
+// groupCommitMax of it, without blocking. The session takes in publishes
+// and reader frames so before it commits, so that the records they cause
+// (accepted messages, released QoS 2 ones, new packet identifiers) share
+// one sync: publishers that arrive while a sync runs are all waiting when
+// it ends.
+func takeWaiting[T any](ch <-chan T, f func(T)) {
 	for range groupCommitMax {
 		select {
-		case o := <-s.c.pubs:
-			s.acceptPublish(o)
-		default:
-			return
-		}
-	}
-}
-
-// inboundWaiting handles the frames already waiting from the reader, so
-// that the store records they cause (a QoS 2 publish released, the next
-// publishes given identifiers) share the next sync.
-func (s *session) inboundWaiting() {
-	for range groupCommitMax {
-		select {
-		case in := <-s.c.inbound:
-			s.inbound(in)
+		case v := <-ch:
+			f(v)
 		default:
 			return
 		}
@@ -266,9 +255,10 @@ func (s *session) commit() error {
 	return nil
 }
 
-// unhold takes back frames that will not be written to the connection
-// they were held for: QoS 0 publishes go back to the queue; the rest is
-// sent again from the session's state on the next connection.
+// unhold takes back frames that will not be written (queued on a
+// connection that died, or held for a sync): QoS 0 publishes go back to the
+// front of the queue, in their order; the rest is sent again from the
+// session's state on the next connection.
 func (s *session) unhold(frames []conn.Frame) {
 	var back []*pubOp
 	for _, f := range frames {
