@@ -66,7 +66,7 @@ func clean(s string) bool {
 
 // word loads the eight bytes at p+i, which the caller has checked are in the string.
 func word(p *byte, i int) uint64 {
-	return binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(unsafe.Pointer(p), i))[:])
+	return binary.LittleEndian.Uint64(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(p), i)), 8))
 }
 
 // suspect sets the high bit of each byte of x that is 0x80 or more, 0, '+' or '#' (and
