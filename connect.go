@@ -84,13 +84,16 @@ func (c *Client) onSupervisorEvent(e supervisor.Event) {
 			c.runUp = false
 			c.stats.down(e.Err)
 			if c.stopping.Load() {
-				return // Close or Disconnect ended it
+				return // Close or Disconnect ended it: no news
 			}
 			c.followRedirect(e.Err, c.runServer)
 			c.cfg.Logger.Info("mqtt: connection lost", "server", c.runServer, "err", e.Err)
 			c.emit(Event{Kind: ConnectionLost, Server: c.runServer, Err: e.Err})
 		}
 	case supervisor.Retrying:
+		if c.stopping.Load() {
+			return // the session is stopping the supervisor
+		}
 		c.emit(Event{Kind: Reconnecting, Attempt: e.Attempt, Delay: e.Delay})
 	case supervisor.GaveUp:
 		c.cfg.Logger.Warn("mqtt: the reconnect strategy gave up", "err", e.Err)

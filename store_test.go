@@ -183,3 +183,58 @@ func TestStoreGroupCommit(t *testing.T) {
 		t.Fatalf("%d syncs for %d publishes from %d goroutines; want them to share syncs (at most 1 per 4 publishes)", n, publishers*each, publishers)
 	}
 }
+
+// An inbound QoS 2 message whose PUBREC was sent is remembered by the store:
+// the broker's re-sent copy after a restart of the client is answered with
+// PUBREC and not delivered again. A publish in flight when the broker has
+// lost the session goes again as new, without DUP.
+func TestStoreInboundQoS2AndSessionLost(t *testing.T) {
+	sb := mqtttest.NewScriptedBroker(t)
+	st := store.NewMemory()
+	cfg := mqtt.Config{Servers: []string{sb.URL()}, ClientID: "inbound2", Store: st}
+	c := dial(t, cfg)
+	sc := scripted(t, sb)
+	send(t, sc, 4, &codec.Publish{Topic: "in", Payload: []byte("once"), QoS: 2, PacketID: 9})
+	if m := receive(t, c); string(m.Payload) != "once" {
+		t.Fatalf("received %q", m.Payload)
+	}
+	if rec := nextOf[*codec.Pubrec](t, sc, 4); rec.PacketID != 9 {
+		t.Fatalf("PUBREC for %d, want 9", rec.PacketID)
+	}
+	out := c.PublishAsync(testCtx(t), mqtt.Message{Topic: "out", QoS: 1})
+	p := nextOf[*codec.Publish](t, sc, 4)
+	c.Close()
+	if err := <-out; !errors.Is(err, mqtt.ErrInStore) {
+		t.Fatalf("publish at close: %v, want ErrInStore", err)
+	}
+
+	// The broker kept the session: its copy of message 9 is not news.
+	sb.SetConnack(sessionPresent)
+	c = dial(t, cfg)
+	sc = scripted(t, sb)
+	if again := nextOf[*codec.Publish](t, sc, 4); again.PacketID != p.PacketID || !again.Dup {
+		t.Fatalf("re-sent %+v, want packet identifier %d with DUP", again, p.PacketID)
+	}
+	send(t, sc, 4, &codec.Publish{Topic: "in", Payload: []byte("once"), QoS: 2, PacketID: 9, Dup: true})
+	if rec := nextOf[*codec.Pubrec](t, sc, 4); rec.PacketID != 9 {
+		t.Fatalf("PUBREC for %d, want 9", rec.PacketID)
+	}
+	send(t, sc, 4, &codec.Pubrel{PacketID: 9})
+	if comp := nextOf[*codec.Pubcomp](t, sc, 4); comp.PacketID != 9 {
+		t.Fatalf("PUBCOMP for %d, want 9", comp.PacketID)
+	}
+	select {
+	case m := <-c.Messages():
+		t.Fatalf("message delivered twice: %q", m.Payload)
+	default:
+	}
+	c.Close()
+
+	// The broker lost the session: the publish goes again as new.
+	sb.SetConnack([]byte{0x20, 0x02, 0x00, 0x00})
+	c = dial(t, cfg)
+	sc = scripted(t, sb)
+	if again := nextOf[*codec.Publish](t, sc, 4); again.Topic != "out" || again.Dup {
+		t.Fatalf("after a lost session sent %+v, want the publish to out without DUP", again)
+	}
+}
