@@ -126,8 +126,10 @@ type Conn struct {
 	// DISCONNECT of a failing connection.
 	wmu sync.Mutex
 
-	// Liveness clocks in nanoseconds since epoch. The reader stores
-	// lastRead; the writer stores lastWrite; the writer reads both.
+	// Liveness clocks in nanoseconds since epoch. lastRead is when a read
+	// from the socket last returned bytes (stored by whoever reads: the
+	// handshake, then the reader; see liveReader); lastWrite is when the
+	// writer last wrote. The writer reads both.
 	lastRead  atomic.Int64
 	lastWrite atomic.Int64
 }
@@ -177,7 +179,6 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 	c := &Conn{
 		server:    server,
 		nc:        nc,
-		br:        newReader(nc),
 		idle:      true,
 		version:   cfg.Connect.Version,
 		keepAlive: time.Duration(cfg.Connect.KeepAlive) * time.Second,
@@ -187,6 +188,7 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 		dead:      make(chan struct{}),
 		kick:      make(chan struct{}, 1),
 	}
+	c.br = newReader(liveReader{c})
 	if err := c.handshake(ctx, cfg.Connect); err != nil {
 		nc.Close()
 		return nil, err
@@ -214,13 +216,21 @@ func (c *Conn) handshake(ctx context.Context, connect *codec.Connect) error {
 		stop()
 		return ctxErr(fmt.Errorf("conn: send CONNECT to %s: %w", c.server, err))
 	}
-	p, err := codec.ReadPacket(c.br, c.version, c.maxPacket)
+	var p codec.Packet
+	legacy, err := c.v311Refusal()
+	if err == nil && !legacy {
+		p, err = codec.ReadPacket(c.br, c.version, c.maxPacket)
+	}
 	if !stop() {
 		// ctx ended while we were waiting; whatever was read is moot.
 		return ctxErr(fmt.Errorf("conn: waiting for CONNACK from %s: %w", c.server, ctx.Err()))
 	}
 	if err != nil {
 		return c.readError(err, "waiting for CONNACK")
+	}
+	if legacy {
+		return &ConnectError{Server: c.server, ReasonCode: codec.UnsupportedProtocolVersion,
+			Hint: "the broker does not speak MQTT 5 (it answered with an MQTT 3.1.1 CONNACK refusing protocol level 5); use Version 4"}
 	}
 	ack, ok := p.(*codec.Connack)
 	if !ok {
@@ -244,6 +254,40 @@ func (c *Conn) handshake(ctx context.Context, connect *codec.Connect) error {
 	c.lastRead.Store(now)
 	c.lastWrite.Store(now)
 	return nil
+}
+
+// v311Refusal reports whether the answer to an MQTT 5 CONNECT is the MQTT
+// 3.1.1 CONNACK 20 02 00 01: return code 1, "unacceptable protocol level",
+// which a broker that only speaks 3.1.1 must send before it closes the
+// connection [MQTT-3.1.2-2]. It consumes that frame, and only that one.
+// The MQTT 5 decoder cannot tell it apart from a malformed CONNACK (0x01 is
+// no CONNACK reason code, and the property length is missing), so without
+// this a plain version mismatch would read as a protocol error. A read
+// error is returned rather than left for the decoder, which would not see
+// it again on a transport whose errors do not repeat (see plainAck).
+func (c *Conn) v311Refusal() (bool, error) {
+	if c.version != codec.V5 {
+		return false, nil
+	}
+	b, err := c.br.Peek(2)
+	if err == nil && (b[0] != 0x20 || b[1] != 0x02) {
+		return false, nil
+	}
+	if err == nil {
+		// The frame announces two more bytes: this waits for nothing else.
+		b, err = c.br.Peek(4)
+	}
+	if err != nil {
+		if errors.Is(err, io.EOF) && c.br.Buffered() > 0 {
+			err = io.ErrUnexpectedEOF // closed inside the frame
+		}
+		return false, err
+	}
+	if b[2] != 0x00 || b[3] != 0x01 {
+		return false, nil // flags and reason for the MQTT 5 decoder to judge
+	}
+	c.br.Discard(4)
+	return true, nil
 }
 
 // readError turns a decoder or socket error into the error the connection

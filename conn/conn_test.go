@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -407,5 +408,89 @@ func TestPlainAcks(t *testing.T) {
 		c.Close()
 		<-errs
 		<-errs
+	})
+}
+
+// An MQTT 3.1.1 broker answers an MQTT 5 CONNECT with the 3.1.1 CONNACK
+// 20 02 00 01 (return code 1, unacceptable protocol version): that is a
+// refusal that says what to do, not a protocol error. Other 2-byte CONNACKs
+// to an MQTT 5 CONNECT (the v5 CONNACK has at least 3: flags, reason,
+// property length) are decoded as before.
+func TestHandshakeV311Broker(t *testing.T) {
+	const hint = "the broker does not speak MQTT 5 (it answered with an MQTT 3.1.1 CONNACK refusing protocol level 5); use Version 4"
+	// try sends a CONNECT of version v and returns what Establish made of
+	// answer; then the broker closes the pipe, or, if hold, keeps it open.
+	try := func(ctx context.Context, v byte, answer []byte, hold bool) error {
+		client, server := net.Pipe()
+		defer server.Close()
+		go func() {
+			if _, err := codec.ReadPacket(bufio.NewReader(server), v, 0); err != nil {
+				return
+			}
+			server.Write(answer)
+			if !hold {
+				server.Close()
+			}
+		}()
+		_, err := conn.Establish(ctx, client, "pipe", conn.Config{
+			Connect: &codec.Connect{Version: v, ClientID: "c", CleanStart: true},
+		})
+		return err
+	}
+	synctest.Test(t, func(t *testing.T) {
+		var ce *conn.ConnectError
+		var pe *conn.ProtocolError
+		err := try(t.Context(), codec.V5, []byte{0x20, 0x02, 0x00, 0x01}, true)
+		if !errors.As(err, &ce) || ce.ReasonCode != codec.UnsupportedProtocolVersion || ce.Hint != hint ||
+			!strings.Contains(err.Error(), hint) || errors.As(err, &pe) {
+			t.Fatalf("v5 CONNECT, 3.1.1 CONNACK 20 02 00 01: %v; want a *ConnectError UnsupportedProtocolVersion saying %q", err, hint)
+		}
+		// The same bytes to a 3.1.1 CONNECT, and a genuine v5 refusal of
+		// the protocol version: plain refusals, no hint.
+		for _, tc := range []struct {
+			v      byte
+			answer []byte
+		}{
+			{codec.V311, []byte{0x20, 0x02, 0x00, 0x01}},
+			{codec.V5, []byte{0x20, 0x03, 0x00, 0x84, 0x00}},
+		} {
+			err := try(t.Context(), tc.v, tc.answer, true)
+			if !errors.As(err, &ce) || ce.ReasonCode != codec.UnsupportedProtocolVersion || ce.Hint != "" {
+				t.Errorf("version %d, CONNACK % X: %v; want a *ConnectError UnsupportedProtocolVersion without a hint", tc.v, tc.answer, err)
+			}
+		}
+		// Other 2-byte CONNACKs to a v5 CONNECT: protocol errors, as before.
+		for _, tc := range []struct {
+			answer []byte
+			code   codec.ReasonCode
+		}{
+			{[]byte{0x20, 0x02, 0x00, 0x00}, codec.MalformedPacket}, // no property length
+			{[]byte{0x20, 0x02, 0x00, 0x05}, codec.ProtocolError},   // 0x05 is no v5 CONNACK reason
+			{[]byte{0x20, 0x02, 0x01, 0x01}, codec.ProtocolError},   // session present: not a 3.1.1 refusal either
+		} {
+			err := try(t.Context(), codec.V5, tc.answer, true)
+			if !errors.As(err, &pe) || pe.Code != tc.code || errors.As(err, &ce) {
+				t.Errorf("v5 CONNECT, CONNACK % X: %v; want a *ProtocolError %s", tc.answer, err, tc.code)
+			}
+		}
+		// A CONNACK cut short is a read error; silence ends with ctx.
+		for _, answer := range [][]byte{{0x20}, {0x20, 0x02}, {0x20, 0x02, 0x00}} {
+			err := try(t.Context(), codec.V5, answer, false)
+			if !errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ce) || errors.As(err, &pe) {
+				t.Errorf("v5 CONNECT, % X then close: %v; want unexpected EOF", answer, err)
+			}
+		}
+		if err := try(t.Context(), codec.V5, nil, false); !errors.Is(err, conn.ErrServerClosed) {
+			t.Errorf("v5 CONNECT, closed without an answer: %v; want ErrServerClosed", err)
+		}
+		for _, answer := range [][]byte{nil, {0x20, 0x02, 0x00}} {
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			start := time.Now()
+			err := try(ctx, codec.V5, answer, true)
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 5*time.Second {
+				t.Errorf("v5 CONNECT, % X then silence: %v after %s, want DeadlineExceeded after 5s", answer, err, time.Since(start))
+			}
+		}
 	})
 }

@@ -10,9 +10,11 @@
 //   - [Conn.WriteLoop] drains the frames queued with [Conn.Send], encodes
 //     them into one reused buffer and writes everything queued in one
 //     system call. It also keeps the connection alive: PINGREQ when the link
-//     has been quiet for (nearly) the keepalive interval, and failure when no frame
-//     at all arrives within half an interval after that (the half-dead
-//     Wi-Fi case, where TCP stays open but nothing gets through).
+//     has been quiet for (nearly) the keepalive interval, and failure when
+//     not a single byte arrives within half an interval after that (the
+//     half-dead Wi-Fi case, where TCP stays open but nothing gets through).
+//     Every byte received counts, so a large message on a slow link is not
+//     mistaken for silence while it arrives.
 //
 // When anything fails, the Conn records one error saying what happened
 // ([Conn.Err]), closes [Conn.Done], closes the socket, and both loops

@@ -7,12 +7,16 @@ import (
 	"github.com/robustmqtt/mqtt/codec"
 )
 
-// ErrKeepAliveTimeout means the broker sent nothing, not even a PINGRESP,
-// within the keepalive deadline: the link is treated as dead.
+// ErrKeepAliveTimeout means not a byte arrived from the broker, not even a
+// PINGRESP, within the keepalive deadline: the link is treated as dead.
 var ErrKeepAliveTimeout = errors.New("conn: no response from the broker within the keepalive deadline; the link is considered dead")
 
 // ErrClosed is the error of a Conn that its owner closed.
 var ErrClosed = errors.New("conn: connection closed by the client")
+
+// ErrUnencodable is reported to a frame's Tracker when the writer could not
+// encode its packet: nothing of it was written, and the connection goes on.
+var ErrUnencodable = errors.New("conn: the packet cannot be encoded, so it was not sent")
 
 // ErrServerClosed means the broker closed the TCP connection (end of stream).
 var ErrServerClosed = errors.New("conn: the broker closed the connection")
@@ -26,12 +30,20 @@ type ConnectError struct {
 	ReasonCode      codec.ReasonCode // the CONNACK reason (3.1.1 return codes are mapped to their MQTT 5 equivalents)
 	ReasonString    string           // MQTT 5 Reason String, if the broker sent one
 	ServerReference string           // MQTT 5 Server Reference (for UseAnotherServer / ServerMoved)
+
+	// Hint is what the client made of the refusal, and what to do, when
+	// it can tell more than the reason code says; empty otherwise. An
+	// MQTT 3.1.1 broker's answer to an MQTT 5 CONNECT carries one.
+	Hint string
 }
 
 func (e *ConnectError) Error() string {
 	s := fmt.Sprintf("conn: %s refused the connection: %s (reason code 0x%02X)", e.Server, e.ReasonCode, byte(e.ReasonCode))
 	if e.ReasonString != "" {
 		s += ": " + e.ReasonString
+	}
+	if e.Hint != "" {
+		s += "; " + e.Hint
 	}
 	if e.ServerReference != "" {
 		s += "; the broker points to " + e.ServerReference

@@ -55,8 +55,8 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 func (c *Conn) idleWait() error {
 	c.br.Reset(nil)
 	readers.Put(c.br)
-	n, err := c.nc.Read(c.first[:])
-	c.pre = prefixReader{b: c.first[:n], r: c.nc}
+	n, err := liveReader{c}.Read(c.first[:])
+	c.pre = prefixReader{b: c.first[:n], r: liveReader{c}}
 	c.br = newReader(&c.pre)
 	c.idle = false
 	if n > 0 {

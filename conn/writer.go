@@ -20,12 +20,13 @@ const maxKeptBuffer = 1 << 20
 //
 // Everything queued when the writer wakes is encoded into one buffer and
 // written with one system call. Keepalive: a PINGREQ goes out when nothing
-// was written, or nothing was read, for the keepalive interval less a
-// margin (a quarter of it, at most one second); if nothing at all has been
-// read half an interval after that PINGREQ, the connection fails with
-// ErrKeepAliveTimeout. So a link that silently stopped passing data is
-// declared dead at most 1.5 keepalive intervals after its last frame
-// arrived.
+// was written, or not a byte was received, for the keepalive interval less
+// a margin (a quarter of it, at most one second); if not a byte has been
+// received half an interval after that PINGREQ, the connection fails with
+// ErrKeepAliveTimeout. Any byte counts, also one in the middle of a frame:
+// a large frame on a slow link is traffic, however long it takes whole. So
+// a link that silently stopped passing data is declared dead at most 1.5
+// keepalive intervals after its last byte arrived.
 func (c *Conn) WriteLoop(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { c.Fail(ErrClosed) })
 	defer stop()
@@ -79,9 +80,9 @@ func (w *writer) keepalive() (ping bool, err error) {
 	if w.pingSent != 0 {
 		switch {
 		case lastRead >= w.pingSent:
-			w.pingSent = 0 // answered: any frame proves the link carries data
+			w.pingSent = 0 // answered: any byte proves the link carries data
 		case now-w.pingSent >= timeout:
-			return false, fmt.Errorf("%w (%s: nothing received for %s after PINGREQ, keepalive %s)",
+			return false, fmt.Errorf("%w (%s: not a byte received for %s after PINGREQ, keepalive %s)",
 				ErrKeepAliveTimeout, c.server, time.Duration(now-w.pingSent).Round(time.Millisecond), c.keepAlive)
 		}
 	}
@@ -134,7 +135,7 @@ func (w *writer) flush(ping bool) error {
 			// The session validates before queueing, so this is a bug
 			// or a limit that changed; fail the one packet, not the link.
 			if f.Track != nil {
-				f.Track.Written(fmt.Errorf("conn: cannot encode %s: %w", f.Packet.Type(), err))
+				f.Track.Written(fmt.Errorf("%w: %s: %w", ErrUnencodable, f.Packet.Type(), err))
 			}
 			continue
 		}
