@@ -94,10 +94,12 @@ func (c *Client) onSupervisorEvent(e supervisor.Event) {
 		if c.stopping.Load() {
 			return // the session is stopping the supervisor
 		}
-		c.emit(Event{Kind: Reconnecting, Attempt: e.Attempt, Delay: e.Delay})
+		c.emit(Event{Kind: Reconnecting, Attempt: e.Attempt, Delay: e.Delay, Err: e.Err})
 	case supervisor.GaveUp:
-		c.cfg.Logger.Warn("mqtt: the reconnect strategy gave up", "err", e.Err)
-		c.emit(Event{Kind: GaveUp, Err: &supervisor.GaveUpError{Attempt: e.Attempt}})
+		// The same words as Client.Err (and Dial's error) will say.
+		err := c.gaveUp(&supervisor.GaveUpError{Attempt: e.Attempt})
+		c.cfg.Logger.Warn("mqtt: the reconnect strategy gave up", "server", c.runServer, "err", err)
+		c.emit(Event{Kind: GaveUp, Server: c.runServer, Err: err})
 	}
 }
 

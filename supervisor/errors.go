@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/robustmqtt/mqtt/backoff"
 )
@@ -33,10 +34,30 @@ type GaveUpError struct {
 	Attempt backoff.Attempt
 }
 
-// Error says that the strategy gave up, when, and why the last run failed.
+// Error says that the strategy gave up, after how many retries and how long
+// since the first failure, and why the last run failed. A strategy that
+// refuses the first retry allows none, and the time it took to say so is no
+// news.
 func (e *GaveUpError) Error() string {
-	return fmt.Sprintf("supervisor: the backoff strategy gave up before retry %d, %v after the loss; the last run failed: %v",
-		e.Attempt.N, e.Attempt.Elapsed, e.Attempt.Err)
+	if e.Attempt.N <= 1 {
+		return fmt.Sprintf("supervisor: the backoff strategy gave up: it allows no retry; the run failed: %v", e.Attempt.Err)
+	}
+	retries := "retries"
+	if e.Attempt.N == 2 {
+		retries = "retry"
+	}
+	return fmt.Sprintf("supervisor: the backoff strategy gave up after %d %s, %v after the first failure; the last run failed: %v",
+		e.Attempt.N-1, retries, readable(e.Attempt.Elapsed), e.Attempt.Err)
+}
+
+// readable rounds d to three significant digits, so that an elapsed time
+// reads 2.57ms rather than 2.569475ms.
+func readable(d time.Duration) time.Duration {
+	unit := time.Duration(1)
+	for x := d; x >= 1000; x /= 10 {
+		unit *= 10
+	}
+	return d.Round(unit)
 }
 
 // Unwrap returns [ErrGaveUp] and the last run's error.

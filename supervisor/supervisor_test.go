@@ -147,7 +147,7 @@ func TestGiveUp(t *testing.T) {
 		if errors.Is(err, context.Canceled) {
 			t.Errorf("Run = %v; it wraps context.Canceled", err)
 		}
-		const msg = "supervisor: the backoff strategy gave up before retry 1, 0s after the loss; the last run failed: dial: connection refused"
+		const msg = "supervisor: the backoff strategy gave up: it allows no retry; the run failed: dial: connection refused"
 		if err == nil || err.Error() != msg {
 			t.Errorf("Run = %q, want %q", err, msg)
 		}
