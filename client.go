@@ -67,9 +67,15 @@ type Client struct {
 // with cfg.Backoff until a connection is up or ctx ends, and then keeps the
 // session alive in the background until Disconnect, Close, or until the
 // strategy gives up (see Done and Err). A bad cfg is an error wrapping
-// ErrInvalidConfig and nothing is dialed. ctx bounds only the first
-// connection, not the client's life.
+// ErrInvalidConfig, a nil ctx an error of its own; either way nothing is
+// started or dialed. ctx bounds only the first connection, not the
+// client's life.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	// Before anything starts: a nil ctx used to panic in the select below,
+	// with the session, the supervisor and a connection left running.
+	if ctx == nil {
+		return nil, errors.New("mqtt: Dial needs a non-nil context; use context.Background()")
+	}
 	s, err := cfg.validate()
 	if err != nil {
 		return nil, err
@@ -163,7 +169,7 @@ func (c *Client) publish(ctx context.Context, m Message, result chan error) chan
 	o := &pubOp{}
 	o.init(c, ctx, result)
 	if err := validateMessage(&m, c.cfg.version); err != nil {
-		o.result <- fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+		o.result <- fmt.Errorf("%w: publish to %q: %w", ErrInvalidMessage, m.Topic, err)
 		return o.result
 	}
 	o.qos = int8(m.QoS)
@@ -187,6 +193,7 @@ func (c *Client) publish(ctx context.Context, m Message, result chan error) chan
 	if p := m.Properties; p != nil && p.MessageExpiry != nil {
 		o.expireAfter(time.Duration(*p.MessageExpiry) * time.Second)
 	}
+	o.armWatchers()
 	if c.cfg.Store != nil && m.QoS > AtMostOnce {
 		o.stored = make(chan struct{})
 	}
@@ -329,6 +336,7 @@ func (c *Client) control(ctx context.Context, o *ctlOp, what string) error {
 		return withdrawnError(ctx, what)
 	}
 	o.watch()
+	o.armWatchers()
 	select {
 	case c.ctrl <- o:
 	case <-c.done:
@@ -383,7 +391,9 @@ func (c *Client) Close() error {
 // queue and the in-flight publishes are given until ctx ends to finish,
 // then DISCONNECT is sent and the client stops as Close does. It returns
 // nil if everything finished, or an error wrapping ctx.Err() that says how
-// much did not (those calls get ErrClosed).
+// much did not (those calls get ErrClosed). A call made while another
+// Disconnect is in progress returns at once with an error saying so; wait
+// on Done for the stop.
 func (c *Client) Disconnect(ctx context.Context) error {
 	req := &disconnectRequest{reply: make(chan error, 1)}
 	select {
@@ -393,6 +403,9 @@ func (c *Client) Disconnect(ctx context.Context) error {
 	}
 	select {
 	case err := <-req.reply:
+		if err == errDisconnecting {
+			return err
+		}
 		<-c.done
 		return err
 	case <-ctx.Done():

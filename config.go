@@ -18,7 +18,8 @@ const (
 	DefaultKeepAlive      = 30 * time.Second
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultSessionExpiry  = 24 * time.Hour
-	DefaultMaxInflight    = 100
+	DefaultMaxInflight    = 20  // MQTT 3.1.1; see Config.MaxInflight
+	DefaultMaxInflightV5  = 100 // MQTT 5, within the broker's Receive Maximum
 	DefaultMaxQueued      = 1000
 	DefaultMaxQueuedBytes = 64 << 20
 	DefaultMaxPending     = 1000
@@ -28,8 +29,22 @@ const (
 	DefaultStableAfter = 10 * time.Second
 )
 
-// Config configures a Client. The zero value of every field but Servers
-// works; each field says its default. Pass it to Dial, which validates it.
+// defaultMaxInflight is what MaxInflight 0 means at protocol level version.
+func defaultMaxInflight(version byte) int {
+	if version == codec.V5 {
+		return DefaultMaxInflightV5
+	}
+	return DefaultMaxInflight
+}
+
+// Config configures a Client. Two things have no default: Servers, and a
+// ClientID for the default session, which is persistent (CleanStart
+// false) and which the broker keeps under that identifier. Without a
+// ClientID, set CleanStart for a session that lasts one connection (the
+// broker then assigns an identifier). The client never makes one up: a
+// random identifier would leave an orphan session at the broker every time
+// the program starts. Every other field's zero value works, and each field
+// says its default. Pass it to Dial, which validates it.
 type Config struct {
 	// Servers are the brokers to connect to, tried in turn: a failed
 	// connect moves to the next one. "tcp://host:1883" (or mqtt://),
@@ -91,11 +106,27 @@ type Config struct {
 	Backoff backoff.Strategy
 
 	// MaxInflight bounds the QoS 1/2 publishes sent and not yet
-	// acknowledged. The window in force is the smaller of this and an
-	// MQTT 5 broker's Receive Maximum. Zero means DefaultMaxInflight (100).
-	// An MQTT 3.1.1 broker announces no limit, so match its own: Mosquitto
-	// 2.0 (max_inflight_messages, default 20) acknowledges and then drops
-	// what a 3.1.1 client sends beyond it, and closes the connection.
+	// acknowledged (QoS 2: until PUBCOMP). The window in force is the
+	// smaller of this and an MQTT 5 broker's Receive Maximum. Zero means
+	// the default of the Version: DefaultMaxInflight (20) for MQTT 3.1.1,
+	// DefaultMaxInflightV5 (100) for MQTT 5.
+	//
+	// An MQTT 3.1.1 broker cannot announce its limit, and exceeding it can
+	// lose acknowledged messages, so the 3.1.1 default is the smallest
+	// limit among brokers in their default configuration. What each takes
+	// in flight from a 3.1.1 client, and does beyond it (README.md has the
+	// sources):
+	//
+	//   - Mosquitto 2.0: 20 QoS 2 awaiting PUBREL (max_inflight_messages).
+	//     Beyond it, acknowledges and drops: with a window of 100, 60 of
+	//     300 messages arrived, every publish reporting success.
+	//   - EMQX 5: 100 QoS 2 awaiting PUBREL (mqtt.max_awaiting_rel).
+	//     Closes the connection, unacknowledged: sent again, none lost.
+	//   - mochi-mqtt v2: 1024 (Capabilities.ReceiveMaximum). Likewise.
+	//   - HiveMQ CE, VerneMQ, NanoMQ, Aedes: no limit (HiveMQ's 10 and the
+	//     others' Receive Maximum bind MQTT 5 clients only).
+	//
+	// Raise it only for a broker known to take more.
 	MaxInflight int
 
 	// MaxQueued bounds the publishes accepted and not yet finished
@@ -247,7 +278,7 @@ func (cfg Config) validate() (*settings, error) {
 		def  int
 		max  int
 	}{
-		{"MaxInflight", &s.MaxInflight, DefaultMaxInflight, math.MaxUint16},
+		{"MaxInflight", &s.MaxInflight, defaultMaxInflight(s.version), math.MaxUint16},
 		{"MaxQueued", &s.MaxQueued, DefaultMaxQueued, math.MaxInt32},
 		{"MaxQueuedBytes", &s.MaxQueuedBytes, DefaultMaxQueuedBytes, math.MaxInt},
 		{"MaxPending", &s.MaxPending, DefaultMaxPending, math.MaxInt32},
@@ -276,10 +307,16 @@ func (cfg Config) validate() (*settings, error) {
 	}
 	if cfg.Will != nil {
 		w := *cfg.Will
-		if err := validateMessage(&w, s.version); err != nil {
+		if err := checkMessage(&w, s.version); err != nil {
 			return bad("Will: %v", err)
 		}
 		s.Will = &w
+	}
+	// The CONNECT goes out on every attempt: whatever the encoder would
+	// refuse in it (a will property CONNECT may not carry, ...) is a
+	// configuration error now, not a failed attempt later.
+	if _, err := codec.Size(s.connectPacket(), s.version); err != nil {
+		return bad("the CONNECT packet cannot be encoded: %v", err)
 	}
 	return s, nil
 }

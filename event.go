@@ -17,18 +17,25 @@ const (
 	Connected EventKind = iota + 1
 	// ConnectionLost: a live connection ended; Err says why.
 	ConnectionLost
-	// Reconnecting: the next attempt comes after Delay; Attempt.Err is why
-	// the previous one failed.
+	// Reconnecting: the next attempt comes after Delay; Err (the same as
+	// Attempt.Err) is why the previous one failed, or why the connection
+	// was lost.
 	Reconnecting
 	// SessionLost: the broker did not have the session although
 	// CleanStart was false (a broker without persistence, or the session
 	// expired). The client re-subscribes and re-sends what it still owes.
 	SessionLost
 	// GaveUp: the reconnect strategy gave up; the client has stopped. Err
-	// says why (also returned by Client.Err).
+	// says why, as Client.Err does: which server, why the last attempt
+	// failed, how many attempts since the connection was lost. It wraps
+	// ErrGaveUp and the last attempt's error (errors.As to a *ConnectError,
+	// ...). Server is the server of the last attempt.
 	GaveUp
 	// MessagesDropped: Count inbound QoS 0 messages were dropped because
-	// the application fell MaxPending messages behind.
+	// the application fell MaxPending messages behind. The first drop is
+	// reported when it happens, further ones at most once a second while
+	// the application stays behind, and the rest once it has caught up:
+	// the Counts add up to every drop (Stats counts them too).
 	MessagesDropped
 )
 
@@ -53,13 +60,13 @@ func (k EventKind) String() string {
 // Event reports a change in the client's connection.
 type Event struct {
 	Kind           EventKind
-	Server         string          // Connected, ConnectionLost, SessionLost: which of Config.Servers
+	Server         string          // Connected, ConnectionLost, SessionLost, GaveUp: which of Config.Servers
 	SessionPresent bool            // Connected: the broker kept the session
 	ClientID       string          // Connected: the client identifier in use (MQTT 5 brokers may assign one)
 	Attempt        backoff.Attempt // Reconnecting: which retry, since when, and why the last failed
 	Delay          time.Duration   // Reconnecting: how long until the attempt
 	Count          int             // MessagesDropped: how many
-	Err            error           // ConnectionLost, GaveUp: why
+	Err            error           // ConnectionLost, GaveUp: why; Reconnecting: why the previous attempt failed (= Attempt.Err)
 }
 
 func (e Event) String() string {
@@ -69,7 +76,10 @@ func (e Event) String() string {
 	case ConnectionLost:
 		return fmt.Sprintf("connection to %s lost: %v", e.Server, e.Err)
 	case Reconnecting:
-		return fmt.Sprintf("reconnecting in %s (attempt %d): %v", e.Delay, e.Attempt.N, e.Attempt.Err)
+		if e.Err == nil {
+			return fmt.Sprintf("reconnecting in %s (attempt %d)", readable(e.Delay), e.Attempt.N)
+		}
+		return fmt.Sprintf("reconnecting in %s (attempt %d) after: %v", readable(e.Delay), e.Attempt.N, e.Err)
 	case SessionLost:
 		return fmt.Sprintf("%s did not keep the session", e.Server)
 	case GaveUp:

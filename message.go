@@ -62,8 +62,31 @@ type Subscription struct {
 	RetainHandling    byte // 0: send retained on subscribe, 1: only if new, 2: never
 }
 
-// validateMessage checks an outgoing message before anything is queued.
+// validateMessage checks an outgoing message before anything is queued:
+// what checkMessage checks, and everything the encoder would refuse.
 func validateMessage(m *Message, version byte) error {
+	if err := checkMessage(m, version); err != nil {
+		return err
+	}
+	if m.Properties != nil && len(m.Properties.SubscriptionIdentifier) > 0 {
+		// Only a server sets it [MQTT-3.3.4-6].
+		return fmt.Errorf("set no SubscriptionIdentifier: a client may not send one in PUBLISH")
+	}
+	// Whatever the encoder would refuse (a property PUBLISH may not carry,
+	// a Response Topic with a wildcard, a packet over 256 MiB) is refused
+	// here, by the encoder's own check, so that nothing accepted can fail
+	// to be written later.
+	p := codec.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Properties: m.Properties}
+	if m.QoS > AtMostOnce {
+		p.PacketID = 1 // any: it only takes its two bytes
+	}
+	_, err := codec.Size(&p, version)
+	return err
+}
+
+// checkMessage checks what a published message and a will have in common.
+// A will's properties are checked with the CONNECT that carries them.
+func checkMessage(m *Message, version byte) error {
 	if err := codec.ValidateTopicName(m.Topic); err != nil {
 		return err
 	}

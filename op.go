@@ -2,11 +2,13 @@ package mqtt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
 
 	"github.com/robustmqtt/mqtt/codec"
+	"github.com/robustmqtt/mqtt/conn"
 )
 
 // The life of an operation's packet: queued (withdrawable), claimed by a
@@ -27,11 +29,17 @@ type op struct {
 	ctx    context.Context
 	result chan error // 1-buffered; receives exactly one value
 
-	state      atomic.Int32 // opQueued, opClaimed, opWithdrawn
-	finished   atomic.Bool
-	stopCancel func() bool // stops the ctx watcher; nil if ctx can't end
-	stopExpiry func() bool // stops a publish's expiry timer; nil if none
-	storeKey   uint64      // its record in Config.Store; 0: not stored (session goroutine)
+	state    atomic.Int32 // opQueued, opClaimed, opWithdrawn
+	finished atomic.Bool
+	// stopCancel stops the ctx watcher (nil if ctx can't end) and
+	// stopExpiry a publish's expiry timer (nil if none). The caller's
+	// goroutine sets them while the watcher or the timer may already have
+	// fired and the session be finishing the op: armed, stored after them,
+	// says they may be read (see finish).
+	stopCancel func() bool
+	stopExpiry func() bool
+	armed      atomic.Bool
+	storeKey   uint64 // its record in Config.Store; 0: not stored (session goroutine)
 
 	// finishOnWrite: a QoS 0 publish is done once its frame is written.
 	finishOnWrite bool
@@ -89,6 +97,23 @@ func (o *op) Claim() bool {
 
 // Written implements conn.Tracker: a QoS 0 publish ends here.
 func (o *op) Written(err error) {
+	if errors.Is(err, conn.ErrUnencodable) {
+		// Nothing was written. Validation at the API's edge makes this
+		// unreachable; should it happen, the result says so truthfully,
+		// and a QoS 1/2 flight is ended by the session.
+		err = fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+		if !o.finishOnWrite {
+			go func() {
+				select {
+				case o.c.ctrl <- unsendableRequest{o: o, err: err}:
+				case <-o.c.done:
+				}
+			}()
+			return
+		}
+		o.finish(err)
+		return
+	}
 	if !o.finishOnWrite {
 		return
 	}
@@ -98,27 +123,55 @@ func (o *op) Written(err error) {
 	o.finish(err)
 }
 
-// finish delivers the op's one result and releases what it holds.
+// armWatchers records that stopCancel and stopExpiry are set, so that
+// finish may read them from now on. The caller's goroutine calls it after
+// watch and expireAfter and before handing the op to the session. If a
+// watcher fired in between and the op already has its result, the other
+// watcher is stopped here.
+func (o *op) armWatchers() {
+	o.armed.Store(true)
+	if o.done() {
+		o.stopWatchers()
+	}
+}
+
+// finish delivers the op's one result and releases what it holds, in this
+// order: the watchers stop, the outcome is counted in Stats, the room in
+// the queue is released, the result is sent, and a waiting Disconnect or
+// Flush is told. A caller that has seen the result can therefore count on
+// its room being free (a strictly sequential publisher never finds the
+// queue full because of its own previous message) and on Stats including
+// it.
 func (o *op) finish(err error) {
 	if !o.finished.CompareAndSwap(false, true) {
 		return
 	}
-	if o.stopCancel != nil {
-		o.stopCancel()
+	// Not armed yet: the caller is still between registering the
+	// watchers and storing their stop functions, so one of them fired
+	// and has nothing left to stop; the other is stopped by armWatchers.
+	if o.armed.Load() {
+		o.stopWatchers()
 	}
-	if o.stopExpiry != nil {
-		o.stopExpiry()
-	}
-	o.result <- err
 	if o.qos >= 0 {
 		o.c.stats.published(o.qos, err)
 	}
 	if o.holdsRoom {
 		o.c.adm.release(1, o.size)
 	}
+	o.result <- err
 	select {
 	case o.c.progress <- struct{}{}:
 	default:
+	}
+}
+
+// stopWatchers stops the ctx watcher and the expiry timer, if any.
+func (o *op) stopWatchers() {
+	if o.stopCancel != nil {
+		o.stopCancel()
+	}
+	if o.stopExpiry != nil {
+		o.stopExpiry()
 	}
 }
 
@@ -159,3 +212,10 @@ type cancelRequest struct{ o *op }
 
 // expireRequest tells the session that a publish's expiry interval ran out.
 type expireRequest struct{ o *pubOp }
+
+// unsendableRequest tells the session that the writer could not encode an
+// op's packet: its flight ends with err.
+type unsendableRequest struct {
+	o   *op
+	err error
+}

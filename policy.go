@@ -97,21 +97,34 @@ func (a *admission) takeOrWait(size int) (bool, <-chan struct{}) {
 	return false, a.room
 }
 
-// exchange takes room for one publish of size bytes as if freedN
-// publishes of freedBytes bytes had been released first. It changes
-// nothing and returns false when even that does not fit.
-func (a *admission) exchange(freedN, freedBytes, size int) bool {
+// room is what one publish holds in an admission: one of MaxQueued and
+// its bytes of MaxQueuedBytes (nothing for one that holds no room).
+type room struct{ n, bytes int }
+
+// exchangeFor takes room for one publish of size bytes by releasing the
+// rooms in freed, in order, as few of them as it needs but at least
+// minFreed. It returns how many it released, or -1, changing nothing,
+// when all of them are not enough: the caller drops exactly those, and
+// drops nothing when the newcomer would not fit anyway.
+func (a *admission) exchangeFor(size, minFreed int, freed []room) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.fitsLocked(freedN, freedBytes, size) {
-		return false
+	var n, bytes int
+	for k := 0; k <= len(freed); k++ {
+		if k >= minFreed && a.fitsLocked(n, bytes, size) {
+			a.n += 1 - n
+			a.bytes += size - bytes
+			if n > 1 || bytes > size {
+				a.wakeLocked()
+			}
+			return k
+		}
+		if k < len(freed) {
+			n += freed[k].n
+			bytes += freed[k].bytes
+		}
 	}
-	a.n += 1 - freedN
-	a.bytes += size - freedBytes
-	if freedN > 1 || freedBytes > size {
-		a.wakeLocked()
-	}
-	return true
+	return -1
 }
 
 func (a *admission) fitsLocked(freedN, freedBytes, size int) bool {

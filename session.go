@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -24,8 +25,14 @@ type session struct {
 	c   *Client
 	cfg *settings
 
+	// Where the session is in its life; see phase.
+	phase      phase
+	disconnect *disconnectRequest // the graceful Disconnect in progress (draining and after)
+	finalFrame chan struct{}      // goodbye: closed once the DISCONNECT was written
+
 	// The connection in use; nil while disconnected.
 	cur        *conn.Conn
+	resumed    bool // cur's CONNACK said Session Present
 	window     int  // publishes in flight allowed on cur
 	maxPacket  int  // the broker's Maximum Packet Size; 0: no limit
 	maxQoS     QoS  // the broker's Maximum QoS
@@ -40,6 +47,8 @@ type session struct {
 	seq         uint64             // order in which flights were first sent
 	nextID      uint16             // last packet identifier handed out
 	pubInflight int                // flights that are publishes
+	resend      []*flight          // publishes owed again on cur, waiting for room in its window
+	resendN     int                // how many of resend are still owed (the rest ended meanwhile)
 	settled     map[uint16]bool    // identifiers whose publish flow ended on cur
 	waitingCtl  []*ctlOp           // subscribes/unsubscribes waiting for a connection
 	latest      map[string]*pubOp  // LatestPerTopic: the newest queued publish per topic
@@ -47,23 +56,38 @@ type session struct {
 	flushes     []*flushWaiter     // Flush calls waiting
 
 	// Config.Store (see session_store.go).
-	storeSeq   uint64             // the last key given to an outbound record
-	dirty      bool               // records written that must be synced before the held frames go
-	held       []conn.Frame       // frames waiting for the next commit, in order
-	storedWait []*pubOp           // PublishAsync calls waiting for their message to be durable
-	recBuf     []byte             // reused to encode records
-	subs       []Subscription     // what the broker should have, in subscribe order
-	draining   *disconnectRequest // a graceful Disconnect in progress
-	finalFrame chan struct{}      // closed when the DISCONNECT of a Disconnect was written
+	storeSeq   uint64         // the last key given to an outbound record
+	dirty      bool           // records written that must be synced before the held frames go
+	held       []conn.Frame   // frames waiting for the next commit, in order
+	storedWait []*pubOp       // PublishAsync calls waiting for their message to be durable
+	recBuf     []byte         // reused to encode records
+	finishing  []finishLater  // results to give once the store's changes are durable
+	subs       []Subscription // what the broker should have, in subscribe order
 
 	// Inbound.
 	in       map[uint16]*inState // QoS 1/2 packet identifiers of the broker's, by state
 	pending  fifo[delivery]      // messages waiting for the application
 	dropped  int                 // QoS 0 messages dropped since the last MessagesDropped event
 	dropping bool
-
-	stop bool // set when the session should end: a Disconnect is complete
+	dropSaid time.Time // when the last MessagesDropped event went out
 }
+
+// phase is where a session is in its life. It only moves forward.
+type phase int
+
+const (
+	// running: the normal life, connected or not.
+	running phase = iota
+	// draining: Disconnect was called; no new work is accepted, and what
+	// was accepted is given until Disconnect's ctx ends to finish.
+	draining
+	// goodbye: DISCONNECT is queued. Nothing is sent after it
+	// [MQTT-3.14.4-1] and nothing received is taken in; the session ends
+	// once it is written.
+	goodbye
+	// stopped: the session loop ends at the end of this turn.
+	stopped
+)
 
 // flight is one packet identifier in use by this client.
 type flight struct {
@@ -73,6 +97,7 @@ type flight struct {
 	ctl       *ctlOp           // subscribe/unsubscribe; nil for a re-subscribe after a lost session
 	pkt       codec.Packet     // subscribe/unsubscribe as sent
 	relNeeded bool             // QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
+	owed      bool             // in session.resend: its PUBLISH goes again on this connection
 }
 
 // inState is where an inbound QoS 1/2 message is in its flow.
@@ -110,7 +135,7 @@ func (s *session) run() {
 	for {
 		var deliver chan<- Message
 		var head Message
-		if s.pending.len() > 0 {
+		if s.pending.len() > 0 && s.phase < goodbye {
 			deliver, head = c.messages, s.pending.front().msg
 		}
 		var connDone <-chan struct{}
@@ -148,14 +173,14 @@ func (s *session) run() {
 			s.closeNow()
 			return
 		}
-		if s.cfg.Store != nil && (s.dirty || len(s.held) > 0 || len(s.storedWait) > 0) {
+		if s.cfg.Store != nil && (s.dirty || len(s.held) > 0 || len(s.storedWait) > 0 || len(s.finishing) > 0) {
 			if err := s.commit(); err != nil {
 				s.cfg.Logger.Error("mqtt: store failure", "err", err)
 				stopErr = err
 				return
 			}
 		}
-		if s.stop {
+		if s.phase == stopped {
 			return
 		}
 	}
@@ -163,8 +188,11 @@ func (s *session) run() {
 
 // inbound handles one frame from a connection reader.
 func (s *session) inbound(in conn.Inbound) {
-	if in.Conn != s.cur {
-		return // from a connection already given up
+	if in.Conn != s.cur || s.phase >= goodbye {
+		// From a connection already given up; or after our DISCONNECT,
+		// when nothing more may be answered: the broker sends again
+		// whatever it has no acknowledgement for.
+		return
 	}
 	if in.Packet == nil {
 		s.receiveAck(in.Ack, in.ID)
@@ -188,18 +216,24 @@ func (s *session) control(r any) {
 		r.remaining <- s.unflush(r.w)
 	case ackRequest:
 		s.appReceived(r.a.id, r.a.gen)
+	case unsendableRequest:
+		s.unsendable(r.o, r.err)
 	case *disconnectRequest:
-		if s.draining != nil {
-			r.reply <- fmt.Errorf("mqtt: Disconnect is already in progress")
+		if s.phase != running {
+			r.reply <- errDisconnecting
 			return
 		}
-		s.draining = r
+		s.phase, s.disconnect = draining, r
 		s.checkDrained()
+	default:
+		panic(fmt.Sprintf("mqtt: internal error: the session got an unknown request %T", r))
 	}
 }
 
-// connected takes a new connection into use: it re-sends what the session
-// owes in the order the protocol asks, then new work.
+// connected takes a new connection into use, in the order the protocol
+// asks: adopt the limits its CONNACK announced, deal with a session the
+// broker lost, send again what the session owes (resendOwed), then new
+// work.
 func (s *session) connected(cn *conn.Conn) {
 	if s.cur != nil {
 		// The old connection's end and the new one arrived together and
@@ -211,33 +245,13 @@ func (s *session) connected(cn *conn.Conn) {
 	s.aliases = nil
 	clear(s.settled)
 	ack := cn.Connack()
-	s.window, s.maxPacket, s.maxQoS, s.noRetain = s.cfg.MaxInflight, 0, ExactlyOnce, false
-	if p := ack.Properties; p != nil {
-		if p.ReceiveMaximum != nil && *p.ReceiveMaximum > 0 {
-			s.window = min(s.window, int(*p.ReceiveMaximum))
-		}
-		if p.MaximumPacketSize != nil {
-			s.maxPacket = int(min(*p.MaximumPacketSize, math.MaxInt32))
-		}
-		if p.MaximumQoS != nil {
-			s.maxQoS = QoS(*p.MaximumQoS)
-		}
-		if p.RetainAvailable != nil && !*p.RetainAvailable {
-			s.noRetain = true
-		}
-	}
+	s.resumed = ack.SessionPresent
+	s.adoptLimits(ack)
 
 	// The flights to send again, listed before re-subscribing adds its own.
 	unfinished := s.flightsInOrder()
 	if !ack.SessionPresent {
-		// The broker has none of our state: forget the inbound side
-		// (acks for it are meaningless now) and subscribe again.
-		s.gen++
-		for id := range s.in {
-			s.unstoreInbound(id)
-		}
-		clear(s.in)
-		s.resubscribe()
+		s.brokerLostSession()
 	}
 	// Acknowledgements the application gave while we were away are not
 	// sent now: the broker re-sends every message it has no
@@ -246,31 +260,121 @@ func (s *session) connected(cn *conn.Conn) {
 	// then looks new, and the broker, free to reuse the identifier, could
 	// send a new message under it that would look like that copy and be
 	// dropped as a duplicate.
-	// Unfinished flights in their original order [MQTT-4.4.0-1]: PUBLISH
-	// again (DUP if the broker may have seen it), or PUBREL.
-	for _, f := range unfinished {
-		switch {
-		case f.kind != codec.TypePublish:
-			s.send(conn.Frame{Packet: f.pkt, Track: trackerOf(f.ctl)})
-		case f.relNeeded:
-			s.send(conn.Frame{Packet: &f.pub.rel})
-		default:
-			p := f.pub.pkt // a copy: the writer may still hold the old one
-			p.Dup = ack.SessionPresent && f.pub.state.Load() == opClaimed
-			if !f.pub.expires.IsZero() {
-				// Sent before: the message goes again even if its
-				// interval ran out meanwhile, with at least 1 s left.
-				p.Properties = expiryLeft(p.Properties, max(time.Until(f.pub.expires), time.Second))
-			}
-			s.send(conn.Frame{Packet: &p, Track: f.pub})
-		}
-	}
+	s.resendOwed(unfinished)
 	waiting := s.waitingCtl
 	s.waitingCtl = nil
 	for _, o := range waiting {
 		s.sendControl(o)
 	}
 	s.pump()
+}
+
+// adoptLimits takes the limits a CONNACK announced for this connection:
+// the in-flight window (MQTT 5 Receive Maximum), Maximum Packet Size,
+// Maximum QoS and Retain Available. Every PUBLISH sent on the connection,
+// new or sent again, is checked against them (fits) and counted against
+// the window (pump).
+func (s *session) adoptLimits(ack *codec.Connack) {
+	s.window, s.maxPacket, s.maxQoS, s.noRetain = s.cfg.MaxInflight, 0, ExactlyOnce, false
+	p := ack.Properties
+	if p == nil {
+		return
+	}
+	if p.ReceiveMaximum != nil && *p.ReceiveMaximum > 0 {
+		s.window = min(s.window, int(*p.ReceiveMaximum))
+	}
+	if p.MaximumPacketSize != nil {
+		s.maxPacket = int(min(*p.MaximumPacketSize, math.MaxInt32))
+	}
+	if p.MaximumQoS != nil {
+		s.maxQoS = QoS(*p.MaximumQoS)
+	}
+	if p.RetainAvailable != nil && !*p.RetainAvailable {
+		s.noRetain = true
+	}
+}
+
+// brokerLostSession forgets the inbound side of a session the broker no
+// longer has (acks for it are meaningless now; the forgetting is made
+// durable before anything goes out on the new connection, so that a
+// restart cannot take a new message for one of them) and subscribes again.
+func (s *session) brokerLostSession() {
+	s.gen++
+	for id := range s.in {
+		s.unstoreInbound(id)
+	}
+	clear(s.in)
+	s.resubscribe()
+}
+
+// resendOwed sends again the flights a new connection inherits: SUBSCRIBE
+// and UNSUBSCRIBE at once; PUBLISH (DUP if the broker may have seen it)
+// and PUBREL in their original order [MQTT-4.4.0-1], ahead of every new
+// message, each PUBLISH when the window of this connection has room for
+// it (see sendOwed).
+func (s *session) resendOwed(unfinished []*flight) {
+	for _, f := range unfinished {
+		if f.kind != codec.TypePublish {
+			s.send(conn.Frame{Packet: f.pkt, Track: trackerOf(f.ctl)})
+			continue
+		}
+		f.owed = true
+		s.resend = append(s.resend, f)
+		s.resendN++
+	}
+}
+
+// sendOwed sends the owed PUBLISH and PUBREL packets, in order, while the
+// window of this connection has room. It reports whether all of them are sent: new messages wait
+// until they are. A publish that no longer fits this connection's limits
+// (a smaller Maximum Packet Size, a lower Maximum QoS, no retained
+// messages) ends with its own error instead of going out: sent, it would
+// make the broker close the connection, and it would be sent again first
+// after every reconnect.
+func (s *session) sendOwed() bool {
+	for s.resendN > 0 && s.cur != nil {
+		f := s.resend[0]
+		if !f.owed {
+			s.resend = s.resend[1:] // it ended while it waited
+			continue
+		}
+		// A PUBREL needs no room: its flow already counts against
+		// the window, at the broker as here.
+		if !f.relNeeded && s.pubInflight-s.resendN >= s.window {
+			return false
+		}
+		s.resend[0] = nil
+		s.resend = s.resend[1:]
+		f.owed = false
+		s.resendN--
+		if f.relNeeded {
+			if !s.send(conn.Frame{Packet: &f.pub.rel}) {
+				return false
+			}
+			continue
+		}
+		o := f.pub
+		p := o.pkt // a copy: a writer may still hold the old one
+		if err := s.fits(&p); err != nil {
+			if o.state.Load() == opClaimed {
+				err = fmt.Errorf("%w: it was sent on an earlier connection and cannot be sent again on this one: %w", ErrOutcomeUnknown, err)
+			}
+			s.endFlight(o.id)
+			s.settle(&o.op, err, true)
+			continue
+		}
+		p.Dup = s.resumed && o.state.Load() == opClaimed
+		if !o.expires.IsZero() {
+			// Sent before: the message goes again even if its interval
+			// ran out meanwhile, with at least 1 s left.
+			p.Properties = expiryLeft(p.Properties, max(time.Until(o.expires), time.Second))
+		}
+		if !s.send(conn.Frame{Packet: &p, Track: o}) {
+			return false
+		}
+	}
+	s.resend = s.resend[:0]
+	return true
 }
 
 // lost is called when the current connection has ended. Queued frames that
@@ -285,8 +389,15 @@ func (s *session) lost() {
 	clear(s.held)
 	s.held = s.held[:0]
 	s.sentQoS0 = fifo[*pubOp]{}
-	if s.finalFrame != nil {
-		s.stop = true // the goodbye of a Disconnect has nowhere to go now
+	for _, f := range s.resend {
+		if f != nil {
+			f.owed = false
+		}
+	}
+	clear(s.resend)
+	s.resend, s.resendN = s.resend[:0], 0
+	if s.phase == goodbye {
+		s.phase = stopped // the goodbye of a Disconnect has nowhere to go now
 	}
 }
 
@@ -334,25 +445,27 @@ func (s *session) protocolError(code codec.ReasonCode, t codec.PacketType, forma
 // it sends DISCONNECT, and the session stops once that is written (or at
 // once, with no connection to say goodbye on).
 func (s *session) checkDrained() {
-	if s.draining == nil || s.finalFrame != nil || s.stop {
+	if s.phase != draining {
 		return
 	}
 	if s.queue.peek() != nil || len(s.flights) > 0 || len(s.waitingCtl) > 0 || s.c.adm.count() > 0 {
 		return
 	}
-	s.draining.reply <- nil
+	s.disconnect.reply <- nil
 	if s.cur == nil || !s.sendFinal() {
-		s.stop = true
+		s.phase = stopped
 	}
 }
 
-// sendFinal queues the DISCONNECT of a graceful stop; the session stops
-// once it has been written.
+// sendFinal queues the DISCONNECT of a graceful stop and moves to goodbye:
+// nothing is sent after it, and the session stops once it is written.
 func (s *session) sendFinal() bool {
 	s.c.stopping.Store(true) // the broker may close first: not a loss
 	s.finalFrame = make(chan struct{})
-	return s.send(conn.Frame{Packet: &codec.Disconnect{ReasonCode: codec.NormalDisconnection},
+	ok := s.send(conn.Frame{Packet: &codec.Disconnect{ReasonCode: codec.NormalDisconnection},
 		Track: closeOnWrite(s.finalFrame)})
+	s.phase = goodbye
+	return ok
 }
 
 // closeNow is Close: a best-effort DISCONNECT, bounded in time.
@@ -386,6 +499,7 @@ func (s *session) shutdown(err error) {
 		s.cur.Close()
 		s.lost()
 	}
+	err = c.stopError(err) // a give-up in the client's words, for every result too
 	failed := ErrClosed
 	if err != nil {
 		failed = fmt.Errorf("%w: %w", ErrClosed, err)
@@ -395,6 +509,10 @@ func (s *session) shutdown(err error) {
 		s.cfg.Logger.Error("mqtt: cannot sync the store as the client stops", "err", serr)
 		inStore = fmt.Errorf("%w (the store failed to sync: %w)", failed, serr)
 	}
+	for _, f := range s.finishing {
+		f.o.finish(f.err) // as good as it gets: the store synced, or failed
+	}
+	s.finishing = nil
 	endPub := func(o *pubOp) {
 		if o.storeKey != 0 {
 			o.finish(inStore)
@@ -416,9 +534,9 @@ func (s *session) shutdown(err error) {
 	for _, o := range s.waitingCtl {
 		o.finish(failed)
 	}
-	if s.draining != nil {
+	if s.disconnect != nil {
 		select {
-		case s.draining.reply <- failed:
+		case s.disconnect.reply <- failed:
 		default: // it already has its answer
 		}
 	}
@@ -449,6 +567,9 @@ func trackerOf(o *ctlOp) conn.Tracker {
 	}
 	return o
 }
+
+// errDisconnecting answers a Disconnect made while another is in progress.
+var errDisconnecting = errors.New("mqtt: Disconnect is already in progress")
 
 // errDraining answers calls made while a graceful Disconnect is under way.
 var errDraining = fmt.Errorf("%w: Disconnect is in progress; no new work is accepted", ErrClosed)

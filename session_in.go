@@ -1,6 +1,8 @@
 package mqtt
 
 import (
+	"time"
+
 	"github.com/robustmqtt/mqtt/codec"
 	"github.com/robustmqtt/mqtt/conn"
 )
@@ -58,9 +60,12 @@ func (s *session) onPublish(p *codec.Publish) {
 				s.dropping = true
 				s.cfg.Logger.Warn("mqtt: the application is behind; dropping inbound QoS 0 messages", "pending", s.pending.len())
 			}
+			if time.Since(s.dropSaid) >= dropReportEvery {
+				s.reportDrops(true) // news when it happens, then at most once a period
+			}
 			return
 		}
-		s.reportDrops()
+		s.reportDrops(false)
 		s.pending.push(delivery{msg: m})
 		return
 	}
@@ -83,14 +88,25 @@ func (s *session) onPublish(p *codec.Publish) {
 	s.pending.push(delivery{msg: m, id: p.PacketID, gen: s.gen})
 }
 
-// reportDrops emits one MessagesDropped event for a run of drops, once the
-// application has caught up enough for a message to be queued again.
-func (s *session) reportDrops() {
+// dropReportEvery is the least time between two MessagesDropped events
+// while the application stays behind.
+const dropReportEvery = time.Second
+
+// reportDrops emits a MessagesDropped event for the drops not yet
+// reported: at the first drop of a run, at most once per dropReportEvery
+// while it lasts (behind: true), and once more when the application has
+// caught up enough for a message to be queued again (behind: false), which
+// ends the run. The Counts add up to every drop.
+func (s *session) reportDrops(behind bool) {
 	if !s.dropping {
 		return
 	}
-	s.c.emit(Event{Kind: MessagesDropped, Count: s.dropped})
-	s.dropped, s.dropping = 0, false
+	if s.dropped > 0 {
+		s.c.emit(Event{Kind: MessagesDropped, Count: s.dropped})
+		s.dropSaid = time.Now()
+	}
+	s.dropped = 0
+	s.dropping = behind
 }
 
 // resolveTopic applies an MQTT 5 topic alias [MQTT-3.3.2-12]. It fails the
@@ -134,7 +150,7 @@ func (s *session) delivered() {
 		s.appReceived(id, gen)
 	}
 	if s.dropping && s.pending.len() == 0 {
-		s.reportDrops()
+		s.reportDrops(false)
 	}
 }
 

@@ -18,7 +18,7 @@ func (s *session) acceptPublish(o *pubOp) {
 	if o.done() {
 		return // its ctx ended before it arrived, and it was withdrawn
 	}
-	if s.draining != nil {
+	if s.phase != running {
 		o.finish(errDraining)
 		return
 	}
@@ -54,45 +54,69 @@ func (s *session) acceptPublish(o *pubOp) {
 // makeRoom applies o's queue policy on arrival. A LatestPerTopic publish
 // supersedes the waiting one to the same topic. A publish that came
 // without room (DropOldest, LatestPerTopic on a full queue) takes the room
-// of the oldest waiting messages that allow dropping; it reports false
-// when there are not enough of those.
+// of the oldest waiting messages that allow dropping. Whether that is
+// enough is decided before anything is dropped: when it is not, makeRoom
+// reports false and every waiting message stays.
 func (s *session) makeRoom(o *pubOp) bool {
-	var freedN, freedBytes int
-	drop := func(v *pubOp, err error) {
-		if s.latest[v.pkt.Topic] == v {
-			delete(s.latest, v.pkt.Topic)
-		}
-		s.unstore(&v.op, true)
-		if v.holdsRoom {
-			v.holdsRoom = false // its room goes to o, or back below
-			freedN++
-			freedBytes += v.size
-		}
-		v.finish(err)
-	}
+	var old *pubOp // the waiting publish o supersedes
 	if o.policy == LatestPerTopic {
-		if old := s.latest[o.pkt.Topic]; old != nil && !old.done() && old.state.CompareAndSwap(opQueued, opWithdrawn) {
-			drop(old, fmt.Errorf("%w: publish to %s was still waiting when a newer one came", ErrSuperseded, old.pkt.Topic))
+		if v := s.latest[o.pkt.Topic]; v != nil && !v.done() && v.state.Load() == opQueued {
+			old = v
 		}
 	}
-	if o.needsRoom {
-		for !s.c.adm.exchange(freedN, freedBytes, o.size) {
-			v := s.queue.oldestDroppable()
-			if v == nil {
-				if freedN > 0 {
-					s.c.adm.release(freedN, freedBytes)
-				}
-				return false
-			}
-			drop(v, fmt.Errorf("%w: publish to %s", ErrDropped, v.pkt.Topic))
+	if !o.needsRoom {
+		if old != nil {
+			s.dropQueued(old, fmt.Errorf("%w: publish to %s was still waiting when a newer one came", ErrSuperseded, old.pkt.Topic))
 		}
-		o.needsRoom, o.holdsRoom = false, true
 		return true
 	}
-	if freedN > 0 {
-		s.c.adm.release(freedN, freedBytes)
+	// The candidates, in the order they would go: the superseded one
+	// (which goes whatever room o needs), then the oldest droppable.
+	var cands []*pubOp
+	if old != nil {
+		cands = append(cands, old)
 	}
+	for v := range s.queue.all() {
+		if v != old && (v.policy == DropOldest || v.policy == LatestPerTopic) && !v.done() && v.state.Load() == opQueued {
+			cands = append(cands, v)
+		}
+	}
+	rooms := make([]room, len(cands))
+	for i, v := range cands {
+		if v.holdsRoom {
+			rooms[i] = room{n: 1, bytes: v.size}
+		}
+	}
+	minDrop := 0
+	if old != nil {
+		minDrop = 1
+	}
+	k := s.c.adm.exchangeFor(o.size, minDrop, rooms)
+	if k < 0 {
+		return false
+	}
+	for i, v := range cands[:k] {
+		v.holdsRoom = false // its room went to o
+		if v == old {
+			s.dropQueued(v, fmt.Errorf("%w: publish to %s was still waiting when a newer one came", ErrSuperseded, v.pkt.Topic))
+		} else {
+			s.dropQueued(v, fmt.Errorf("%w: publish to %s", ErrDropped, v.pkt.Topic))
+		}
+		cands[i] = nil
+	}
+	o.needsRoom, o.holdsRoom = false, true
 	return true
+}
+
+// dropQueued withdraws a waiting publish for a newer one and gives it err.
+func (s *session) dropQueued(v *pubOp, err error) {
+	if !v.state.CompareAndSwap(opQueued, opWithdrawn) {
+		return // cannot happen: only the session hands queued publishes to a writer
+	}
+	if s.latest[v.pkt.Topic] == v {
+		delete(s.latest, v.pkt.Topic)
+	}
+	s.settle(&v.op, err, true)
 }
 
 // fits checks a publish against what the broker announced in CONNACK:
@@ -126,6 +150,9 @@ func (s *session) fits(p *codec.Publish) error {
 // in-flight window has room. The queue is strictly first in, first out.
 func (s *session) pump() {
 	defer s.c.stats.inflight.Store(int64(s.pubInflight))
+	if s.resendN > 0 && !s.sendOwed() {
+		return // what the session owes goes before anything new
+	}
 	for s.cur != nil {
 		o := s.queue.peek()
 		if o == nil {
@@ -136,8 +163,7 @@ func (s *session) pump() {
 		}
 		if err := s.fits(&o.pkt); err != nil {
 			s.popQueued(o)
-			s.unstore(&o.op, true)
-			o.finish(err) // the broker's limits changed since it was queued
+			s.settle(&o.op, err, true) // the broker's limits changed since it was queued
 			continue
 		}
 		if !o.expires.IsZero() {
@@ -164,10 +190,9 @@ func (s *session) pump() {
 				// Durable before the PUBLISH goes: sent again after a
 				// restart under another identifier, a QoS 2 message
 				// could be delivered twice.
-				s.storeProgress(o, 0)
+				s.storeProgress(o, pubQoS2Sent)
 			} else {
-				// QoS 1 may be sent again as new: no sync needed.
-				s.storeProgressLazily(o)
+				s.storeProgress(o, pubQoS1Sent)
 			}
 		}
 		s.popQueued(o)
@@ -224,6 +249,21 @@ func (s *session) cancel(o *op) {
 	// A claimed QoS 0 publish ends when the writer reports its write.
 }
 
+// unsendable ends the flight of a publish the writer could not encode
+// (see op.Written): nothing of it was written.
+func (s *session) unsendable(o *op, err error) {
+	if o.done() {
+		return
+	}
+	inFlight, id := o.inFlight, o.id
+	s.settle(o, err, true)
+	if inFlight {
+		s.endFlight(id)
+	}
+	s.pump()
+	s.checkDrained()
+}
+
 // expire reacts to a publish's expiry interval running out: withdraw it if
 // it was never written. One already written goes on.
 func (s *session) expire(o *pubOp) {
@@ -238,14 +278,13 @@ func (s *session) withdraw(o *op, err error) bool {
 	if !o.state.CompareAndSwap(opQueued, opWithdrawn) {
 		return false
 	}
-	s.unstore(o, true)
+	s.settle(o, err, true) // first: endFlight would forget its record lazily
 	if o.inFlight {
 		s.endFlight(o.id)
 	}
 	// Queued publishes are skipped by the queue; a subscribe waiting
 	// for a connection is dropped from the list.
 	s.waitingCtl = removeCtl(s.waitingCtl, o)
-	o.finish(err)
 	s.pump()
 	s.checkDrained()
 	return true
@@ -315,9 +354,13 @@ func (s *session) endFlight(id uint16) {
 	}
 	delete(s.flights, id)
 	if f.kind == codec.TypePublish {
+		if f.owed {
+			f.owed = false // resend skips it
+			s.resendN--
+		}
 		s.pubInflight--
 		s.c.stats.inflight.Store(int64(s.pubInflight))
-		s.unstore(&f.pub.op, false)
+		s.unstore(&f.pub.op, pubAcked)
 		f.pub.inFlight = false
 		s.settled[id] = true
 	} else if f.ctl != nil {
@@ -340,7 +383,7 @@ func (s *session) acceptControl(o *ctlOp) {
 	if o.done() {
 		return
 	}
-	if s.draining != nil {
+	if s.phase != running {
 		o.finish(errDraining)
 		return
 	}
@@ -432,9 +475,9 @@ func (s *session) onPuback(p *codec.Puback) {
 		s.protocolError(codec.ProtocolError, codec.TypePuback, "PUBACK for packet identifier %d, which no QoS 1 publish uses", p.PacketID)
 		return
 	}
-	s.unstore(&f.pub.op, p.ReasonCode.IsError())
+	err := ackError(&f.pub.pkt, p.ReasonCode, p.Properties)
+	s.settle(&f.pub.op, err, err != nil)
 	s.endFlight(p.PacketID)
-	f.pub.finish(ackError(&f.pub.pkt, p.ReasonCode, p.Properties))
 	s.pump()
 	s.checkDrained()
 }
@@ -451,9 +494,8 @@ func (s *session) onPubrec(p *codec.Pubrec) {
 	}
 	if p.ReasonCode.IsError() {
 		// A refusal ends the flow here [MQTT-4.3.3-?]: no PUBREL.
-		s.unstore(&f.pub.op, true)
+		s.settle(&f.pub.op, ackError(&f.pub.pkt, p.ReasonCode, p.Properties), true)
 		s.endFlight(p.PacketID)
-		f.pub.finish(ackError(&f.pub.pkt, p.ReasonCode, p.Properties))
 		s.pump()
 		s.checkDrained()
 		return
@@ -462,7 +504,7 @@ func (s *session) onPubrec(p *codec.Pubrec) {
 		// Written once: a writer may still be encoding an earlier send.
 		f.relNeeded = true
 		f.pub.rel = codec.Pubrel{PacketID: p.PacketID}
-		s.storeProgress(f.pub, flagReleased)
+		s.storeProgress(f.pub, pubReleased)
 	}
 	// A repeated PUBREC (after a reconnect) gets PUBREL again.
 	s.send(conn.Frame{Packet: &f.pub.rel})

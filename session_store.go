@@ -122,12 +122,85 @@ func takeWaiting[T any](ch <-chan T, f func(T)) {
 	}
 }
 
+// storeChange is a kind of change the session makes to its store.
+type storeChange int
+
+const (
+	pubAccepted  storeChange = iota // an outbound QoS 1/2 publish was accepted
+	pubQoS1Sent                     // a QoS 1 publish got its packet identifier
+	pubQoS2Sent                     // a QoS 2 publish got its packet identifier
+	pubReleased                     // PUBREC came for a QoS 2 publish: PUBREL is owed
+	pubAcked                        // the broker acknowledged a publish (PUBACK, PUBCOMP)
+	pubAbandoned                    // a publish ended unsent or refused: never to be sent again
+	inAccepted                      // an inbound QoS 2 message is about to get PUBREC
+	inCompleted                     // an inbound QoS 2 flow ended (PUBREL came, or the broker lost the session)
+)
+
+// mustSync decides, for every change, whether it must be durable before
+// the next frame goes out and before the result that follows from it is
+// given (see send and settle). This is the one place that decides it; what
+// a crash between the change and the next sync would do if it were not
+// synced is the reason for each answer.
+func (c storeChange) mustSync() bool {
+	switch c {
+	case pubQoS1Sent:
+		// Lost: the message goes again as new, which QoS 1 allows.
+		return false
+	case pubAcked:
+		// Lost: a QoS 1 message goes again (allowed); a QoS 2 one was
+		// synced as released before its PUBREL, so PUBREL goes again
+		// and the broker answers PUBCOMP. Nothing is delivered twice.
+		return false
+	case pubAccepted:
+		// PublishAsync returns once the message is durable.
+		return true
+	case pubQoS2Sent:
+		// Lost: sent again under another identifier after a restart, the
+		// message could be delivered twice.
+		return true
+	case pubReleased:
+		// Lost: the PUBREL already sent could be followed by the PUBLISH
+		// again after a restart.
+		return true
+	case pubAbandoned:
+		// Lost: a message whose caller was told it failed (withdrawn,
+		// refused, dropped) would be sent after a restart.
+		return true
+	case inAccepted:
+		// Lost: after PUBREC, a restart would take the broker's copy for
+		// a new message and deliver it twice.
+		return true
+	case inCompleted:
+		// Lost: after PUBCOMP, a restart would wait for a PUBREL that
+		// never comes and take the broker's next message under that
+		// identifier for a duplicate, acknowledging it undelivered.
+		return true
+	}
+	panic(fmt.Sprintf("mqtt: internal error: unknown store change %d", c))
+}
+
+// storePut writes a record for change c.
+func (s *session) storePut(key uint64, v []byte, c storeChange) error {
+	if err := s.cfg.Store.Put(key, v); err != nil {
+		return err
+	}
+	s.dirty = s.dirty || c.mustSync()
+	return nil
+}
+
+// storeDelete removes a record for change c.
+func (s *session) storeDelete(key uint64, c storeChange) error {
+	err := s.cfg.Store.Delete(key)
+	s.dirty = s.dirty || c.mustSync()
+	return err
+}
+
 // storePublish writes an accepted QoS 1/2 publish to the store; the next
 // commit makes it durable before anything of it is written.
 func (s *session) storePublish(o *pubOp) error {
 	s.storeSeq++
 	o.storeKey = s.storeSeq
-	if err := s.putPublish(o, 0); err != nil {
+	if err := s.putPublish(o, 0, pubAccepted); err != nil {
 		o.storeKey = 0
 		return err
 	}
@@ -138,7 +211,7 @@ func (s *session) storePublish(o *pubOp) error {
 }
 
 // putPublish writes o's record with its packet identifier and flags.
-func (s *session) putPublish(o *pubOp, flags byte) error {
+func (s *session) putPublish(o *pubOp, flags byte, c storeChange) error {
 	b := append(s.recBuf[:0], recPublish, s.cfg.version, flags, byte(o.id>>8), byte(o.id))
 	p := o.pkt
 	if p.PacketID == 0 {
@@ -150,45 +223,59 @@ func (s *session) putPublish(o *pubOp, flags byte) error {
 		return fmt.Errorf("mqtt: store: encode publish to %s: %w", p.Topic, err)
 	}
 	s.recBuf = b
-	if err := s.cfg.Store.Put(o.storeKey, b); err != nil {
-		return err
-	}
-	s.dirty = true
-	return nil
+	return s.storePut(o.storeKey, b, c)
 }
 
 // storeProgress records a stored publish's progress: its packet
-// identifier once it is given one, and PUBREC for QoS 2.
-func (s *session) storeProgress(o *pubOp, flags byte) {
+// identifier once it is given one (pubQoS1Sent, pubQoS2Sent), and PUBREC
+// for QoS 2 (pubReleased).
+func (s *session) storeProgress(o *pubOp, c storeChange) {
 	if o.storeKey == 0 {
 		return
 	}
-	if err := s.putPublish(o, flags); err != nil {
+	var flags byte
+	if c == pubReleased {
+		flags = flagReleased
+	}
+	if err := s.putPublish(o, flags, c); err != nil {
 		s.cfg.Logger.Error("mqtt: cannot record a publish's progress in the store; after a restart it may be sent as new", "topic", o.pkt.Topic, "err", err)
 	}
 }
 
-// storeProgressLazily records a QoS 1 publish's packet identifier without
-// asking for a sync: if it is lost in a crash, the message goes again as
-// new, which at-least-once allows.
-func (s *session) storeProgressLazily(o *pubOp) {
-	dirty := s.dirty
-	s.storeProgress(o, 0)
-	s.dirty = dirty
-}
-
-// unstore removes a publish that has its result. durable: the removal is
-// synced before the next frame goes out (the publish failed, and must not
-// be sent again after a restart); otherwise it rides on the next sync.
-func (s *session) unstore(o *op, durable bool) {
+// unstore removes the record of a publish that has its result: c is
+// pubAcked or pubAbandoned.
+func (s *session) unstore(o *op, c storeChange) {
 	if o.storeKey == 0 {
 		return
 	}
-	if err := s.cfg.Store.Delete(o.storeKey); err != nil {
+	if err := s.storeDelete(o.storeKey, c); err != nil {
 		s.cfg.Logger.Error("mqtt: cannot remove a finished publish from the store", "err", err)
 	}
 	o.storeKey = 0
-	s.dirty = s.dirty || durable
+}
+
+// settle gives o its result err and removes its record: for a publish that
+// ended unsent or refused (abandoned), the result is given only once the
+// removal is durable, so that no caller told it failed sees it sent after
+// a restart; otherwise at once.
+func (s *session) settle(o *op, err error, abandoned bool) {
+	c := pubAcked
+	if abandoned {
+		c = pubAbandoned
+	}
+	durable := o.storeKey != 0 && c.mustSync()
+	s.unstore(o, c)
+	if !durable {
+		o.finish(err)
+		return
+	}
+	s.finishing = append(s.finishing, finishLater{o: o, err: err})
+}
+
+// finishLater is a result waiting for the next commit.
+type finishLater struct {
+	o   *op
+	err error
 }
 
 // storeInbound records an inbound QoS 2 packet identifier before PUBREC.
@@ -196,27 +283,30 @@ func (s *session) storeInbound(id uint16) {
 	if s.cfg.Store == nil {
 		return
 	}
-	if err := s.cfg.Store.Put(inboundKey|uint64(id), []byte{recInbound}); err != nil {
+	if err := s.storePut(inboundKey|uint64(id), []byte{recInbound}, inAccepted); err != nil {
 		s.cfg.Logger.Error("mqtt: cannot record an inbound QoS 2 message in the store", "id", id, "err", err)
-		return
 	}
-	s.dirty = true
 }
 
-// unstoreInbound forgets an inbound QoS 2 packet identifier.
+// unstoreInbound forgets an inbound QoS 2 packet identifier; the PUBCOMP
+// that follows waits for the removal to be durable.
 func (s *session) unstoreInbound(id uint16) {
 	if s.cfg.Store == nil {
 		return
 	}
-	if err := s.cfg.Store.Delete(inboundKey | uint64(id)); err != nil {
+	if err := s.storeDelete(inboundKey|uint64(id), inCompleted); err != nil {
 		s.cfg.Logger.Error("mqtt: cannot remove an inbound QoS 2 identifier from the store", "id", id, "err", err)
 	}
 }
 
 // send queues f on the current connection. With a store, frames wait while
 // records they depend on are not yet durable, and go out in order at the
-// next commit.
+// next commit. Once the DISCONNECT of a Disconnect is queued, nothing more
+// is: send reports false, as for a connection that died.
 func (s *session) send(f conn.Frame) bool {
+	if s.phase >= goodbye {
+		return false // nothing follows DISCONNECT [MQTT-3.14.4-1]
+	}
 	if s.cfg.Store != nil && (s.dirty || len(s.held) > 0) {
 		s.held = append(s.held, f)
 		return true
@@ -252,6 +342,11 @@ func (s *session) commit() error {
 	}
 	clear(s.storedWait)
 	s.storedWait = s.storedWait[:0]
+	for _, f := range s.finishing {
+		f.o.finish(f.err)
+	}
+	clear(s.finishing)
+	s.finishing = s.finishing[:0]
 	return nil
 }
 
