@@ -171,7 +171,10 @@ func (r *ring[T]) drain() error {
 
 // dialOurs connects our client: MQTT 3.1.1, or 5 for robust5, clean start.
 func dialOurs(ctx context.Context, kind, addr string, edit func(*mqtt.Config)) (*mqtt.Client, error) {
-	cfg := mqtt.Config{Servers: []string{"tcp://" + addr}, ClientID: clientID(kind), CleanStart: true}
+	// MaxInflight: window, like the peers, which pipeline window publishes:
+	// the 3.1.1 default (20) fits stock Mosquitto, and the broker here
+	// (mochi) takes 1024.
+	cfg := mqtt.Config{Servers: []string{"tcp://" + addr}, ClientID: clientID(kind), CleanStart: true, MaxInflight: window}
 	if kind == robust5 {
 		cfg.Version = 5
 	}

@@ -24,14 +24,6 @@ var (
 		"the seed of the fault schedule; 0 picks one from the clock (it is always logged, to replay a failure)")
 )
 
-// mosquittoInflight is Mosquitto's default max_inflight_messages. An MQTT
-// 5 client learns it from the CONNACK (Receive Maximum); an MQTT 3.1.1
-// client cannot, and Mosquitto 2.0.11 acknowledges and drops a QoS 1 or 2
-// PUBLISH beyond it, then closes the connection (see the interop test
-// TestV311MosquittoInflightQuota). So every client of the suite keeps
-// its window within it, as a 3.1.1 application must.
-const mosquittoInflight = 20
-
 // settle bounds each wait of the end of a run: for every publish's result
 // once the faults are healed, then for every acknowledged message to arrive.
 const settle = time.Minute
@@ -50,7 +42,7 @@ func TestChaos(t *testing.T) {
 	t.Run("mosquitto", func(t *testing.T) {
 		b := mosquitto.New(t, "")
 		run(t, seed, target{name: "mosquitto", addr: b.Addr(), stop: b.Stop, start: b.Start,
-			awayRestarts: !*liveRestarts, log: b.Log, maxInflight: mosquittoInflight})
+			awayRestarts: !*liveRestarts, log: b.Log})
 	})
 }
 
@@ -72,7 +64,7 @@ func run(t *testing.T, seed uint64, b target) {
 	subProxy := mqtttest.NewProxy(t, b.addr)
 	p := newPlan()
 	l := newLedger(p.streams, p.subs, b.log != nil)
-	f, err := start(t.Context(), p, l, pubProxy.URL(), subProxy.URL(), b.maxInflight)
+	f, err := start(t.Context(), p, l, pubProxy.URL(), subProxy.URL())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,10 +59,11 @@
 // Restarts of Mosquitto are graceful (SIGTERM; sessions come back from its
 // database) and happen while the subscribers are kept away by their proxy,
 // so that exactly-once is checked in the conditions where Mosquitto keeps
-// it. Every client keeps its in-flight window within Mosquitto's
-// max_inflight_messages (20): an MQTT 3.1.1 client cannot learn the limit,
-// and beyond it Mosquitto 2.0.11 acknowledges, drops and disconnects (see
-// the interop test TestV311MosquittoInflightQuota).
+// it. The clients keep the default in-flight window: an MQTT 3.1.1 client
+// cannot learn Mosquitto's max_inflight_messages (20), beyond which
+// Mosquitto 2.0.11 acknowledges and drops, so the default for 3.1.1 is
+// within it (see Config.MaxInflight and the interop tests
+// TestV311MosquittoInflightQuota and TestDefaultsLoseNothingOnStockMosquitto).
 //
 // The embedded broker keeps its sessions in memory across restarts; its
 // restarts happen with the subscribers connected.

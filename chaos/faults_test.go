@@ -24,8 +24,6 @@ type target struct {
 	// a log, every message carries its number in its topic, for the log to
 	// name it.
 	log func() string
-	// maxInflight is the clients' Config.MaxInflight; 0 for the default.
-	maxInflight int
 }
 
 // The faults, and how often each is drawn.

@@ -25,8 +25,9 @@ const (
 )
 
 // clientConfig is what every client of the suite shares: a persistent
-// session, a short keepalive, a fast jittered backoff.
-func clientConfig(server, id string, version byte, maxInflight int) mqtt.Config {
+// session, a short keepalive, a fast jittered backoff, and the defaults
+// for the rest, the in-flight window included.
+func clientConfig(server, id string, version byte) mqtt.Config {
 	return mqtt.Config{
 		Servers:        []string{server},
 		ClientID:       id,
@@ -34,7 +35,6 @@ func clientConfig(server, id string, version byte, maxInflight int) mqtt.Config 
 		KeepAlive:      keepAlive,
 		ConnectTimeout: 2 * time.Second,
 		Backoff:        backoff.Exponential{Initial: 20 * time.Millisecond, Max: 500 * time.Millisecond},
-		MaxInflight:    maxInflight,
 	}
 }
 
@@ -102,10 +102,10 @@ type fleet struct {
 
 // start dials every client (subscribers through subURL, publishers through
 // pubURL), subscribes the subscribers, and starts reading.
-func start(ctx context.Context, p plan, l *ledger, pubURL, subURL string, maxInflight int) (*fleet, error) {
+func start(ctx context.Context, p plan, l *ledger, pubURL, subURL string) (*fleet, error) {
 	f := &fleet{plan: p, l: l, clients: map[string]*mqtt.Client{}, counters: map[string]*counters{}}
 	dial := func(url, id string) (*mqtt.Client, error) {
-		c, err := mqtt.Dial(ctx, clientConfig(url, id, p.versions[id], maxInflight))
+		c, err := mqtt.Dial(ctx, clientConfig(url, id, p.versions[id]))
 		if err != nil {
 			return nil, fmt.Errorf("dial %s: %w", id, err)
 		}

@@ -12,8 +12,10 @@
 // refused publish and subscribe (Mosquitto's dynamic security plugin, whose
 // ACL, unlike an acl_file, refuses a SUBSCRIBE), the broker's maximum packet
 // size, Receive Maximum in both directions, MQTT 3.1.1 against Mosquitto's
-// in-flight quota, a QoS 2 PUBLISH sent again after a lost PUBREC, and
-// mosquitto_pub and mosquitto_sub as the other party.
+// in-flight quota, the client's defaults against Mosquitto's (every QoS 2
+// message once, through an outage and a burst), a QoS 2 PUBLISH sent again
+// after a lost PUBREC, and mosquitto_pub and mosquitto_sub as the other
+// party.
 //
 // A few tests pin down client bugs they found (see each test's comment):
 // TestResubscribeSendsOneSubscribe (with TestSessionExpiry) and

@@ -24,7 +24,9 @@
 // message only once the message is written to stdout. pub waits for the
 // acknowledgement of every QoS 1 and 2 message before it exits 0; with -l
 // it publishes each line of stdin as it is read, without waiting for the
-// previous acknowledgement (at most -M, 20, in flight).
+// previous acknowledgement (at most -M in flight; by default the library's
+// window, 20 with MQTT 3.1.1: what every broker takes in its default
+// configuration).
 //
 // Where they differ from mosquitto's:
 //

@@ -31,8 +31,9 @@ func TestMosquitto(t *testing.T) {
 		return p
 	}
 
-	// pub's -M defaults to 20, Mosquitto's max_inflight_messages, which
-	// a 3.1.1 client must respect unannounced (see Config.MaxInflight).
+	// pub's -M defaults to the library's window: with 3.1.1, 20,
+	// Mosquitto's max_inflight_messages, which the client must respect
+	// unannounced (see Config.MaxInflight).
 	// mosquitto_sub -C itself fails now and then ("A network protocol
 	// error occurred") when its subscription is QoS 2, whoever publishes:
 	// it subscribes with QoS 1, so QoS 2 is pub's side only.

@@ -47,7 +47,8 @@ func pubCommand(ctx context.Context, args []string, std stdio) int {
 			fs.BoolVar(&p.stdin, "s", false, "send all of stdin as one message")
 			fs.BoolVar(&p.null, "n", false, "send a null (zero length) message")
 			fs.BoolVar(&p.retain, "r", false, "retain the message")
-			fs.IntVar(&p.maxInflight, "M", 20, "at most `count` QoS 1 and 2 messages in flight (sent, not yet acknowledged)")
+			fs.IntVar(&p.maxInflight, "M", 0, fmt.Sprintf("at most `count` QoS 1 and 2 messages in flight (sent, not yet acknowledged); "+
+				"by default the library's: %d for MQTT 3.1.1, %d for MQTT 5, less if the broker says so", mqtt.DefaultMaxInflight, mqtt.DefaultMaxInflightV5))
 		})
 	if done {
 		return status
@@ -56,7 +57,7 @@ func pubCommand(ctx context.Context, args []string, std stdio) int {
 	if err != nil {
 		return fail(std, "pub", err)
 	}
-	cfg.MaxInflight = p.maxInflight
+	cfg.MaxInflight = p.maxInflight // 0 without -M: the library's default for the version
 	if !p.lines {
 		if msg.Payload, err = p.payload(std.in); err != nil {
 			return fail(std, "pub", err)
@@ -158,7 +159,7 @@ func (p *pubOptions) message0(o connOptions, urlTopic string) (mqtt.Message, err
 	if sources != 1 {
 		return m, usagef("give exactly one of -m message, -f file, -l, -n and -s")
 	}
-	if p.maxInflight < 1 || p.maxInflight > math.MaxUint16 {
+	if o.set["M"] && (p.maxInflight < 1 || p.maxInflight > math.MaxUint16) {
 		return m, usagef("-M %d: the window is 1 to 65535 messages", p.maxInflight)
 	}
 	return mqtt.Message{Topic: topics[0], QoS: mqtt.QoS(o.qos), Retain: p.retain}, nil
