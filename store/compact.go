@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"cmp"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -53,7 +55,13 @@ func (s *File) compact() error {
 func (s *File) rewrite() error {
 	tmp := s.tmpPath()
 	had := s.f != nil // false while the file is being created
-	t, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	// Only a file this call creates will do: never one (or a link) that
+	// someone else left at tmp, which O_TRUNC would follow and fill with
+	// the store's records. O_EXCL refuses anything there, a link too.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store: remove the leftover %s: %w", tmp, err)
+	}
+	t, err := openNoFollow(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("store: create %s: %w", tmp, err)
 	}
@@ -111,7 +119,9 @@ func (s *File) rewrite() error {
 
 // reopen opens the file at path after a rename (or a failed one).
 func (s *File) reopen() error {
-	f, err := os.OpenFile(s.path, os.O_RDWR, 0)
+	// Not through a link: one swapped in for the tmp before the rename
+	// would now be at path.
+	f, err := openNoFollow(s.path, os.O_RDWR, 0)
 	if err != nil {
 		return s.fail("reopen", err)
 	}

@@ -41,6 +41,15 @@
 // process dies. Where package syscall has no flock (Windows, Plan 9, wasm),
 // only a second Open in the same process is refused.
 //
+// The three files are created with mode 0600, and the store follows no
+// symbolic link at any of them (the directories above may be links):
+// someone who can write in the directory could otherwise plant a link
+// there and make the store overwrite, append to or lock another file of
+// its user. A link at path+".tmp" is removed like any leftover; one at
+// path or path+".lock" makes Open fail with an error that says so. To keep
+// the store on another disk, link its directory. Where package syscall has
+// no O_NOFOLLOW (Windows), links are followed.
+//
 // # Recovery
 //
 // A crash during a write leaves a torn last record. Open recovers every

@@ -84,6 +84,13 @@ const (
 // place after Close, and path+".tmp", which exists only while the file is
 // being created or compacted.
 //
+// None of the three may be a symbolic link (Open, or a later compaction,
+// fails with an error that says so), since a link planted there would
+// redirect the store's writes; the directories above them may be links.
+// To keep the store on another disk, link its directory, not the file:
+// compaction renames a new file over path, which would replace a link
+// there rather than the file it points at.
+//
 // A record torn by a crash at the end of the file is cut off; every intact
 // record before it is kept. Any other damage is an error wrapping
 // [ErrCorrupt] (a [*CorruptError]) and the file is left as it is. A file held
@@ -120,12 +127,12 @@ func (s *File) open() error {
 	if err := os.Remove(s.tmpPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("store: remove the leftover %s: %w", s.tmpPath(), err)
 	}
-	f, err := os.OpenFile(s.path, os.O_RDWR, 0)
+	f, err := openNoFollow(s.path, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s.rewrite()
 	}
 	if err != nil {
-		return fmt.Errorf("store: %w", err)
+		return fmt.Errorf("store: open the store file: %w", err)
 	}
 	st, err := f.Stat()
 	if err != nil {
@@ -355,3 +362,25 @@ func (s *File) fail(what string, err error) error {
 }
 
 func (s *File) tmpPath() string { return s.path + ".tmp" }
+
+// openNoFollow opens name like os.OpenFile, but fails if name itself is a
+// symbolic link (a link among the directories above it is followed).
+// Whoever can write in the store's directory could plant one, and the
+// store would then truncate, append to or lock the file it points at,
+// with the store user's rights. Where package syscall has no O_NOFOLLOW
+// (Windows), links are followed.
+func openNoFollow(name string, flag int, perm fs.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(name, flag|noFollow, perm)
+	if err != nil {
+		// The open's own error says "too many levels of symbolic links"
+		// (ELOOP; EMLINK on FreeBSD) or "file exists" (O_EXCL): say what
+		// is there and what to do.
+		if fi, lerr := os.Lstat(name); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, fmt.Errorf("%s is a symbolic link, which the store does not follow, so that a link planted "+
+				"there cannot make it write to, create or lock another file; remove the link (to keep the store "+
+				"on another disk, link its directory instead): %w", name, err)
+		}
+		return nil, err
+	}
+	return f, nil
+}

@@ -28,9 +28,9 @@ func lock(lockPath, path string) (*os.File, error) {
 	if locked[abs] {
 		return nil, lockedError(path, lockPath)
 	}
-	lf, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	lf, err := openNoFollow(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("store: create lock file: %w", err)
+		return nil, fmt.Errorf("store: open the lock file: %w", err)
 	}
 	locked[abs] = true
 	return lf, nil
@@ -53,3 +53,7 @@ func syncDir(string) error { return nil }
 // replaceOpen reports whether a file that is open can be renamed over: not
 // on Windows.
 const replaceOpen = false
+
+// noFollow is 0: package syscall has no O_NOFOLLOW here, so a symbolic
+// link at a store path is followed.
+const noFollow = 0

@@ -16,9 +16,9 @@ import (
 // in the same process is refused too. The kernel drops the lock when the
 // process dies, so a crash never leaves a stale lock.
 func lock(lockPath, path string) (*os.File, error) {
-	lf, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	lf, err := openNoFollow(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("store: create lock file: %w", err)
+		return nil, fmt.Errorf("store: open the lock file: %w", err)
 	}
 	for {
 		err = syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
@@ -54,3 +54,7 @@ func syncDir(dir string) error {
 
 // replaceOpen reports whether a file that is open can be renamed over.
 const replaceOpen = true
+
+// noFollow makes an open fail if the last element of the path is a
+// symbolic link.
+const noFollow = syscall.O_NOFOLLOW
