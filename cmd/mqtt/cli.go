@@ -63,8 +63,12 @@ func setup(command, synopsis, about string, args []string, std stdio, define fun
 	case err != nil:
 		fmt.Fprintf(std.errOut, "mqtt %s: %v (mqtt %[1]s -help lists the flags)\n", command, err)
 		return o, cfg, "", exitUsage, true
+	case fs.NArg() > 0 && afterPassword(args[:len(args)-fs.NArg()]):
+		// Most likely the rest of a password with a space in it.
+		fmt.Fprintf(std.errOut, "mqtt %s: unexpected argument after the password of -P: quote a password that has spaces in it\n", command)
+		return o, cfg, "", exitUsage, true
 	case fs.NArg() > 0:
-		fmt.Fprintf(std.errOut, "mqtt %s: unexpected argument %q: every value goes after its flag, as in -m message (mqtt %[1]s -help lists the flags)\n", command, fs.Arg(0))
+		fmt.Fprintf(std.errOut, "mqtt %s: unexpected argument %q: every value goes after its flag, as in -m message (mqtt %[1]s -help lists the flags)\n", command, redactURL(fs.Arg(0)))
 		return o, cfg, "", exitUsage, true
 	}
 	o.set = map[string]bool{}
@@ -72,7 +76,29 @@ func setup(command, synopsis, about string, args []string, std stdio, define fun
 	if cfg, urlTopic, err = o.config(command); err != nil {
 		return o, cfg, "", fail(std, command, err), true
 	}
+	for _, w := range o.warnings {
+		fmt.Fprintf(std.errOut, "mqtt %s: %s\n", command, w)
+	}
+	if o.debug && o.passwordSource != "" {
+		// $MQTT_CLI_PASSWORD is taken unasked: say so, for whoever wonders
+		// why the broker refused a login.
+		fmt.Fprintf(std.errOut, "mqtt %s: the password comes from %s\n", command, o.passwordSource)
+	}
 	return o, cfg, urlTopic, 0, false
+}
+
+// afterPassword reports whether parsed, the arguments the flag package
+// took, ends with the value of -P.
+func afterPassword(parsed []string) bool {
+	n := len(parsed)
+	if n == 0 {
+		return false
+	}
+	last := parsed[n-1]
+	if strings.HasPrefix(last, "-P=") || strings.HasPrefix(last, "--P=") {
+		return true
+	}
+	return n >= 2 && (parsed[n-2] == "-P" || parsed[n-2] == "--P")
 }
 
 // fail reports err on one line of stderr as "mqtt <command>: <reason>" and

@@ -41,11 +41,20 @@
 //     27, as mosquitto_sub's, and stderr says so.
 //   - --url (or -L) also takes tcp://, tls://, ssl://, ws:// and wss://.
 //     For ws:// and wss:// the path is the WebSocket endpoint's, not a
-//     topic: give -t. The user name and password are %-decoded. Giving -h
+//     topic: give -t. The user name and password are %-decoded; as with
+//     mosquitto the host starts after the last '@' before the first '/',
+//     so a '/' in a password is written %2F (and '%' is %25). Giving -h
 //     or -p as well is an error.
-//   - --cafile or --cert turns TLS on for -h and -p, with port 8883 by
-//     default. --insecure skips the host name check only, as mosquitto's
-//     does: the chain must still verify.
+//   - Any TLS flag (--cafile, --cert with --key, --insecure) turns TLS on
+//     for -h and -p, with port 8883 by default; so does -p 8883 alone,
+//     with the system's certificate authorities, as with mosquitto. With
+//     --url a TLS flag needs a TLS scheme. So a password is never sent in
+//     clear where TLS was asked for: mosquitto's --insecure without --cafile
+//     connects in clear, this one does not. For plain MQTT on port 8883
+//     write --url tcp://host:8883. --insecure skips the host name check
+//     only, as mosquitto's does: the chain must still verify.
+//   - --pw-file and $MQTT_CLI_PASSWORD (see Passwords below) are not
+//     mosquitto's.
 //   - -d says on stderr, in words, when the command connected, subscribed,
 //     had a message acknowledged (pub), and why it retries; mosquitto's -d
 //     prints packets on stdout.
@@ -61,6 +70,37 @@
 //
 // Exit status: 0 done; 1 failed (one line on stderr, "mqtt pub: <why>");
 // 2 a mistake on the command line (one line too); 27 -W elapsed.
+//
+// # Passwords
+//
+// A password given with -P or in --url is on the command line, which every
+// user of the machine can read (ps, /proc/<pid>/cmdline), and it stays in
+// the shell's history. Two ways keep it off:
+//
+//   - --pw-file FILE reads the password from the first line of FILE, line
+//     ending (\n or \r\n) removed; a file whose first line is empty is an
+//     error. A FILE that other users may read is taken, with a warning on
+//     stderr: chmod 600 it. (Docker and Kubernetes mount secrets readable
+//     by all, in containers where "all" is one user.)
+//   - The environment variable MQTT_CLI_PASSWORD, which only the user and
+//     root can read (/proc/<pid>/environ). It is taken only when a user
+//     name is given (-u, or in --url) and no password is: so an exported
+//     variable never turns an anonymous connection into a refused one, nor
+//     goes to a broker no user name was given for. Its name is this
+//     command's own, not MQTT_PASSWORD, which other programs set. An empty
+//     value counts as unset.
+//
+// Precedence: -P wins over a password in --url (as -u over its user name),
+// and -P, --url and --pw-file each win over $MQTT_CLI_PASSWORD. --pw-file
+// with -P or with a password in --url is a usage error, rather than one
+// silently winning. -d says which source the password came from.
+//
+// No message of the command shows a password or part of one: a --url in
+// an error has its password replaced by xxxxx, and a --url the command
+// cannot read is described, not repeated. A --url with a ':' before its
+// first '/' and an '@' after it (mqtt://h:1883/a@b) is refused: it reads
+// the same as a password with an unencoded '/' (mqtt://u:12/34@h); give
+// such a topic with -t.
 //
 // # mqtt demo
 //

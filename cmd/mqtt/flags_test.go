@@ -11,6 +11,7 @@ import (
 // <reason>", and exit status 2 (1 for a file that cannot be read), before
 // anything is dialed.
 func TestBadFlags(t *testing.T) {
+	t.Setenv(passwordEnv, "") // the developer's own must not change the outcome
 	cases := []struct {
 		args   []string
 		status int
@@ -35,12 +36,23 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"pub", "-t", "a", "-m", "x", "-M", "0"}, 2, "-M 0: the window is 1 to 65535 messages"},
 		{[]string{"pub", "-t", "a", "-m", "x", "-zz"}, 2, "flag provided but not defined: -zz (mqtt pub -help lists the flags)"},
 		{[]string{"pub", "-t", "a", "hello"}, 2, `unexpected argument "hello"`},
+		{[]string{"pub", "-t", "a", "-m", "x", "mqtt://me:secret@h/a"}, 2, `unexpected argument "mqtt://me:xxxxx@h/a"`},
+		{[]string{"pub", "-t", "a", "-u", "me", "-P", "my", "secret"}, 2, "unexpected argument after the password of -P: quote a password that has spaces in it"},
+		{[]string{"pub", "-t", "a", "-u", "me", "--P=my", "secret"}, 2, "unexpected argument after the password of -P"},
+		{[]string{"pub", "-t", "a", "-u", "me", "-P", "x", "--", "word"}, 2, `unexpected argument "word"`},
 		{[]string{"pub", "-t", "a", "-m", "x", "-P", "secret"}, 2, "a password needs a username (-u) in MQTT 3.1.1"},
 		{[]string{"pub", "-m", "x", "--url", "tcp://127.0.0.1/a", "-h", "127.0.0.1"}, 2, "give either --url or -h and -p, not both"},
 		{[]string{"pub", "-m", "x", "--url", "127.0.0.1:1883/a"}, 2, "has no scheme: write it as mqtt://host:port/topic"},
 		{[]string{"pub", "-m", "x", "--url", "mqtt://me:secret@/a"}, 2, `--url "mqtt://me:xxxxx@/a" has no host`},
 		{[]string{"pub", "-m", "x", "--url", "foo://127.0.0.1/a"}, 2, `unknown scheme "foo"`},
 		{[]string{"pub", "-m", "x", "--url", "tcp://127.0.0.1/a", "--insecure"}, 2, "--cafile, --cert, --key and --insecure need a TLS URL"},
+		{[]string{"pub", "-m", "x", "--url", "mqtt://me:se/cret@127.0.0.1/a"}, 2, "write a '/' in a password as %2F"},
+		{[]string{"pub", "-m", "x", "--url", "mqtt://me:secret%@127.0.0.1/a"}, 2, "the password has a % that does not start an escape"},
+		{[]string{"pub", "-m", "x", "--url", "me:secret@127.0.0.1/a"}, 2, "--url has no scheme"},
+		{[]string{"pub", "-m", "x", "--url", "mqtt://me:secret"}, 2, "what follows mqtt:// is not host, host:port or [IPv6 address]:port"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-h", "me:secret@127.0.0.1"}, 2, "-h takes a host name or an IP address, not a URL"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-u", "me", "-P", "secret", "--pw-file", "/nonexistent"}, 2, "give the password once: -P or --pw-file, not both"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-u", "me", "--pw-file", "/nonexistent/pw"}, 1, "--pw-file: open /nonexistent/pw"},
 		{[]string{"pub", "-t", "a", "-m", "x", "--will-qos", "1"}, 2, "--will-payload, --will-qos and --will-retain need --will-topic"},
 		{[]string{"pub", "-t", "a", "-m", "x", "--will-topic", "a/+"}, 2, `--will-topic "a/+": `},
 		{[]string{"pub", "-t", "a", "-m", "x", "--will-topic", "w", "--will-qos", "3"}, 2, "--will-qos 3: QoS is 0, 1 or 2"},
@@ -84,7 +96,7 @@ func TestHelp(t *testing.T) {
 		want []string
 	}{
 		{[]string{"help"}, []string{"pub ", "sub ", "demo "}},
-		{[]string{"pub", "-help"}, []string{"usage: mqtt pub", "-t topic", "-m message", "-l ", "-q QoS", "--will-topic topic", "--cafile file", "--url URL", "-W seconds"}},
+		{[]string{"pub", "-help"}, []string{"usage: mqtt pub", "-t topic", "-m message", "-l ", "-q QoS", "--will-topic topic", "--cafile file", "--url URL", "-W seconds", "--pw-file file", "$" + passwordEnv}},
 		{[]string{"sub", "--help"}, []string{"usage: mqtt sub", "-t filter", "-C count", "-v ", "-c ", "--insecure", "(default localhost)"}},
 	}
 	for _, tc := range cases {
@@ -113,6 +125,12 @@ func TestParseBrokerURL(t *testing.T) {
 		{"tcp://[::1]:1883", brokerURL{scheme: "tcp", server: "tcp://[::1]:1883"}},
 		{"ws://h:8080/mqtt", brokerURL{scheme: "ws", server: "ws://h:8080/mqtt"}},
 		{"wss://u@h", brokerURL{scheme: "wss", server: "wss://h", user: "u", hasUser: true, tls: true}},
+		{"mqtt://u:p%2Fss%25@h:1/t", brokerURL{scheme: "mqtt", server: "mqtt://h:1", topic: "t", user: "u", password: "p/ss%", hasUser: true, hasPassword: true}},
+		{"mqtt://u:p?s#s@h/t", brokerURL{scheme: "mqtt", server: "mqtt://h", topic: "t", user: "u", password: "p?s#s", hasUser: true, hasPassword: true}},
+		{"mqtt://h/a@b", brokerURL{scheme: "mqtt", server: "mqtt://h", topic: "a@b"}},
+		{"mqtt://u@h/a@b", brokerURL{scheme: "mqtt", server: "mqtt://h", topic: "a@b", user: "u", hasUser: true}},
+		{"tcp://[::1]", brokerURL{scheme: "tcp", server: "tcp://[::1]"}},
+		{"tcp://h:65535", brokerURL{scheme: "tcp", server: "tcp://h:65535"}},
 	}
 	for _, tc := range cases {
 		got, err := parseBrokerURL(tc.in)
@@ -120,9 +138,30 @@ func TestParseBrokerURL(t *testing.T) {
 			t.Errorf("parseBrokerURL(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"127.0.0.1", "://h", "mqtt://", "mqtt://u@/t", "mqtt://u%zz@h/t"} {
+	for _, bad := range []string{"127.0.0.1", "://h", "mqtt://", "mqtt://u@/t", "mqtt://u%zz@h/t",
+		"mqtt://u:pa/ss@h/t", "mqtt://u:12/34@h/t", "mqtt://u:p@ss/w@h/t", "mqtt://h:1883/a@b", // where is the host?
+		"mqtt://u:secret", "mqtt://h:/t", "mqtt://h:0/t", "mqtt://h:65536/t", "mqtt://h:mqtt/t", "mqtt://::1/t", "mqtt://[]/t", "mqtt://h]/t"} {
 		if u, err := parseBrokerURL(bad); err == nil {
 			t.Errorf("parseBrokerURL(%q) = %+v, want an error", bad, u)
+		}
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"mqtt://u:secret@h/t":    "mqtt://u:xxxxx@h/t",
+		"mqtt://u:se/cr@et@h/t":  "mqtt://u:xxxxx@h/t",
+		"mqtt://u:se?c#r@h/t":    "mqtt://u:xxxxx@h/t",
+		"u:secret@h/t":           "u:xxxxx@h/t",
+		"mqtt:/u:se/cret@h/t":    "mqtt:xxxxx@h/t",
+		"mqtt://u@h/t":           "mqtt://u@h/t",
+		"mqtt://h/a@b":           "mqtt://h/a@b",
+		"mqtt://h:1883/a@b":      "mqtt://h:xxxxx@b", // over-redacted: harmless in an error
+		"mqtt://u:s@h/topic@x/y": "mqtt://u:xxxxx@x/y",
+		"mqtt://h:1883/t":        "mqtt://h:1883/t",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -44,18 +44,25 @@ type connOptions struct {
 	key      string
 	insecure bool
 
+	pwFile string
+
 	set map[string]bool // the flags given on the command line
+
+	// Set by config, for setup to say on stderr.
+	warnings       []string // one line each, without the "mqtt <command>: " prefix
+	passwordSource string   // where the password came from: -P, --url, --pw-file or $MQTT_CLI_PASSWORD; "" for none
 }
 
 // register defines the shared flags on fs.
 func (o *connOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.host, "h", "localhost", "broker `host` to connect to")
-	fs.IntVar(&o.port, "p", 0, "broker `port` (default 1883, or 8883 with --cafile or --cert)")
+	fs.IntVar(&o.port, "p", 0, "broker `port` (default 1883, or 8883 with a TLS flag); -p 8883 means TLS")
 	fs.StringVar(&o.url, "url", "", "broker `URL` instead of -h and -p: mqtt[s]://[user[:password]@]host[:port][/topic],\n\tor tcp://, tls://, ws://, wss:// (for ws and wss the path is the WebSocket path)")
 	fs.StringVar(&o.url, "L", "", "`URL`, the same as --url")
 	fs.StringVar(&o.clientID, "i", "", "client `id` (default mqtt_<command>_<process id>)")
 	fs.StringVar(&o.username, "u", "", "`username` to log in with")
-	fs.StringVar(&o.password, "P", "", "`password` to log in with")
+	fs.StringVar(&o.password, "P", "", "`password` to log in with; every user of the machine can read it in ps:\n\tprefer --pw-file or $"+passwordEnv)
+	fs.StringVar(&o.pwFile, "pw-file", "", "read the password from the first line of `file` (which only you should be able to read);\n\tnot with -P or a password in --url")
 	fs.IntVar(&o.keepAlive, "k", 60, "keepalive in `seconds`; 0 turns it off")
 	fs.BoolVar(&o.persistent, "c", false, "no clean session: a persistent session that outlives the connection (needs -i)")
 	fs.StringVar(&o.version, "V", "311", "MQTT `version`: 311 (or mqttv311) or 5 (or mqttv5)")
@@ -66,10 +73,10 @@ func (o *connOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.willPayload, "will-payload", "", "`payload` of the will (default empty)")
 	fs.IntVar(&o.willQoS, "will-qos", 0, "`QoS` of the will")
 	fs.BoolVar(&o.willRetain, "will-retain", false, "retain the will")
-	fs.StringVar(&o.cafile, "cafile", "", "PEM `file` of the certificate authorities to trust; turns TLS on (default: the system's)")
+	fs.StringVar(&o.cafile, "cafile", "", "PEM `file` of the certificate authorities to trust (default: the system's); turns TLS on")
 	fs.StringVar(&o.cert, "cert", "", "PEM `file` of the client certificate; turns TLS on; needs --key")
 	fs.StringVar(&o.key, "key", "", "PEM `file` of the client certificate's private key")
-	fs.BoolVar(&o.insecure, "insecure", false, "do not check that the server certificate names the host (the chain is still verified)")
+	fs.BoolVar(&o.insecure, "insecure", false, "do not check that the server certificate names the host (the chain is still verified); turns TLS on")
 }
 
 // config turns the options into a client configuration for command, and
@@ -93,43 +100,32 @@ func (o *connOptions) config(command string) (mqtt.Config, string, error) {
 	if err != nil {
 		return cfg, "", err
 	}
-	wantTLS := o.cafile != "" || o.cert != ""
 
-	username, password, hasPassword := o.username, o.password, o.set["P"]
-	var server, topic string
+	var (
+		server, topic string
+		u             brokerURL
+	)
 	if o.url != "" {
 		if o.set["h"] || o.set["p"] {
 			return cfg, "", usagef("give either --url or -h and -p, not both")
 		}
-		u, err := parseBrokerURL(o.url)
-		if err != nil {
+		if u, err = parseBrokerURL(o.url); err != nil {
 			return cfg, "", err
 		}
 		if tlsConfig != nil && !u.tls {
 			return cfg, "", usagef("--cafile, --cert, --key and --insecure need a TLS URL (mqtts://, tls://, ssl:// or wss://), not %s", u.scheme+"://")
 		}
 		server, topic = u.server, u.topic
-		if u.hasUser && !o.set["u"] {
-			username = u.user
-		}
-		if u.hasPassword && !o.set["P"] {
-			password, hasPassword = u.password, true
-		}
-	} else {
-		scheme, port := "tcp", 1883
-		if wantTLS {
-			scheme, port = "tls", 8883
-		}
-		if o.set["p"] {
-			port = o.port
-		}
-		if port < 1 || port > math.MaxUint16 {
-			return cfg, "", usagef("-p %d: a port is 1 to 65535", port)
-		}
-		if o.host == "" {
-			return cfg, "", usagef("-h: the host is empty")
-		}
-		server = scheme + "://" + net.JoinHostPort(o.host, strconv.Itoa(port))
+	} else if server, err = o.hostPort(tlsConfig != nil); err != nil {
+		return cfg, "", err
+	}
+	username := o.username
+	if u.hasUser && !o.set["u"] {
+		username = u.user
+	}
+	password, hasPassword, err := o.choosePassword(username, u)
+	if err != nil {
+		return cfg, "", err
 	}
 	if hasPassword && username == "" && version == codec.V311 {
 		return cfg, "", usagef("a password needs a username (-u) in MQTT 3.1.1")
@@ -167,6 +163,37 @@ func (o *connOptions) config(command string) (mqtt.Config, string, error) {
 	}
 	cfg.Will = will
 	return cfg, topic, nil
+}
+
+// hostPort returns the server that -h and -p name. Any TLS flag (tls)
+// makes it TLS, with port 8883 unless -p says otherwise; so does -p 8883,
+// with the system's certificate authorities, as mosquitto_pub does. A
+// password is then never sent in clear to a port or with flags that ask for
+// TLS: mosquitto's --insecure without --cafile connects in clear, ours does
+// not. Plain MQTT on port 8883 takes --url tcp://host:8883.
+func (o *connOptions) hostPort(tls bool) (string, error) {
+	port := 1883
+	if tls {
+		port = 8883
+	}
+	if o.set["p"] {
+		port = o.port
+	}
+	if port < 1 || port > math.MaxUint16 {
+		return "", usagef("-p %d: a port is 1 to 65535", port)
+	}
+	if o.host == "" {
+		return "", usagef("-h: the host is empty")
+	}
+	if strings.ContainsAny(o.host, "@/?#") {
+		// Not shown: it may be a URL with a password in it.
+		return "", usagef("-h takes a host name or an IP address, not a URL: give a URL with --url")
+	}
+	scheme := "tcp"
+	if tls || port == 8883 {
+		scheme = "tls"
+	}
+	return scheme + "://" + net.JoinHostPort(o.host, strconv.Itoa(port)), nil
 }
 
 // will returns the will message the flags describe, nil for none.
@@ -263,28 +290,47 @@ type brokerURL struct {
 // scheme://[user[:password]@]host[:port][/topic]. It is not parsed as a
 // URL: a topic such as a/# would lose its fragment. For ws:// and wss://
 // the path is the WebSocket endpoint's and there is no topic. The user name
-// and password are %-decoded; the scheme and port are checked by the client.
+// and password are %-decoded; the scheme is checked by the client.
+//
+// As with mosquitto and RFC 3986, the host ends at the first '/', so a '/'
+// in a password must be written %2F. No error shows the password, even
+// part of one: one that fits on ours is redacted (see redactURL); one
+// about the host and port, which would hold the start of a password with
+// an unencoded '/' ("mqtt://u:pa/ss@host"), does not show the URL; and a
+// URL with a ':' before its first '/' and an '@' after it is refused: it
+// may be host:port and a topic with an '@', or such a password.
 func parseBrokerURL(s string) (brokerURL, error) {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok || scheme == "" {
-		return brokerURL{}, usagef("--url %q has no scheme: write it as mqtt://host:port/topic", s)
+		return brokerURL{}, usagef("--url has no scheme: write it as mqtt://host:port/topic")
 	}
 	u := brokerURL{scheme: strings.ToLower(scheme)}
 	authority, path, hasPath := strings.Cut(rest, "/")
+	if strings.Contains(authority, ":") && strings.Contains(path, "@") {
+		// mqtt://u:12/34@host would be host u, port 12, topic 34@host,
+		// and mqtt://u:p@ss/w@host user u, password p, host ss: a
+		// connection to the wrong host, and errors that name it, the
+		// start of the password. mqtt://host:1883/a@b reads the same.
+		return brokerURL{}, usagef("--url: an '@' after the first '/' makes it unclear where the host is: write a '/' in a password as %%2F, or give a topic with an '@' in it with -t")
+	}
 	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
 		user, password, hasPassword := strings.Cut(authority[:i], ":")
 		var err error
+		// url's errors quote the bad escape, a piece of the password.
 		if u.user, err = url.PathUnescape(user); err != nil {
-			return brokerURL{}, usagef("--url: the user name: %v", err)
+			return brokerURL{}, usagef("--url: the user name has a %% that does not start an escape such as %%40: write %% as %%25")
 		}
 		if u.password, err = url.PathUnescape(password); err != nil {
-			return brokerURL{}, usagef("--url: the password: %v", err)
+			return brokerURL{}, usagef("--url: the password has a %% that does not start an escape such as %%2F: write %% as %%25")
 		}
 		u.hasUser, u.hasPassword = true, hasPassword
 		authority = authority[i+1:]
 	}
 	if authority == "" {
-		return brokerURL{}, usagef("--url %q has no host: write it as %s://host:port/topic", redact(s), u.scheme)
+		return brokerURL{}, usagef("--url %q has no host: write it as %s://host:port/topic", redactURL(s), u.scheme)
+	}
+	if !validHostPort(authority) {
+		return brokerURL{}, usagef("--url: what follows %s:// is not host, host:port or [IPv6 address]:port, with a port from 1 to 65535", u.scheme)
 	}
 	u.server = u.scheme + "://" + authority
 	switch u.scheme {
@@ -302,19 +348,44 @@ func parseBrokerURL(s string) (brokerURL, error) {
 	return u, nil
 }
 
-// redact hides the password of a --url for an error message.
-func redact(s string) string {
-	scheme, rest, ok := strings.Cut(s, "://")
-	authority, _, _ := strings.Cut(rest, "/")
-	i := strings.LastIndexByte(authority, '@')
-	if !ok || i < 0 {
+// validHostPort reports whether s is host, host:port or [host]:port, with a
+// port of digits from 1 to 65535.
+func validHostPort(s string) bool {
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		return len(s) > 2
+	}
+	if !strings.Contains(s, ":") {
+		return !strings.ContainsAny(s, "[]")
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" || strings.Trim(port, "0123456789") != "" {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= math.MaxUint16
+}
+
+// redactURL returns a --url as an error may show it: whatever could be a
+// password replaced by "xxxxx". That is everything from the first ':'
+// after the scheme to the last '@' of the whole string, not of the
+// authority as a URL parser sees it, so that a password with an unencoded
+// '/', '?' or '#' is hidden too. A topic with an '@' in it loses some of
+// itself as well, in an error message only.
+func redactURL(s string) string {
+	start := 0
+	if i := strings.Index(s, "://"); i >= 0 {
+		start = i + len("://")
+	}
+	at := strings.LastIndexByte(s[start:], '@')
+	if at < 0 {
 		return s
 	}
-	user, _, hasPassword := strings.Cut(authority[:i], ":")
-	if !hasPassword {
+	at += start
+	colon := strings.IndexByte(s[start:at], ':')
+	if colon < 0 {
 		return s
 	}
-	return scheme + "://" + user + ":xxxxx" + rest[i:]
+	return s[:start+colon+1] + "xxxxx" + s[at:]
 }
 
 // seconds is a flag.Value for a duration in seconds, as mosquitto's flags

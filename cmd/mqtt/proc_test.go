@@ -40,10 +40,24 @@ func start(t testing.TB, stdin io.Reader, args ...string) *proc {
 // startProgram is start for any program.
 func startProgram(t testing.TB, program string, stdin io.Reader, args ...string) *proc {
 	t.Helper()
+	return startProgramEnv(t, program, nil, stdin, args...)
+}
+
+// startProgramEnv is startProgram with env ("NAME=value") added to the
+// environment. $MQTT_CLI_PASSWORD is taken out of the test's own
+// environment, so that only the tests that set it see it.
+func startProgramEnv(t testing.TB, program string, env []string, stdin io.Reader, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, name: filepath.Base(program), args: args, stdout: newOutput(), stderr: newOutput(), exited: make(chan struct{})}
 	p.cmd = exec.Command(program, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, passwordEnv+"=") {
+			p.cmd.Env = append(p.cmd.Env, kv)
+		}
+	}
 	// A -race build otherwise sleeps a second before it exits.
-	p.cmd.Env = append(os.Environ(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	p.cmd.Env = append(p.cmd.Env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdin = stdin
 	p.cmd.Stdout = p.stdout
 	p.cmd.Stderr = p.stderr
