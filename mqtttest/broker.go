@@ -298,6 +298,7 @@ func (b *Broker) Close() error {
 func (b *Broker) serve(ln net.Listener) {
 	b.acc = startAcceptor(b.listener(ln), func(c net.Conn) {
 		b.accepted.Add(1)
+		c = newFlowConn(c) // what mochi writes to: see flowConn
 		bc := &brokerConn{done: make(chan struct{})}
 		b.mu.Lock()
 		b.conns[c] = bc

@@ -34,7 +34,8 @@ func (h *brokerHook) Provides(b byte) bool {
 		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
 		mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublish, mqtt.OnPublished,
 		mqtt.OnWill, mqtt.OnWillSent, mqtt.OnQosPublish, mqtt.OnQosComplete,
-		mqtt.OnQosDropped, mqtt.OnClientExpired, mqtt.OnPacketRead, mqtt.OnPacketEncode:
+		mqtt.OnQosDropped, mqtt.OnClientExpired, mqtt.OnPacketRead, mqtt.OnPacketEncode,
+		mqtt.OnPacketSent:
 		return true
 	}
 	return false
@@ -46,15 +47,22 @@ func (h *brokerHook) OnACLCheck(*mqtt.Client, string, bool) bool              { 
 // OnConnect runs once mochi has parsed the CONNECT, before the session is
 // set up, on the connection's goroutine.
 //
-// It turns off mochi's flow control towards an MQTT 5 client that sent a
-// Receive Maximum, which is broken in mochi v2.7.9: a message sent once the
-// window was full is dropped from the session when it is written, so its
-// PUBACK never frees the window again and delivery stalls for good after
-// twice the Receive Maximum; and Inflight.NextImmediate read-locks the
-// session twice, which deadlocks when a message is routed to the session at
-// that moment. Without it mochi sends every message at once, as it does to
-// 3.1.1 clients and to MQTT 5 clients that send no Receive Maximum.
+// It takes over mochi's flow control towards an MQTT 5 client that sent a
+// Receive Maximum, which is broken in mochi v2.7.9 (upstream issue 340 is
+// about the same code): a message routed while the quota is used up is
+// kept in the session and not sent; a PUBACK that frees quota sends one
+// such message and deletes it from the session, so its own PUBACK frees
+// nothing, and after twice the Receive Maximum delivery stalls until the
+// client reconnects (TestMochiReceiveMaximumStalls); and
+// Inflight.NextImmediate read-locks the session twice, which deadlocks when
+// a message is routed to the session at that moment. So mochi's is turned
+// off, and mochi writes every message at once, as it does to 3.1.1
+// clients; the connection's flowConn keeps back what the Receive Maximum
+// does not allow yet.
 func (h *brokerHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+	if fc, ok := cl.Net.Conn.(*flowConn); ok && cl.Properties.ProtocolVersion >= 5 {
+		fc.setLimit(int(cl.Properties.Props.ReceiveMaximum)) // capped by mochi at Capabilities.MaximumInflight
+	}
 	cl.Properties.Props.ReceiveMaximum = 0 // also what a session takeover reads
 	cl.State.Inflight.ResetSendQuota(0)
 	h.b.mu.Lock()
@@ -95,9 +103,22 @@ func (h *brokerHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnPacketRead runs when mochi has read a packet from the client, on the
-// connection's goroutine. It notes the packet identifier of a QoS 2 PUBLISH
-// sent again (DUP) for OnPacketEncode.
+// connection's goroutine, before mochi processes it. It tells the
+// connection's flowConn that a message to the client is complete, which
+// frees its place under the Receive Maximum (MQTT 5 section 4.9: a PUBACK,
+// a PUBCOMP, or a PUBREC with a failure code, which mochi takes to be one
+// that is not valid too). And it notes the packet identifier of a QoS 2
+// PUBLISH sent again (DUP) for OnPacketEncode.
 func (h *brokerHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	t := pk.FixedHeader.Type
+	if t == packets.Puback || t == packets.Pubcomp ||
+		t == packets.Pubrec && (pk.ReasonCode >= packets.ErrUnspecifiedError.Code || !pk.ReasonCodeValid()) {
+		if fc, ok := cl.Net.Conn.(*flowConn); ok {
+			// A failed write has broken the connection; mochi's next read
+			// or write notices.
+			_ = fc.completed(pk.PacketID)
+		}
+	}
 	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2 {
 		h.b.mu.Lock()
 		if bc, ok := h.b.conns[cl.Net.Conn]; ok {
@@ -140,6 +161,15 @@ func (h *brokerHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.
 		}
 	}
 	return pk
+}
+
+// OnPacketSent runs after mochi wrote a packet to the client (to its
+// flowConn, or to its write buffer), on the goroutine that wrote it. A
+// PUBLISH wakes Broker.Wait, for tests that wait for Info.MessagesSent.
+func (h *brokerHook) OnPacketSent(_ *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type == packets.Publish {
+		h.b.changed.broadcast()
+	}
 }
 
 // OnSessionEstablished runs after the CONNACK was written and the session's

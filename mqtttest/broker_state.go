@@ -76,7 +76,8 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) er
 // Wait blocks until cond returns true or ctx ends. It calls cond now and
 // again after every broker event: a client connected or its connection
 // ended, a subscription added or removed, a message published, queued,
-// acknowledged or dropped. cond runs on the calling goroutine.
+// written to a client, acknowledged or dropped. cond runs on the calling
+// goroutine.
 func (b *Broker) Wait(ctx context.Context, cond func() bool) error {
 	if err := b.changed.until(ctx, cond); err != nil {
 		return fmt.Errorf("mqtttest: wait for the broker: %w", err)

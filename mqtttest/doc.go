@@ -119,9 +119,12 @@
 //     within each second. The Broker resends them in the order they were
 //     queued.
 //   - mochi's flow control towards an MQTT 5 client that sets a Receive
-//     Maximum stalls for good after twice that many messages, and can
-//     deadlock. The Broker turns it off: mochi sends every message at
-//     once, as it does to MQTT 3.1.1 clients.
+//     Maximum stalls for good after twice that many messages are
+//     outstanding (the rest wait in the session until the client
+//     reconnects), and can deadlock. The Broker does the flow control
+//     itself: it holds back the messages beyond the client's Receive
+//     Maximum and sends each, in order, once a PUBACK or PUBCOMP frees a
+//     place.
 //   - When mochi fails to write the PUBACK or PUBREC of a client's message
 //     it does not route the message, yet sends the acknowledgement when the
 //     session resumes. The Broker drops it, so the client sends the message
@@ -136,8 +139,9 @@
 //     that publishes and then looks at a subscriber's session should wait for
 //     it with WaitInflight. Stop, Restart and Kick wait for the routing
 //     themselves.
-//   - A resumed session gets its stored messages right after the CONNACK,
-//     all with DUP set, even those never sent before; then the new ones.
+//   - A resumed session gets its stored messages right after the CONNACK
+//     (an MQTT 5 client as many as its Receive Maximum allows), all with
+//     DUP set, even those never sent before; then the new ones.
 //     A message acknowledged just before the connection dropped may come
 //     again: QoS 1 allows duplicates.
 //   - A session holds at most 8192 unacknowledged messages, and a

@@ -93,6 +93,10 @@ func encode(t testing.TB, pk packets.Packet) []byte {
 		err = pk.PublishEncode(&buf)
 	case packets.Puback:
 		err = pk.PubackEncode(&buf)
+	case packets.Pubrec:
+		err = pk.PubrecEncode(&buf)
+	case packets.Pubcomp:
+		err = pk.PubcompEncode(&buf)
 	case packets.Pubrel:
 		pk.FixedHeader.Qos = 1 // [MQTT-3.6.1-1]
 		err = pk.PubrelEncode(&buf)
@@ -160,6 +164,8 @@ func (c *rawClient) read(d time.Duration) (packets.Packet, error) {
 		err = pk.PubackDecode(body)
 	case packets.Pubrec:
 		err = pk.PubrecDecode(body)
+	case packets.Pubrel:
+		err = pk.PubrelDecode(body)
 	case packets.Pubcomp:
 		err = pk.PubcompDecode(body)
 	case packets.Suback:
