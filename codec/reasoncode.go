@@ -181,6 +181,21 @@ var (
 	authCodes = newCodeSet(Success, ContinueAuthentication, ReAuthenticate)
 )
 
+// DisconnectReason returns c if MQTT 5.0 lists it as a DISCONNECT reason code (section
+// 3.14.2.1), and otherwise the closest one that is: MalformedPacket for a malformed-packet
+// failure, ProtocolError for any other. A client that closes a connection because of an
+// error found while decoding (whose code may be a CONNACK-only one such as 0x84) sends
+// this [MQTT-3.14.2-1].
+func DisconnectReason(c ReasonCode) ReasonCode {
+	if disconnectCodes.has(c) {
+		return c
+	}
+	if c == MalformedPacket {
+		return MalformedPacket
+	}
+	return ProtocolError
+}
+
 // MQTT 3.1.1 CONNACK return codes (section 3.2.2.3) in the MQTT 5.0 vocabulary: index is
 // the 3.1.1 byte.
 var connackV311 = [...]ReasonCode{

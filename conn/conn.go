@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +57,12 @@ type Config struct {
 
 	// Counters, if not nil, count the bytes read and written.
 	Counters *Counters
+
+	// Dial, if not nil, opens the byte stream to server instead of the
+	// built-in dialer (tcp, tls, ws, wss): a proxy, a Unix socket, an
+	// in-memory pipe for tests. The stream it returns is used as it is
+	// (TLS, if wanted, is its job); ConnectTimeout still bounds it.
+	Dial func(ctx context.Context, server string) (net.Conn, error)
 }
 
 // Inbound is one frame from the broker, with the connection it came on, so
@@ -121,6 +129,16 @@ type Conn struct {
 	queue  []Frame
 	closed bool          // no more frames are accepted or taken
 	kick   chan struct{} // 1-buffered: "the queue is not empty"
+	// drained is signalled (1-buffered) when the writer took the queue,
+	// for a reader waiting on maxQueuedFrames.
+	drained chan struct{}
+	// stalled is set while the reader holds a frame it cannot hand on:
+	// the link is not silent then, the client is not reading (keepalive).
+	stalled atomic.Bool
+	// flushMu is held by the writer while it flushes, so that Drain sees
+	// the frames a flush put back unwritten.
+	flushMu sync.Mutex
+	queued  atomic.Int32 // len(queue), for the reader without the lock
 
 	// wmu serialises writes on nc between the writer and the best-effort
 	// DISCONNECT of a failing connection.
@@ -153,7 +171,15 @@ func Open(ctx context.Context, server string, cfg Config) (*Conn, error) {
 			fmt.Errorf("conn: no CONNACK from %s within the connect timeout of %s", u.Redacted(), cfg.ConnectTimeout))
 		defer cancel()
 	}
-	nc, err := dial(ctx, u, cfg.TLS)
+	var nc net.Conn
+	if cfg.Dial != nil {
+		nc, err = cfg.Dial(ctx, server)
+		if err == nil && nc == nil {
+			err = fmt.Errorf("conn: Config.Dial returned neither a connection nor an error for %s", u.Redacted())
+		}
+	} else {
+		nc, err = dial(ctx, u, cfg.TLS)
+	}
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 			return nil, fmt.Errorf("%w (%w)", cause, err)
@@ -187,6 +213,7 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 		epoch:     time.Now(),
 		dead:      make(chan struct{}),
 		kick:      make(chan struct{}, 1),
+		drained:   make(chan struct{}, 1),
 	}
 	c.br = newReader(liveReader{c})
 	if err := c.handshake(ctx, cfg.Connect); err != nil {
@@ -352,7 +379,9 @@ func (c *Conn) Fail(err error) {
 		close(c.dead)
 		var pe *ProtocolError
 		if c.version == codec.V5 && errors.As(err, &pe) && c.wmu.TryLock() {
-			frame, encErr := (&codec.Disconnect{ReasonCode: pe.Code}).AppendTo(nil, codec.V5)
+			// Only a code DISCONNECT may carry [MQTT-3.14.2-1]: a decoding
+			// error can carry a CONNACK-only one.
+			frame, encErr := (&codec.Disconnect{ReasonCode: codec.DisconnectReason(pe.Code)}).AppendTo(nil, codec.V5)
 			if encErr == nil {
 				c.nc.SetWriteDeadline(time.Now().Add(disconnectWriteBudget))
 				c.nc.Write(frame)
@@ -375,6 +404,7 @@ func (c *Conn) Send(f Frame) bool {
 		return false
 	}
 	c.queue = append(c.queue, f)
+	c.queued.Store(int32(min(len(c.queue), math.MaxInt32)))
 	c.mu.Unlock()
 	select {
 	case c.kick <- struct{}{}:
@@ -387,12 +417,28 @@ func (c *Conn) Send(f Frame) bool {
 // order. Their trackers were never claimed, so the caller may send them on
 // another connection. Call it once the connection is done.
 func (c *Conn) Drain() []Frame {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
 	q := c.queue
 	c.queue = nil
+	c.queued.Store(0)
 	return q
+}
+
+// putBack returns frames a flush took but will not write this time to the
+// front of the queue, in order, and wakes the writer for them.
+func (c *Conn) putBack(frames []Frame) {
+	c.mu.Lock()
+	c.queue = append(slices.Clone(frames), c.queue...)
+	c.queued.Store(int32(min(len(c.queue), math.MaxInt32)))
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 }
 
 // now is the connection's monotonic clock in nanoseconds.

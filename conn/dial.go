@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -20,14 +21,15 @@ var transports = map[string]struct {
 	dial        Transport
 	defaultPort string
 	defaultPath string
+	secure      bool // encrypted: a redirect must not leave it (see IsSecure)
 }{
 	"tcp":   {dial: dialTCP, defaultPort: "1883"},
 	"mqtt":  {dial: dialTCP, defaultPort: "1883"},
-	"tls":   {dial: dialTLS, defaultPort: "8883"},
-	"ssl":   {dial: dialTLS, defaultPort: "8883"},
-	"mqtts": {dial: dialTLS, defaultPort: "8883"},
+	"tls":   {dial: dialTLS, defaultPort: "8883", secure: true},
+	"ssl":   {dial: dialTLS, defaultPort: "8883", secure: true},
+	"mqtts": {dial: dialTLS, defaultPort: "8883", secure: true},
 	"ws":    {dial: dialWebSocket, defaultPort: "80", defaultPath: DefaultWebSocketPath},
-	"wss":   {dial: dialWebSocket, defaultPort: "443", defaultPath: DefaultWebSocketPath},
+	"wss":   {dial: dialWebSocket, defaultPort: "443", defaultPath: DefaultWebSocketPath, secure: true},
 }
 
 // schemeList names the schemes of transports, for error messages.
@@ -38,27 +40,41 @@ const schemeList = "tcp://, mqtt://, tls://, ssl://, mqtts://, ws:// or wss://"
 // tcp:// and mqtt://, 8883 for tls://, ssl:// and mqtts://, 80 for ws://,
 // 443 for wss://), and for ws:// and wss:// the path DefaultWebSocketPath
 // when it had none. It says which part is wrong: an unknown scheme, a
-// missing host, a bad port.
+// missing host, a bad port. User information (user:password@) is accepted
+// in ws:// and wss:// URLs only, where it is the HTTP Basic authentication
+// of the upgrade; in any other scheme it would be silently unused, so it is
+// an error. Errors show the URL as [RedactServer] does.
 func ParseServer(server string) (*url.URL, error) {
+	shown := RedactServer(server)
 	if !strings.Contains(server, "://") {
-		return nil, fmt.Errorf("conn: server %q has no scheme (write it as tcp://host:port)", server)
+		return nil, fmt.Errorf("conn: server %q has no scheme (write it as tcp://host:port)", shown)
 	}
 	u, err := url.Parse(server)
 	if err != nil {
-		return nil, fmt.Errorf("conn: server %q is not a URL: %w", server, err)
+		// url.Error repeats the URL, password and all: keep its reason only.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("conn: server %q is not a URL: %w", shown, err)
 	}
 	scheme := strings.ToLower(u.Scheme)
 	t, ok := transports[scheme]
 	if !ok {
-		return nil, fmt.Errorf("conn: server %q: unknown scheme %q (use %s)", server, u.Scheme, schemeList)
+		return nil, fmt.Errorf("conn: server %q: unknown scheme %q (use %s)", shown, u.Scheme, schemeList)
 	}
 	if u.Hostname() == "" {
-		return nil, fmt.Errorf("conn: server %q has no host (write it as %s://host:port)", server, scheme)
+		return nil, fmt.Errorf("conn: server %q has no host (write it as %s://host:port)", shown, scheme)
+	}
+	if u.User != nil && !isWebSocket(scheme) {
+		// An MQTT connection has no place for them but the CONNECT,
+		// whose credentials the caller sets.
+		return nil, fmt.Errorf("conn: server %q: credentials in a %s:// URL are not used; set the MQTT username and password (Config.Username and Config.Password of package mqtt)", shown, scheme)
 	}
 	if p := u.Port(); p == "" {
 		u.Host = net.JoinHostPort(u.Hostname(), t.defaultPort)
 	} else if _, err := net.LookupPort("tcp", p); err != nil {
-		return nil, fmt.Errorf("conn: server %q: bad port %q", server, p)
+		return nil, fmt.Errorf("conn: server %q: bad port %q", shown, p)
 	}
 	if u.Path == "" && u.RawPath == "" {
 		u.Path = t.defaultPath
@@ -66,6 +82,47 @@ func ParseServer(server string) (*url.URL, error) {
 	u.Scheme = scheme
 	return u, nil
 }
+
+// RedactServer returns server as it may be shown in messages, logs and
+// events: the password of its user information (user:password@) replaced
+// by "xxxxx", as [url.URL.Redacted] does; the user name is kept. Anything
+// else, including a server without a password, is returned unchanged,
+// byte for byte, even when it is not a valid URL.
+func RedactServer(server string) string {
+	// The authority is what url.Parse takes it to be: from "//" (or the
+	// start, without a scheme) to the first '/', '?' or '#'; the user
+	// information ends at its last '@' and the password starts after the
+	// first ':' of it.
+	start := 0
+	if i := strings.Index(server, "://"); i >= 0 {
+		start = i + len("://")
+	}
+	end := len(server)
+	if i := strings.IndexAny(server[start:], "/?#"); i >= 0 {
+		end = start + i
+	}
+	at := strings.LastIndex(server[start:end], "@")
+	if at < 0 {
+		return server
+	}
+	at += start
+	colon := strings.Index(server[start:at], ":")
+	if colon < 0 {
+		return server
+	}
+	colon += start
+	return server[:colon+1] + "xxxxx" + server[at:]
+}
+
+// IsSecure reports whether scheme (tcp, tls, ws, ... in any case) is one
+// whose transport is encrypted: tls, ssl, mqtts and wss.
+func IsSecure(scheme string) bool {
+	t, ok := transports[strings.ToLower(scheme)]
+	return ok && t.secure
+}
+
+// isWebSocket reports whether scheme (lower case) is ws or wss.
+func isWebSocket(scheme string) bool { return scheme == "ws" || scheme == "wss" }
 
 // dial opens the transport for server, honouring ctx.
 func dial(ctx context.Context, server *url.URL, tlsConfig *tls.Config) (net.Conn, error) {

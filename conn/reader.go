@@ -24,9 +24,7 @@ func (c *Conn) ReadLoop(ctx context.Context) error {
 			return c.err
 		}
 		if ok {
-			select {
-			case c.inbound <- Inbound{Conn: c, Ack: ack, ID: id}:
-			case <-c.dead:
+			if !c.handOff(Inbound{Conn: c, Ack: ack, ID: id}) {
 				return c.err
 			}
 			continue
@@ -46,13 +44,61 @@ func (c *Conn) ReadLoop(ctx context.Context) error {
 			c.idle = c.br.Buffered() == 0
 			continue
 		}
-		select {
-		case c.inbound <- Inbound{Conn: c, Packet: p}:
-		case <-c.dead:
+		if !c.handOff(Inbound{Conn: c, Packet: p}) {
 			return c.err
 		}
 	}
 }
+
+// maxQueuedFrames is how many frames may wait in the send queue before the
+// reader stops reading. Most of what a broker sends makes the session
+// answer (PUBREL gets PUBCOMP, a re-sent QoS 2 PUBLISH its PUBREC again),
+// so a broker that floods them and never reads would grow the queue
+// without bound; like grpc-go's control-frame throttle, the reader waits
+// for the writer to catch up, and TCP holds the broker back.
+const maxQueuedFrames = 4096
+
+// handOff gives in to the session. It waits first while the send queue is
+// over maxQueuedFrames, and while the session is not taking frames (its
+// application is behind; see Stalled). It reports false once the
+// connection has failed.
+func (c *Conn) handOff(in Inbound) bool {
+	if c.queueLen() > maxQueuedFrames {
+		c.stalled.Store(true)
+		for c.queueLen() > maxQueuedFrames {
+			select {
+			case <-c.drained:
+			case <-c.dead:
+				return false
+			}
+		}
+		c.stalled.Store(false)
+	}
+	select {
+	case c.inbound <- in:
+		return true
+	case <-c.dead:
+		return false
+	default:
+	}
+	// The session is not taking frames: its application is behind, and
+	// flow control holds the broker back through TCP. Time spent so is
+	// not silence on the link (see keepalive).
+	c.stalled.Store(true)
+	defer func() {
+		c.lastRead.Store(c.now())
+		c.stalled.Store(false)
+	}()
+	select {
+	case c.inbound <- in:
+		return true
+	case <-c.dead:
+		return false
+	}
+}
+
+// queueLen is how many frames wait in the send queue.
+func (c *Conn) queueLen() int { return int(c.queued.Load()) }
 
 // liveReader is the socket as the reader sees it. Any byte received is
 // proof of life, so every read that returns bytes stamps lastRead: one

@@ -77,6 +77,12 @@ func (w *writer) keepalive() (ping bool, err error) {
 	timeout := int64(c.keepAlive / 2)
 	now := c.now()
 	lastRead, lastWrite := c.lastRead.Load(), c.lastWrite.Load()
+	if c.stalled.Load() {
+		// The reader holds a frame the client is not ready for, and reads
+		// nothing more on purpose: the link is not silent. PINGREQ still
+		// goes out, so that the broker sees the client alive.
+		lastRead = now
+	}
 	if w.pingSent != 0 {
 		switch {
 		case lastRead >= w.pingSent:
@@ -109,24 +115,42 @@ func (c *Conn) pingAfter() time.Duration {
 	return c.keepAlive - min(c.keepAlive/4, time.Second)
 }
 
-// flush takes everything queued, encodes it after an optional PINGREQ, and
-// writes it in one call.
+// maxWriteBatch bounds the bytes one flush encodes and writes: what is
+// queued beyond it goes back to the front of the queue for the next flush,
+// right after. So a long queue (up to MaxQueuedBytes of publishes) never
+// becomes one huge buffer that is encoded whole before its first byte
+// leaves.
+const maxWriteBatch = 64 << 10
+
+// flush takes what is queued, encodes it after an optional PINGREQ, up to
+// maxWriteBatch bytes, and writes it in one call.
 func (w *writer) flush(ping bool) error {
 	c := w.c
+	c.flushMu.Lock() // Drain waits for the frames a flush puts back
+	defer c.flushMu.Unlock()
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return c.Err()
 	}
 	w.batch, c.queue = c.queue, w.batch[:0]
+	c.queued.Store(0)
 	c.mu.Unlock()
+	select {
+	case c.drained <- struct{}{}:
+	default:
+	}
 
 	buf := w.buf[:0]
 	if ping {
 		buf = append(buf, pingreq...)
 	}
 	claimed := w.batch[:0] // frames that will be written, in place
-	for _, f := range w.batch {
+	for i, f := range w.batch {
+		if len(buf) >= maxWriteBatch {
+			c.putBack(w.batch[i:])
+			break
+		}
 		if f.Track != nil && !f.Track.Claim() {
 			continue // withdrawn before it was written
 		}
@@ -151,7 +175,7 @@ func (w *writer) flush(ping bool) error {
 		}
 		claimed[i] = Frame{} // drop references for the collector
 	}
-	clear(w.batch[len(claimed):])
+	clear(w.batch)
 	w.batch = w.batch[:0]
 	if cap(buf) > maxKeptBuffer {
 		buf = nil

@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -29,7 +30,8 @@ const webSocketSubprotocol = "mqtt"
 //
 // ctx bounds the upgrade only; the connection lives until it is closed.
 // No HTTP proxy is used. User information in the URL (user:password@) is
-// sent as HTTP Basic authentication, as net/http does.
+// sent as HTTP Basic authentication, as net/http does. An HTTP redirect
+// is not followed: the upgrade fails with an error that names both URLs.
 func dialWebSocket(ctx context.Context, server *url.URL, tlsConfig *tls.Config) (net.Conn, error) {
 	// A transport of its own: no proxy, no HTTP/2 (the upgrade is
 	// HTTP/1.1), the TLS rules of tls://.
@@ -41,13 +43,32 @@ func dialWebSocket(ctx context.Context, server *url.URL, tlsConfig *tls.Config) 
 	// holds (a connection a refused upgrade left idle) goes now.
 	defer tr.CloseIdleConnections()
 	ws, resp, err := websocket.Dial(ctx, server.String(), &websocket.DialOptions{
-		HTTPClient:   &http.Client{Transport: tr},
+		HTTPClient: &http.Client{
+			Transport: tr,
+			// net/http would follow a redirect anywhere, wss:// to
+			// ws:// included, and the CONNECT with its password would
+			// then cross the network in clear (issue "No downgrade, no
+			// leak"). The broker's address is the user's to choose.
+			CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+				// The Location as the server wrote it: websocket has
+				// turned ws:// into http:// in req.URL by now.
+				to := req.URL.String()
+				if req.Response != nil && req.Response.Header.Get("Location") != "" {
+					to = req.Response.Header.Get("Location")
+				}
+				return &webSocketRedirectError{to: RedactServer(to)}
+			},
+		},
 		Subprotocols: []string{webSocketSubprotocol},
 	})
 	if err != nil {
 		if ctx.Err() != nil {
 			// net/http's error repeats the ctx's cause; Open adds it.
 			return nil, fmt.Errorf("conn: dial %s: the WebSocket upgrade did not finish: %w", server.Redacted(), ctx.Err())
+		}
+		if re, ok := errors.AsType[*webSocketRedirectError](err); ok {
+			return nil, fmt.Errorf("conn: dial %s: the server redirected the WebSocket upgrade to %s, and the client does not follow WebSocket redirects",
+				server.Redacted(), re.to)
 		}
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			return nil, fmt.Errorf("conn: dial %s: the server answered the WebSocket upgrade with HTTP %q (is this the broker's WebSocket endpoint? check the URL's port and path): %w",
@@ -81,4 +102,15 @@ func (c *webSocketConn) Close() error {
 	err := c.ws.CloseNow()
 	c.Conn.Close() // stops NetConn's deadline timers; returns at once now
 	return err
+}
+
+// webSocketRedirectError is what CheckRedirect answers an HTTP redirect of
+// the upgrade with, so that dialWebSocket can tell it from other failures
+// and say it in its own words.
+type webSocketRedirectError struct {
+	to string // the redirect's target, redacted
+}
+
+func (e *webSocketRedirectError) Error() string {
+	return "WebSocket redirect to " + e.to + " not followed"
 }

@@ -1,0 +1,113 @@
+package conn_test
+
+import (
+	"bufio"
+	"net"
+	"sync"
+	"testing"
+	"testing/synctest"
+
+	"github.com/robustmqtt/mqtt/codec"
+	"github.com/robustmqtt/mqtt/conn"
+)
+
+// sizeConn records the size of every write.
+type sizeConn struct {
+	net.Conn
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (c *sizeConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	c.sizes = append(c.sizes, len(b))
+	c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+// One write carries at most about 64 KiB: a long queue goes out in
+// batches, in order, rather than as one buffer encoded whole before its
+// first byte leaves.
+func TestWriteBatchIsCapped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		client, server := net.Pipe()
+		sc := &sizeConn{Conn: client}
+		p := &peer{t: t, nc: server, br: bufio.NewReader(server), v: codec.V311}
+		go func() {
+			p.read()
+			p.write(&codec.Connack{})
+		}()
+		c, err := conn.Establish(t.Context(), sc, "pipe", conn.Config{
+			Connect: &codec.Connect{Version: codec.V311, ClientID: "c", CleanStart: true},
+			Inbound: make(chan conn.Inbound),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { server.Close() })
+		const n = 1000 // 1000 frames of about 1 KiB: 1 MiB queued
+		for i := range n {
+			c.Send(conn.Frame{Packet: &codec.Publish{Topic: "t", Payload: make([]byte, 1024), QoS: 1, PacketID: uint16(i + 1)}})
+		}
+		errs := run(c)
+		for i := range n {
+			pk, ok := p.read().(*codec.Publish)
+			if !ok || pk.PacketID != uint16(i+1) {
+				t.Fatalf("frame %d: %+v", i, pk)
+			}
+		}
+		c.Close()
+		<-errs
+		<-errs
+		sc.mu.Lock()
+		defer sc.mu.Unlock()
+		sizes := sc.sizes[1:] // the first is CONNECT
+		if len(sizes) < 16 {
+			t.Fatalf("%d writes for 1 MiB: %v", len(sizes), sizes)
+		}
+		for _, s := range sizes {
+			if s > 64<<10+2048 {
+				t.Fatalf("a write of %d bytes; want at most 64 KiB and one frame", s)
+			}
+		}
+	})
+}
+
+// Frames a flush put back because of the cap, on a connection that then
+// failed, come back from Drain: nothing the writer took and did not write
+// is lost.
+func TestDrainReturnsPutBackFrames(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, p, _ := establish(t, codec.V311, 0, &codec.Connack{}, make(chan conn.Inbound))
+		const n = 200 // 200 KiB: more than one batch
+		for i := range n {
+			c.Send(conn.Frame{Packet: &codec.Publish{Topic: "t", Payload: make([]byte, 1024), QoS: 1, PacketID: uint16(i + 1)}})
+		}
+		errs := run(c)
+		got := 0
+		for range 10 { // the first batch is under way; then the peer goes
+			if _, ok := p.read().(*codec.Publish); ok {
+				got++
+			}
+		}
+		p.nc.Close()
+		<-errs
+		<-errs
+		left := c.Drain()
+		// Every frame is either one the peer may have received (written
+		// in a batch) or handed back by Drain, and Drain's are the last.
+		if len(left) == 0 || len(left) > n-got {
+			t.Fatalf("Drain returned %d frames after %d of %d were read", len(left), got, n)
+		}
+		last := left[len(left)-1].Packet.(*codec.Publish).PacketID
+		if last != n {
+			t.Fatalf("Drain's last frame is %d, want %d", last, n)
+		}
+		for i := 1; i < len(left); i++ {
+			a, b := left[i-1].Packet.(*codec.Publish).PacketID, left[i].Packet.(*codec.Publish).PacketID
+			if b != a+1 {
+				t.Fatalf("Drain out of order: %d then %d", a, b)
+			}
+		}
+	})
+}
