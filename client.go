@@ -56,7 +56,7 @@ type Client struct {
 	// Owned by the supervisor goroutine (Start and OnEvent run there).
 	serverIdx       int
 	redirect        string // a broker's Server Reference to try next; "" for none
-	runServer       string // the server of the current run
+	runServer       string // the server of the current run, as shown: password redacted
 	runUp           bool   // the current run reached CONNACK
 	connectedBefore bool
 	lastErrMu       sync.Mutex
@@ -310,6 +310,12 @@ func (c *Client) Subscribe(ctx context.Context, subs ...Subscription) error {
 			return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
 		}
 	}
+	// Whatever the encoder would refuse (NoLocal on a shared subscription
+	// [MQTT-3.8.3-4], a packet over 256 MiB) is refused here, not by the
+	// writer after the call was accepted.
+	if _, err := codec.Size(subscribePacket(1, subs), c.cfg.version); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+	}
 	o := &ctlOp{subs: append([]Subscription(nil), subs...)}
 	return c.control(ctx, o, "subscribe")
 }
@@ -324,6 +330,9 @@ func (c *Client) Unsubscribe(ctx context.Context, filters ...string) error {
 		if err := codec.ValidateTopicFilter(f); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
 		}
+	}
+	if _, err := codec.Size(&codec.Unsubscribe{PacketID: 1, Filters: filters}, c.cfg.version); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
 	}
 	o := &ctlOp{filters: append([]string(nil), filters...)}
 	return c.control(ctx, o, "unsubscribe")

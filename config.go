@@ -1,10 +1,14 @@
 package mqtt
 
 import (
+	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
+	"slices"
 	"time"
 
 	"github.com/robustmqtt/mqtt/backoff"
@@ -15,15 +19,16 @@ import (
 
 // Defaults for the zero values of Config. Each field's comment repeats its own.
 const (
-	DefaultKeepAlive      = 30 * time.Second
-	DefaultConnectTimeout = 10 * time.Second
-	DefaultSessionExpiry  = 24 * time.Hour
-	DefaultMaxInflight    = 20  // MQTT 3.1.1; see Config.MaxInflight
-	DefaultMaxInflightV5  = 100 // MQTT 5, within the broker's Receive Maximum
-	DefaultMaxQueued      = 1000
-	DefaultMaxQueuedBytes = 64 << 20
-	DefaultMaxPending     = 1000
-	DefaultMaxPacketSize  = 16 << 20
+	DefaultKeepAlive       = 30 * time.Second
+	DefaultConnectTimeout  = 10 * time.Second
+	DefaultSessionExpiry   = 24 * time.Hour
+	DefaultMaxInflight     = 20  // MQTT 3.1.1; see Config.MaxInflight
+	DefaultMaxInflightV5   = 100 // MQTT 5, within the broker's Receive Maximum
+	DefaultMaxQueued       = 1000
+	DefaultMaxQueuedBytes  = 64 << 20
+	DefaultMaxPending      = 1000
+	DefaultMaxPendingBytes = 16 << 20
+	DefaultMaxPacketSize   = 16 << 20
 	// StableAfter is how long a connection must stay up before the
 	// reconnect strategy starts again from its first attempt.
 	DefaultStableAfter = 10 * time.Second
@@ -52,8 +57,34 @@ type Config struct {
 	// "wss://host:443/mqtt". The default port of the scheme is used when a
 	// URL has none, and /mqtt when a WebSocket URL has no path. At least
 	// one is required. An MQTT 5 broker's redirect (Server Reference) is
-	// tried once before the list.
+	// tried once before the list, within the limits RedirectHosts states.
+	//
+	// The MQTT credentials are Username and Password, whatever the URL.
+	// User information (user:password@) is accepted in ws:// and wss://
+	// URLs only, as the HTTP Basic authentication of the WebSocket
+	// upgrade (over ws:// it crosses the network in clear); in a tcp:// or
+	// tls:// URL it would go unused, so it is an error. Events, logs and
+	// errors show a URL with its password replaced by "xxxxx" (the user
+	// name is shown: put a token in the password part).
 	Servers []string
+
+	// RedirectHosts are the hosts, besides those of Servers, that an
+	// MQTT 5 broker may redirect the client to with a Server Reference
+	// (reason "use another server" or "server moved"). An entry is a host
+	// name or IP address, any port ("broker2.example", "10.0.0.7",
+	// "::1"); a host and port ("broker2.example:8883", "[::1]:8883");
+	// "*.example.com" for any name under example.com (not example.com
+	// itself); or "*" for any host. The hosts of Servers are always
+	// allowed, on any port. Nil: those only. A Server Reference to any
+	// other host is logged and not followed; the next attempt goes to
+	// Servers. The client sends Username and Password to wherever it is
+	// redirected, so allow only hosts trusted with them.
+	//
+	// Whatever this allows, a redirect never leaves TLS: from a tls://,
+	// ssl://, mqtts:// or wss:// server, only a reference to one of these
+	// schemes is followed, and its certificate is verified for the new
+	// host with TLS. A reference with user information is not followed.
+	RedirectHosts []string
 
 	// ClientID identifies the session at the broker. A persistent session
 	// (CleanStart false) needs one. Empty with CleanStart lets the broker
@@ -99,6 +130,15 @@ type Config struct {
 	// client certificates. It is cloned, never changed. Nil: the system
 	// roots; an empty ServerName: the host of the URL.
 	TLS *tls.Config
+
+	// Dial, if not nil, opens the connection to a server instead of the
+	// client's own dialer: through a proxy, over a Unix socket, or over an
+	// in-memory net.Pipe in tests (with testing/synctest, a whole client
+	// can run in a bubble). It gets the server URL from Servers (or a
+	// redirect); the stream it returns is used as it is, so TLS, if wanted,
+	// is its job. ConnectTimeout bounds it. Nil: tcp://, tls://, ws:// and
+	// wss:// are dialed by the client.
+	Dial func(ctx context.Context, server string) (net.Conn, error)
 
 	// Backoff chooses the delay before each reconnect attempt, and when to
 	// give up. Nil means backoff.Default(): exponential with full jitter,
@@ -150,12 +190,40 @@ type Config struct {
 	// MaxPending bounds the inbound messages buffered for an application
 	// that reads Messages more slowly than they arrive. QoS 1 and 2
 	// messages are never dropped: they are acknowledged only once the
-	// application has taken them, so the broker's flow control (MQTT 5
-	// Receive Maximum, announced as this value) holds the rest back. QoS 0
-	// messages that arrive while MaxPending messages are buffered are
-	// dropped, and an Event of kind MessagesDropped says how many. Zero
-	// means DefaultMaxPending (1000).
+	// application has taken them, and flow control holds the rest back.
+	// Under MQTT 5 this is the Receive Maximum the client announces, and
+	// a broker that sends more unacknowledged QoS 1/2 messages than that
+	// is disconnected with reason 0x93 (Receive Maximum exceeded); under
+	// MQTT 3.1.1, which cannot announce it, the client stops reading the
+	// connection while MaxPending QoS 1/2 messages wait, and TCP holds
+	// the broker back. The broker then holds the backlog, up to a queue
+	// limit of its own (Mosquitto's max_queued_messages, EMQX's
+	// max_mqueue_len, HiveMQ's max-queue-size: 1000 by default), beyond
+	// which it drops messages without telling either side. Against
+	// mochi-mqtt v2.7.9, an MQTT 5 client that falls more than MaxPending
+	// QoS 1/2 messages behind stalls (after about twice MaxPending,
+	// nothing more arrives until it reconnects): use MQTT 3.1.1 there, or
+	// set MaxPending to 65535, which announces no Receive Maximum at all
+	// (mochi then holds nothing back). QoS 0 messages
+	// that arrive while MaxPending messages (or MaxPendingBytes) are
+	// buffered are dropped, and an Event of kind MessagesDropped says how
+	// many. Zero means DefaultMaxPending (1000).
+	//
+	// While the client does not read, acknowledgements of its own
+	// publishes wait in the same stream. So that an application that
+	// publishes at QoS 1/2 from the goroutine that reads Messages does not
+	// wait on itself, the client reads on while it has publishes or
+	// subscriptions awaiting an acknowledgement, up to twice MaxPending
+	// (and MaxPendingBytes); beyond that it stops regardless.
 	MaxPending int
+
+	// MaxPendingBytes bounds the same buffered inbound messages by size
+	// (topic, payload and properties): once they reach it, QoS 0 messages
+	// are dropped and the client stops reading until the application
+	// catches up, under both protocol versions. One message larger than
+	// this is still taken, alone. Zero means DefaultMaxPendingBytes
+	// (16 MiB).
+	MaxPendingBytes int
 
 	// MaxPacketSize is the largest packet accepted from the broker, in
 	// bytes; MQTT 5 brokers are told so. Zero means DefaultMaxPacketSize
@@ -199,6 +267,8 @@ type Config struct {
 // settings is a validated Config with every default applied.
 type settings struct {
 	Config
+	shown     []string        // Servers as events, logs and errors show them (conn.RedactServer)
+	redirects *redirectPolicy // where a Server Reference may lead
 	version   byte
 	keepAlive uint16 // seconds
 	expiry    uint32 // seconds, MQTT 5
@@ -214,11 +284,19 @@ func (cfg Config) validate() (*settings, error) {
 		return bad("Servers is empty; give at least one broker URL such as tcp://127.0.0.1:1883")
 	}
 	s.Servers = append([]string(nil), cfg.Servers...)
-	for _, srv := range cfg.Servers {
+	s.shown = make([]string, len(cfg.Servers))
+	for i, srv := range cfg.Servers {
+		// ParseServer's errors show the URL redacted.
 		if _, err := conn.ParseServer(srv); err != nil {
-			return bad("%v", err)
+			return bad("Servers[%d]: %v", i, err)
 		}
+		s.shown[i] = conn.RedactServer(srv)
 	}
+	redirects, err := newRedirectPolicy(cfg.Servers, cfg.RedirectHosts)
+	if err != nil {
+		return bad("%v", err)
+	}
+	s.redirects = redirects
 	switch cfg.Version {
 	case 0, codec.V311:
 		s.version = codec.V311
@@ -282,6 +360,7 @@ func (cfg Config) validate() (*settings, error) {
 		{"MaxQueued", &s.MaxQueued, DefaultMaxQueued, math.MaxInt32},
 		{"MaxQueuedBytes", &s.MaxQueuedBytes, DefaultMaxQueuedBytes, math.MaxInt},
 		{"MaxPending", &s.MaxPending, DefaultMaxPending, math.MaxInt32},
+		{"MaxPendingBytes", &s.MaxPendingBytes, DefaultMaxPendingBytes, math.MaxInt / 2},
 		{"MaxPacketSize", &s.MaxPacketSize, DefaultMaxPacketSize, 268435460},
 	} {
 		switch {
@@ -305,8 +384,14 @@ func (cfg Config) validate() (*settings, error) {
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
 	}
+	// The client keeps its own copies of what it sends on every attempt:
+	// a program may zero its password buffer after Dial, as security
+	// guides advise, or reuse the will's buffers.
+	s.Password = bytes.Clone(cfg.Password)
 	if cfg.Will != nil {
 		w := *cfg.Will
+		w.Payload = bytes.Clone(w.Payload)
+		w.Properties = cloneProperties(w.Properties)
 		if err := checkMessage(&w, s.version); err != nil {
 			return bad("Will: %v", err)
 		}
@@ -319,6 +404,40 @@ func (cfg Config) validate() (*settings, error) {
 		return bad("the CONNECT packet cannot be encoded: %v", err)
 	}
 	return s, nil
+}
+
+// cloneProperties returns a deep copy of p: nothing in it shares memory
+// with p.
+func cloneProperties(p *codec.Properties) *codec.Properties {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	for _, ptr := range []**byte{&c.PayloadFormat, &c.RequestProblemInfo, &c.RequestResponseInfo, &c.MaximumQoS} {
+		*ptr = clonePtr(*ptr)
+	}
+	for _, ptr := range []**uint32{&c.MessageExpiry, &c.SessionExpiryInterval, &c.WillDelayInterval, &c.MaximumPacketSize} {
+		*ptr = clonePtr(*ptr)
+	}
+	for _, ptr := range []**uint16{&c.ServerKeepAlive, &c.ReceiveMaximum, &c.TopicAliasMaximum, &c.TopicAlias} {
+		*ptr = clonePtr(*ptr)
+	}
+	for _, ptr := range []**bool{&c.RetainAvailable, &c.WildcardSubAvailable, &c.SubIDAvailable, &c.SharedSubAvailable} {
+		*ptr = clonePtr(*ptr)
+	}
+	c.CorrelationData = bytes.Clone(p.CorrelationData)
+	c.AuthenticationData = bytes.Clone(p.AuthenticationData)
+	c.SubscriptionIdentifier = slices.Clone(p.SubscriptionIdentifier)
+	c.User = slices.Clone(p.User)
+	return &c
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }
 
 // connectPacket is the CONNECT this client sends on every attempt.
@@ -338,14 +457,18 @@ func (s *settings) connectPacket() *codec.Connect {
 			Retain: s.Will.Retain, Properties: s.Will.Properties}
 	}
 	if s.version == codec.V5 {
-		recvMax := uint16(min(s.MaxPending, math.MaxUint16))
 		maxPacket := uint32(s.MaxPacketSize)
 		aliasMax := s.TopicAliasMaximum
 		p.Properties = &codec.Properties{
 			SessionExpiryInterval: &s.expiry,
-			ReceiveMaximum:        &recvMax,
 			MaximumPacketSize:     &maxPacket,
 			TopicAliasMaximum:     &aliasMax,
+		}
+		if s.MaxPending < math.MaxUint16 {
+			// Absent, it is 65535: brokers then run no flow control for
+			// this client at all (see MaxPending on mochi).
+			recvMax := uint16(s.MaxPending)
+			p.Properties.ReceiveMaximum = &recvMax
 		}
 	}
 	return p

@@ -3,6 +3,10 @@ package mqtt
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/robustmqtt/mqtt/codec"
@@ -17,13 +21,16 @@ import (
 // on the same server first. An MQTT 5 redirect (Server Reference) is tried
 // once, before the configured servers.
 func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
-	server, redirected := c.cfg.Servers[c.serverIdx], false
+	// server is what is dialed; shown, with any password redacted, is what
+	// events, logs and errors say. A redirect target has no user
+	// information (followRedirect sees to it), so it is both.
+	server, shown, redirected := c.cfg.Servers[c.serverIdx], c.cfg.shown[c.serverIdx], false
 	if c.redirect != "" {
-		server, redirected = c.redirect, true
+		server, shown, redirected = c.redirect, c.redirect, true
 		c.redirect = ""
 		c.stats.redirected.Add(1)
 	}
-	c.runServer, c.runUp = server, false
+	c.runServer, c.runUp = shown, false
 	c.stats.attempts.Add(1)
 	cn, err := conn.Open(ctx, server, conn.Config{
 		Connect:        c.connect,
@@ -32,14 +39,15 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 		TLS:            c.cfg.TLS,
 		Inbound:        c.inbound,
 		Counters:       &c.stats.io,
+		Dial:           c.cfg.Dial,
 	})
 	if err != nil {
 		c.stats.attemptFailed(err)
 		if !redirected {
 			c.serverIdx = (c.serverIdx + 1) % len(c.cfg.Servers)
 		}
-		c.followRedirect(err, server)
-		c.cfg.Logger.Debug("mqtt: connect failed", "server", server, "err", err)
+		c.followRedirect(err, shown)
+		c.cfg.Logger.Debug("mqtt: connect failed", "server", shown, "err", err)
 		return err
 	}
 	// The session must know the connection before its first frame, so
@@ -57,15 +65,15 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	c.runUp = true
 
 	ack := cn.Connack()
-	e := Event{Kind: Connected, Server: server, SessionPresent: ack.SessionPresent, ClientID: c.cfg.ClientID}
+	e := Event{Kind: Connected, Server: shown, SessionPresent: ack.SessionPresent, ClientID: c.cfg.ClientID}
 	if ack.Properties != nil && ack.Properties.AssignedClientID != "" {
 		e.ClientID = ack.Properties.AssignedClientID
 	}
-	c.cfg.Logger.Info("mqtt: connected", "server", server, "session_present", ack.SessionPresent)
+	c.cfg.Logger.Info("mqtt: connected", "server", shown, "session_present", ack.SessionPresent)
 	c.emit(e)
 	if c.connectedBefore && !c.cfg.CleanStart && !ack.SessionPresent {
-		c.cfg.Logger.Warn("mqtt: the broker did not keep the session; subscribing again and re-sending what is owed", "server", server)
-		c.emit(Event{Kind: SessionLost, Server: server})
+		c.cfg.Logger.Warn("mqtt: the broker did not keep the session; subscribing again and re-sending what is owed", "server", shown)
+		c.emit(Event{Kind: SessionLost, Server: shown})
 	}
 	c.connectedBefore = true
 	c.firstUpOnce.Do(func() { close(c.firstUp) })
@@ -106,7 +114,10 @@ func (c *Client) onSupervisorEvent(e supervisor.Event) {
 // followRedirect notes an MQTT 5 "use another server" or "server moved"
 // from the broker at from (in CONNACK or DISCONNECT), so that the next
 // attempt goes to its Server Reference. A reference that is not a usable
-// server is logged and ignored.
+// server, or that c.cfg.redirects refuses (it drops TLS, or leads to a
+// host the user did not allow), is logged and not followed: the next
+// attempt goes to Config.Servers, and Stats counts no redirect. from is
+// the server as shown (redacted); its scheme is all that is used.
 func (c *Client) followRedirect(err error, from string) {
 	var code codec.ReasonCode
 	var ref string
@@ -124,8 +135,12 @@ func (c *Client) followRedirect(err error, from string) {
 		return
 	}
 	target, perr := redirectTarget(ref, from)
+	if perr == nil {
+		perr = c.cfg.redirects.check(target, from)
+	}
 	if perr != nil {
-		c.cfg.Logger.Warn("mqtt: ignoring the broker's server reference", "server", from, "reference", ref, "err", perr)
+		c.cfg.Logger.Warn("mqtt: not following the broker's redirect", "server", from,
+			"reference", conn.RedactServer(ref), "reason", code.String(), "err", perr)
 		return
 	}
 	c.cfg.Logger.Info("mqtt: the broker redirects the client", "server", from, "to", target, "reason", code.String())
@@ -135,7 +150,8 @@ func (c *Client) followRedirect(err error, from string) {
 // redirectTarget turns a Server Reference into a server URL. The
 // specification leaves its format open; brokers send "host", "host:port"
 // or a URL, and a list separated by spaces, of which the first is taken.
-// Without a scheme, the scheme of from is kept.
+// Without a scheme, the scheme of from is kept. A reference with user
+// information is refused: the broker does not choose credentials.
 func redirectTarget(ref, from string) (string, error) {
 	fields := strings.Fields(ref)
 	if len(fields) == 0 {
@@ -149,9 +165,119 @@ func redirectTarget(ref, from string) (string, error) {
 		}
 		ref = cur.Scheme + "://" + ref
 	}
+	if u, err := url.Parse(ref); err == nil && u.User != nil {
+		return "", errors.New("the reference carries user information, which the client does not take from a broker")
+	}
 	u, err := conn.ParseServer(ref)
 	if err != nil {
 		return "", err
 	}
 	return u.String(), nil
+}
+
+// redirectPolicy says where a Server Reference may lead: see
+// Config.RedirectHosts. It is built once, by Config.validate, and only
+// read afterwards.
+type redirectPolicy struct {
+	any   bool          // "*": any host
+	hosts []hostPattern // the hosts of Servers (any port), then RedirectHosts
+}
+
+// hostPattern is one entry of redirectPolicy.
+type hostPattern struct {
+	host string // lower case, without brackets; "*.example.com" for a suffix
+	ip   net.IP // host as an address, if it is one
+	port string // "" for any port
+}
+
+// newRedirectPolicy allows the hosts of servers, which are valid, on any
+// port, and the entries of extra, which it checks.
+func newRedirectPolicy(servers, extra []string) (*redirectPolicy, error) {
+	p := &redirectPolicy{}
+	for _, srv := range servers {
+		u, err := conn.ParseServer(srv)
+		if err != nil {
+			return nil, err
+		}
+		p.hosts = append(p.hosts, newHostPattern(u.Hostname(), ""))
+	}
+	for i, e := range extra {
+		bad := func(why string) (*redirectPolicy, error) {
+			return nil, fmt.Errorf("RedirectHosts[%d] %q %s", i, e, why)
+		}
+		switch {
+		case e == "*":
+			p.any = true
+			continue
+		case e == "":
+			return bad("is empty; give a host name, an IP address or host:port")
+		case strings.ContainsAny(e, "/@?#"):
+			return bad("is not a host; give a host name, an IP address or host:port, without a scheme (a redirect keeps TLS whatever this allows)")
+		}
+		host, port := e, ""
+		if h, pt, err := net.SplitHostPort(e); err == nil {
+			host, port = h, pt
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				return bad("has a bad port; give a number from 1 to 65535")
+			}
+		} else if strings.HasPrefix(e, "[") && strings.HasSuffix(e, "]") {
+			host = e[1 : len(e)-1] // "[::1]": an address without a port
+		}
+		if host == "" || strings.ContainsAny(host, "[] ") {
+			return bad("is not a host; give a host name, an IP address or host:port ([::1]:8883 for an IPv6 address and port)")
+		}
+		if host == "*" || strings.Contains(host[1:], "*") || strings.HasPrefix(host, "*") && !strings.HasPrefix(host, "*.") {
+			return bad(`is not a host; a wildcard is "*" alone or "*.domain" in front`)
+		}
+		p.hosts = append(p.hosts, newHostPattern(host, port))
+	}
+	return p, nil
+}
+
+func newHostPattern(host, port string) hostPattern {
+	return hostPattern{host: strings.ToLower(host), ip: net.ParseIP(host), port: port}
+}
+
+// matches reports whether host:port (host without brackets) is allowed by
+// the pattern.
+func (h hostPattern) matches(host, port string) bool {
+	if h.port != "" && h.port != port {
+		return false
+	}
+	if h.ip != nil {
+		ip := net.ParseIP(host)
+		return ip != nil && ip.Equal(h.ip)
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if suffix, ok := strings.CutPrefix(h.host, "*"); ok { // ".example.com"
+		return strings.HasSuffix(host, suffix) && len(host) > len(suffix)
+	}
+	return host == strings.TrimSuffix(h.host, ".")
+}
+
+// check says why the client must not follow a redirect from the server
+// from to target, both valid server URLs, or nil when it may.
+func (p *redirectPolicy) check(target, from string) error {
+	t, err := conn.ParseServer(target)
+	if err != nil {
+		return err
+	}
+	f, err := conn.ParseServer(from)
+	if err != nil {
+		return err
+	}
+	// Dropping TLS would send the CONNECT, password and all, in clear to
+	// whoever answers at the target (issue "No downgrade, no leak").
+	if conn.IsSecure(f.Scheme) && !conn.IsSecure(t.Scheme) {
+		return fmt.Errorf("the reference %s would leave TLS (%s:// to %s://); a redirect never does", target, f.Scheme, t.Scheme)
+	}
+	if p.any {
+		return nil
+	}
+	for _, h := range p.hosts {
+		if h.matches(t.Hostname(), t.Port()) {
+			return nil
+		}
+	}
+	return fmt.Errorf("the reference %s leads to host %s, which is neither a host of Config.Servers nor allowed by Config.RedirectHosts", target, t.Hostname())
 }

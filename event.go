@@ -60,7 +60,7 @@ func (k EventKind) String() string {
 // Event reports a change in the client's connection.
 type Event struct {
 	Kind           EventKind
-	Server         string          // Connected, ConnectionLost, SessionLost, GaveUp: which of Config.Servers
+	Server         string          // Connected, ConnectionLost, SessionLost, GaveUp: which of Config.Servers (a password in it shown as xxxxx), or the Server Reference followed
 	SessionPresent bool            // Connected: the broker kept the session
 	ClientID       string          // Connected: the client identifier in use (MQTT 5 brokers may assign one)
 	Attempt        backoff.Attempt // Reconnecting: which retry, since when, and why the last failed

@@ -80,9 +80,10 @@ func (q *opQueue) oldestDroppable() *pubOp {
 // delivery is one inbound message waiting for the application, with what
 // is needed to acknowledge it once taken.
 type delivery struct {
-	msg Message
-	id  uint16 // QoS 1/2 packet identifier
-	gen uint64
+	msg  Message
+	id   uint16 // QoS 1/2 packet identifier
+	gen  uint64
+	size int // what it counts against MaxPendingBytes
 }
 
 // sortFlights orders flights by when they were first sent.

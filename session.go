@@ -1,9 +1,11 @@
 package mqtt
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/robustmqtt/mqtt/codec"
@@ -65,11 +67,19 @@ type session struct {
 	subs       []Subscription // what the broker should have, in subscribe order
 
 	// Inbound.
-	in       map[uint16]*inState // QoS 1/2 packet identifiers of the broker's, by state
-	pending  fifo[delivery]      // messages waiting for the application
-	dropped  int                 // QoS 0 messages dropped since the last MessagesDropped event
-	dropping bool
-	dropSaid time.Time // when the last MessagesDropped event went out
+	in           map[uint16]*inState // QoS 1/2 packet identifiers of the broker's, by state
+	pending      fifo[delivery]      // messages waiting for the application
+	pendingBytes int                 // their size (see inboundSize)
+	pendingQoS12 int                 // how many of them are QoS 1/2
+	arrivals     fifo[arrival]       // QoS 1/2 PUBLISHes received on cur, in order, until answered
+	// inQuota is how many QoS 1/2 PUBLISHes the broker sent on cur that
+	// it has no PUBACK or PUBCOMP for yet: under MQTT 5 at most the
+	// Receive Maximum this client announced [MQTT-3.3.4-9].
+	inQuota     int
+	overrunSaid bool // the broker exceeding it was logged, on cur
+	dropped     int  // QoS 0 messages dropped since the last MessagesDropped event
+	dropping    bool
+	dropSaid    time.Time // when the last MessagesDropped event went out
 }
 
 // phase is where a session is in its life. It only moves forward.
@@ -97,6 +107,7 @@ type flight struct {
 	ctl       *ctlOp           // subscribe/unsubscribe; nil for a re-subscribe after a lost session
 	pkt       codec.Packet     // subscribe/unsubscribe as sent
 	relNeeded bool             // QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
+	relSeq    uint64           // relNeeded: when its PUBREC came, in the order of seq
 	owed      bool             // in session.resend: its PUBLISH goes again on this connection
 }
 
@@ -142,20 +153,24 @@ func (s *session) run() {
 		if s.cur != nil {
 			connDone = s.cur.Done()
 		}
+		inbound := c.inbound
+		if s.inboundPaused() {
+			inbound = nil // flow control: the reader waits, TCP holds the broker back
+		}
 		select {
 		case o := <-c.pubs:
 			s.acceptPublish(o)
 			if s.cfg.Store != nil {
-				takeWaiting(c.pubs, s.acceptPublish)
+				takeWaiting(c.pubs, s.acceptPublish, always)
 			}
 		case r := <-c.ctrl:
 			s.control(r)
 		case cn := <-c.conns:
 			s.connected(cn)
-		case in := <-c.inbound:
+		case in := <-inbound:
 			s.inbound(in)
 			if s.cfg.Store != nil {
-				takeWaiting(c.inbound, s.inbound)
+				takeWaiting(c.inbound, s.inbound, s.inboundOpen)
 			}
 		case <-connDone:
 			s.lost()
@@ -243,15 +258,23 @@ func (s *session) connected(cn *conn.Conn) {
 	s.cur = cn
 	s.connectedN++
 	s.aliases = nil
+	s.inQuota, s.overrunSaid = 0, false
 	clear(s.settled)
 	ack := cn.Connack()
 	s.resumed = ack.SessionPresent
+	s.arrivals = fifo[arrival]{}
 	s.adoptLimits(ack)
+	if s.cfg.CleanStart && ack.SessionPresent {
+		// A client that asked for a new session has no state for the
+		// broker's to match [MQTT-3.2.2-4].
+		s.protocolError(codec.ProtocolError, codec.TypeConnack, "Session Present 1 in answer to a CONNECT with Clean Start [MQTT-3.2.2-4]")
+		return
+	}
 
 	// The flights to send again, listed before re-subscribing adds its own.
 	unfinished := s.flightsInOrder()
 	if !ack.SessionPresent {
-		s.brokerLostSession()
+		unfinished = s.brokerLostSession(unfinished)
 	}
 	// Acknowledgements the application gave while we were away are not
 	// sent now: the broker re-sends every message it has no
@@ -294,17 +317,46 @@ func (s *session) adoptLimits(ack *codec.Connack) {
 	}
 }
 
-// brokerLostSession forgets the inbound side of a session the broker no
-// longer has (acks for it are meaningless now; the forgetting is made
-// durable before anything goes out on the new connection, so that a
-// restart cannot take a new message for one of them) and subscribes again.
-func (s *session) brokerLostSession() {
+// brokerLostSession handles a connection whose broker has none of the
+// session (Session Present 0: it lost it, or the client asked for a new
+// one with CleanStart) [MQTT-3.2.2-5]. Nothing of the old session is
+// resumed [MQTT-4.4.0-1]:
+//
+//   - The inbound side is forgotten: acks for it are meaningless now. The
+//     forgetting is made durable before anything goes out on the new
+//     connection, so that a restart cannot take a new message for one of
+//     them.
+//   - A QoS 2 publish the broker had acknowledged with PUBREC ends with
+//     ErrOutcomeUnknown: no PUBREL goes into a session that never saw its
+//     PUBLISH, and whether the broker delivered the message before it
+//     lost it depends on the broker (some deliver on PUBLISH, some on
+//     PUBREL); sending it again could deliver it twice.
+//   - Every other unfinished publish, subscribe and unsubscribe is sent
+//     again as a new packet of the new session (DUP 0; its identifier is
+//     free there): the client still owes it.
+//   - The subscriptions are made again.
+//
+// It returns the flights to send.
+func (s *session) brokerLostSession(unfinished []*flight) []*flight {
 	s.gen++
 	for id := range s.in {
 		s.unstoreInbound(id)
 	}
 	clear(s.in)
+	again := unfinished[:0]
+	for _, f := range unfinished {
+		if f.kind == codec.TypePublish && f.relNeeded {
+			o := f.pub
+			err := fmt.Errorf("%w: publish to %s: the broker acknowledged receipt (PUBREC), then lost the session before the flow completed; whether it delivered the message depends on the broker",
+				ErrOutcomeUnknown, o.pkt.Topic)
+			s.settle(&o.op, err, false)
+			s.endFlight(o.id)
+			continue
+		}
+		again = append(again, f)
+	}
 	s.resubscribe()
+	return again
 }
 
 // resendOwed sends again the flights a new connection inherits: SUBSCRIBE
@@ -315,6 +367,17 @@ func (s *session) brokerLostSession() {
 func (s *session) resendOwed(unfinished []*flight) {
 	for _, f := range unfinished {
 		if f.kind != codec.TypePublish {
+			if n, ok := s.fitsPacket(f.pkt); !ok {
+				// It may have reached the broker on the earlier connection.
+				err := fmt.Errorf("%w: %w: the %s is %d bytes on the wire, more than this broker's Maximum Packet Size of %d",
+					ErrOutcomeUnknown, ErrInvalidMessage, f.pkt.Type(), n, s.maxPacket)
+				s.cfg.Logger.Warn("mqtt: cannot send again on this connection", "err", err)
+				s.endFlight(controlID(f.pkt))
+				if f.ctl != nil {
+					f.ctl.finish(err)
+				}
+				continue
+			}
 			s.send(conn.Frame{Packet: f.pkt, Track: trackerOf(f.ctl)})
 			continue
 		}
@@ -401,13 +464,33 @@ func (s *session) lost() {
 	}
 }
 
-// flightsInOrder lists the flights in the order they were first sent.
+// flightsInOrder lists the flights in the order they are sent again: in
+// the order they were first sent [MQTT-4.6.0-1], except that those owing
+// a PUBREL take the places of such flights in the order their PUBRECs
+// came [MQTT-4.6.0-4].
 func (s *session) flightsInOrder() []*flight {
 	fs := make([]*flight, 0, len(s.flights))
 	for _, f := range s.flights {
 		fs = append(fs, f)
 	}
 	sortFlights(fs)
+	var rels []*flight
+	for _, f := range fs {
+		if f.relNeeded {
+			rels = append(rels, f)
+		}
+	}
+	if len(rels) > 1 {
+		byRec := slices.Clone(rels)
+		slices.SortFunc(byRec, func(a, b *flight) int { return cmp.Compare(a.relSeq, b.relSeq) })
+		i := 0
+		for j, f := range fs {
+			if f.relNeeded {
+				fs[j] = byRec[i]
+				i++
+			}
+		}
+	}
 	return fs
 }
 

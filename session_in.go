@@ -1,6 +1,9 @@
 package mqtt
 
 import (
+	"fmt"
+	"math"
+	"strings"
 	"time"
 
 	"github.com/robustmqtt/mqtt/codec"
@@ -52,8 +55,9 @@ func (s *session) onPublish(p *codec.Publish) {
 		return
 	}
 	m := Message{Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Duplicate: p.Dup, Properties: p.Properties}
+	size := inboundSize(p, s.cfg.version)
 	if p.QoS == AtMostOnce {
-		if s.pending.len() >= s.cfg.MaxPending {
+		if s.pending.len() >= s.cfg.MaxPending || s.pendingBytes >= s.cfg.MaxPendingBytes {
 			s.dropped++
 			s.c.stats.recvDropped.Add(1)
 			if !s.dropping {
@@ -66,26 +70,102 @@ func (s *session) onPublish(p *codec.Publish) {
 			return
 		}
 		s.reportDrops(false)
-		s.pending.push(delivery{msg: m})
+		s.queueDelivery(delivery{msg: m, size: size})
 		return
 	}
-	if st := s.in[p.PacketID]; st != nil {
-		// The broker sent it again (a reconnect, or it did not see our
-		// ack): it is the same message [MQTT-4.3.3-10].
-		switch st.stage {
-		case inAckOwed:
-			s.sendAck(p.PacketID, st)
-		case inAwaitRel:
-			s.send(conn.Frame{Packet: &codec.Pubrec{PacketID: p.PacketID}})
+	if s.cfg.version == codec.V5 && s.inQuota >= s.receiveMaximum() {
+		if s.inQuota >= receiveMaximumTolerated(s.receiveMaximum()) {
+			s.protocolError(codec.ReceiveMaximumExceeded, codec.TypePublish,
+				"the broker sent %d unacknowledged QoS 1/2 messages, far more than the Receive Maximum of %d this client announced [MQTT-3.3.4-9]",
+				s.inQuota+1, s.receiveMaximum())
+			return
 		}
+		if !s.overrunSaid {
+			s.overrunSaid = true
+			s.cfg.Logger.Warn("mqtt: the broker exceeds the Receive Maximum this client announced; flow control holds the excess back",
+				"receive_maximum", s.receiveMaximum())
+		}
+	}
+	s.inQuota++
+	if st := s.in[p.PacketID]; st != nil {
+		// The broker sent it again (after a reconnect): it is the same
+		// message, not delivered again [MQTT-4.3.2-3, MQTT-4.3.3-10]. It
+		// is answered in its turn: PUBACK or PUBREC if the application
+		// has taken it, PUBREC again if PUBREL is awaited.
+		s.arrivals.push(arrival{id: p.PacketID, gen: st.gen})
+		s.sendAcks()
 		return
 	}
 	st := &inState{qos: p.QoS, gen: s.gen}
 	s.in[p.PacketID] = st
+	s.arrivals.push(arrival{id: p.PacketID, gen: s.gen})
 	if s.cfg.ManualAck {
 		m.ack = &inboundAck{client: s.c, id: p.PacketID, gen: s.gen}
 	}
-	s.pending.push(delivery{msg: m, id: p.PacketID, gen: s.gen})
+	s.queueDelivery(delivery{msg: m, id: p.PacketID, gen: s.gen, size: size})
+}
+
+// queueDelivery adds d to the messages waiting for the application.
+func (s *session) queueDelivery(d delivery) {
+	s.pending.push(d)
+	s.pendingBytes += d.size
+	if d.msg.QoS > AtMostOnce {
+		s.pendingQoS12++
+	}
+}
+
+// inboundSize is what an inbound message counts against MaxPendingBytes:
+// its topic and payload, and its properties, which a broker can make as
+// large as the payload.
+func inboundSize(p *codec.Publish, version byte) int {
+	if p.Properties != nil {
+		if n, err := codec.Size(p, version); err == nil {
+			return n
+		}
+	}
+	return len(p.Topic) + len(p.Payload)
+}
+
+// receiveMaximum is the Receive Maximum this client announces (MQTT 5).
+func (s *session) receiveMaximum() int { return min(s.cfg.MaxPending, math.MaxUint16) }
+
+// receiveMaximumTolerated is how many unacknowledged QoS 1/2 messages an
+// MQTT 5 broker may send before the client disconnects it with 0x93
+// (Receive Maximum exceeded). Section 4.9 lets the client do so at the
+// first one over the limit, but Mosquitto 2.0.11, the broker of Debian 12,
+// overruns a small Receive Maximum (with 3 announced it had 12 in flight,
+// bounded by its own max_inflight_messages of 20) and after a reconnect
+// sends them all again at once: disconnecting at once would reconnect for
+// ever. A smaller overrun costs no memory either way: the client stops
+// reading once MaxPending messages wait for the application.
+func receiveMaximumTolerated(rm int) int { return 2*rm + 20 }
+
+// inboundPaused says whether the session stops taking frames from the
+// connection because the application is behind: MaxPendingBytes of
+// messages wait, or MaxPending QoS 1/2 messages (which an MQTT 3.1.1
+// broker cannot be told, and an MQTT 5 broker may overrun; see
+// receiveMaximumTolerated). The reader then waits, and TCP holds the
+// broker back. While the client awaits acknowledgements (which come on the
+// same stream, and which the application may be waiting for on the
+// goroutine that reads Messages) it reads on, up to twice the limits.
+func (s *session) inboundPaused() bool {
+	if s.pendingBytes < s.cfg.MaxPendingBytes && s.pendingQoS12 < s.cfg.MaxPending {
+		return false
+	}
+	if len(s.flights) == 0 {
+		return true
+	}
+	return s.pendingBytes >= 2*s.cfg.MaxPendingBytes || s.pendingQoS12 >= 2*s.cfg.MaxPending
+}
+
+// inboundOpen is !inboundPaused, for takeWaiting.
+func (s *session) inboundOpen() bool { return !s.inboundPaused() }
+
+// ackedOnCur notes a PUBACK or PUBCOMP sent on cur: the broker may send
+// one more QoS 1/2 message. Acks for messages of an earlier connection
+// count too, as the broker counts them, never below zero [MQTT-4.9.0-3].
+func (s *session) ackedOnCur() {
+	s.inQuota = max(s.inQuota-1, 0)
 }
 
 // dropReportEvery is the least time between two MessagesDropped events
@@ -128,8 +208,11 @@ func (s *session) resolveTopic(p *codec.Publish) (string, bool) {
 		if s.aliases == nil {
 			s.aliases = make(map[uint16]string)
 		}
-		s.aliases[alias] = p.Topic
-		return p.Topic, true
+		// A copy: the frame's topic is a view into the whole frame,
+		// which the table would otherwise keep alive.
+		topic := strings.Clone(p.Topic)
+		s.aliases[alias] = topic
+		return topic, true
 	}
 	topic, ok := s.aliases[alias]
 	if !ok {
@@ -144,6 +227,10 @@ func (s *session) resolveTopic(p *codec.Publish) (string, bool) {
 func (s *session) delivered() {
 	d := s.pending.front()
 	id, gen, qos := d.id, d.gen, d.msg.QoS
+	s.pendingBytes -= d.size
+	if qos > AtMostOnce {
+		s.pendingQoS12--
+	}
 	s.pending.pop()
 	s.c.stats.recv[qos].Add(1)
 	if qos > AtMostOnce && !s.cfg.ManualAck {
@@ -164,22 +251,68 @@ func (s *session) appReceived(id uint16, gen uint64) {
 	}
 	st.stage = inAckOwed
 	if s.cur != nil {
-		s.sendAck(id, st)
+		s.sendAcks()
 	}
 }
 
-// sendAck sends the PUBACK or PUBREC an inbound message is owed.
-func (s *session) sendAck(id uint16, st *inState) {
-	if st.qos == AtLeastOnce {
-		if s.send(conn.Frame{Packet: &codec.Puback{PacketID: id}}) {
-			delete(s.in, id)
+// arrival is a QoS 1/2 PUBLISH received on the current connection.
+type arrival struct {
+	id  uint16
+	gen uint64
+}
+
+// sendAcks sends the PUBACKs and PUBRECs that are due, in the order their
+// PUBLISHes arrived on this connection [MQTT-4.6.0-2, MQTT-4.6.0-3]: an
+// ack waits while an earlier message is still with the application. With
+// automatic acknowledgement the application takes messages in that order,
+// so nothing waits; with ManualAck, an unacknowledged message holds back
+// the acknowledgements of those after it.
+func (s *session) sendAcks() {
+	for s.arrivals.len() > 0 {
+		a := *s.arrivals.front()
+		if st := s.in[a.id]; st != nil && st.gen == a.gen {
+			switch st.stage {
+			case inDelivering:
+				return
+			case inAckOwed:
+				if !s.sendAck(a.id, st) {
+					return
+				}
+			case inAwaitRel:
+				if !s.send(conn.Frame{Packet: &codec.Pubrec{PacketID: a.id}}) {
+					return
+				}
+			}
 		}
-		return
+		s.arrivals.pop()
 	}
-	s.storeInbound(id)
-	if s.send(conn.Frame{Packet: &codec.Pubrec{PacketID: id}}) {
-		st.stage = inAwaitRel
+}
+
+// sendAck sends the PUBACK or PUBREC an inbound message is owed. It
+// reports false when it could not be sent.
+func (s *session) sendAck(id uint16, st *inState) bool {
+	if st.qos == AtLeastOnce {
+		if !s.send(conn.Frame{Packet: &codec.Puback{PacketID: id}}) {
+			return false
+		}
+		delete(s.in, id)
+		s.ackedOnCur()
+		return true
 	}
+	if err := s.storeInbound(id); err != nil {
+		// Without its record, a restart could deliver the message twice:
+		// no PUBREC, and the connection closes, so that the broker sends
+		// it again later [MQTT-4.8.0-2].
+		s.cfg.Logger.Error("mqtt: cannot record an inbound QoS 2 message in the store; closing the connection", "id", id, "err", err)
+		s.cur.Fail(fmt.Errorf("mqtt: cannot record inbound QoS 2 message %d in the store: %w", id, err))
+		s.lost()
+		return false
+	}
+	if !s.send(conn.Frame{Packet: &codec.Pubrec{PacketID: id}}) {
+		return false
+	}
+	st.stage = inAwaitRel
+	return true
 }
 
 // onPubrel completes an inbound QoS 2 flow; the packet identifier is free
@@ -200,5 +333,7 @@ func (s *session) onPubrel(p *codec.Pubrel) {
 		delete(s.in, p.PacketID)
 		s.unstoreInbound(p.PacketID)
 	}
-	s.send(conn.Frame{Packet: comp})
+	if s.send(conn.Frame{Packet: comp}) {
+		s.ackedOnCur()
+	}
 }

@@ -411,6 +411,11 @@ func (s *session) sendControl(o *ctlOp) {
 	} else {
 		f = &flight{kind: codec.TypeUnsubscribe, ctl: o, pkt: &codec.Unsubscribe{PacketID: id, Filters: o.filters}}
 	}
+	if n, ok := s.fitsPacket(f.pkt); !ok {
+		o.finish(fmt.Errorf("%w: the %s is %d bytes on the wire, more than the broker's Maximum Packet Size of %d [MQTT-3.2.2-15]; send fewer filters at a time",
+			ErrInvalidMessage, f.pkt.Type(), n, s.maxPacket))
+		return
+	}
 	s.seq++
 	f.seq = s.seq
 	o.id, o.inFlight = id, true
@@ -428,19 +433,57 @@ func subscribePacket(id uint16, subs []Subscription) *codec.Subscribe {
 }
 
 // resubscribe sends everything the client is subscribed to again, after the
-// broker lost the session.
+// broker lost the session: up to resubscribeBatch filters per SUBSCRIBE,
+// fewer when that would exceed the broker's Maximum Packet Size. A filter
+// that does not fit alone is left out, and said so.
 func (s *session) resubscribe() {
-	for start := 0; start < len(s.subs); start += resubscribeBatch {
-		batch := s.subs[start:min(start+resubscribeBatch, len(s.subs))]
+	for start := 0; start < len(s.subs); {
+		n := min(resubscribeBatch, len(s.subs)-start)
+		pkt := subscribePacket(1, s.subs[start:start+n])
+		for size, ok := s.fitsPacket(pkt); !ok; size, ok = s.fitsPacket(pkt) {
+			if n == 1 {
+				s.cfg.Logger.Error("mqtt: cannot subscribe again after the broker lost the session: the SUBSCRIBE is larger than the broker's Maximum Packet Size",
+					"filter", s.subs[start].Filter, "bytes", size, "max", s.maxPacket)
+				break
+			}
+			n /= 2
+			pkt = subscribePacket(1, s.subs[start:start+n])
+		}
+		start += n
+		if _, ok := s.fitsPacket(pkt); !ok {
+			continue
+		}
 		id, ok := s.allocID()
 		if !ok {
 			return
 		}
+		pkt.PacketID = id
 		s.seq++
-		f := &flight{seq: s.seq, kind: codec.TypeSubscribe, pkt: subscribePacket(id, batch)}
+		f := &flight{seq: s.seq, kind: codec.TypeSubscribe, pkt: pkt}
 		s.flights[id] = f
 		s.send(conn.Frame{Packet: f.pkt})
 	}
+}
+
+// controlID is the packet identifier of a SUBSCRIBE or UNSUBSCRIBE.
+func controlID(p codec.Packet) uint16 {
+	switch p := p.(type) {
+	case *codec.Subscribe:
+		return p.PacketID
+	case *codec.Unsubscribe:
+		return p.PacketID
+	}
+	panic(fmt.Sprintf("mqtt: internal error: %T is not a SUBSCRIBE or UNSUBSCRIBE", p))
+}
+
+// fitsPacket reports whether p is within the broker's Maximum Packet Size,
+// and its size on the wire.
+func (s *session) fitsPacket(p codec.Packet) (int, bool) {
+	if s.maxPacket == 0 {
+		return 0, true
+	}
+	n, err := codec.Size(p, s.cfg.version)
+	return n, err == nil && n <= s.maxPacket
 }
 
 // subscribed records granted subscriptions, replacing any with the same
@@ -493,7 +536,7 @@ func (s *session) onPubrec(p *codec.Pubrec) {
 		return
 	}
 	if p.ReasonCode.IsError() {
-		// A refusal ends the flow here [MQTT-4.3.3-?]: no PUBREL.
+		// A refusal ends the flow here: no PUBREL [MQTT-4.4.0-2].
 		s.settle(&f.pub.op, ackError(&f.pub.pkt, p.ReasonCode, p.Properties), true)
 		s.endFlight(p.PacketID)
 		s.pump()
@@ -503,6 +546,10 @@ func (s *session) onPubrec(p *codec.Pubrec) {
 	if !f.relNeeded {
 		// Written once: a writer may still be encoding an earlier send.
 		f.relNeeded = true
+		// PUBRELs are sent again in the order the PUBRECs came
+		// [MQTT-4.6.0-4] (see flightsInOrder).
+		s.seq++
+		f.relSeq = s.seq
 		f.pub.rel = codec.Pubrel{PacketID: p.PacketID}
 		s.storeProgress(f.pub, pubReleased)
 	}

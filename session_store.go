@@ -17,8 +17,12 @@ import (
 // session accepted it (1, 2, ...), so Load returns them in that order; an
 // inbound QoS 2 packet identifier awaiting PUBREL under inboundKey(id).
 //
+// Key 0 names whose session the store holds, so that another client never
+// sends what this one accepted [MQTT-3.1.3-2].
+//
 // Values, version 1:
 //
+//	session:  'S' version ClientID
 //	outbound: 'P' version flags id(2) PUBLISH-frame
 //	inbound:  'I'
 //
@@ -26,6 +30,8 @@ import (
 // that PUBREC came (PUBREL is owed); id is the packet identifier, 0 while
 // the message has not been sent.
 const (
+	recSession   = 'S'
+	sessionKey   = 0
 	recPublish   = 'P'
 	recInbound   = 'I'
 	flagReleased = 1
@@ -33,10 +39,18 @@ const (
 	inboundKey   = 1 << 63
 )
 
-// restore loads the session from the store before anything connects.
+// restore loads the session from the store before anything connects. A
+// store that holds another client's session (another ClientID, another
+// protocol version) is an error: its messages are not this client's to
+// send. A store without the record naming its client gets one.
 func (s *session) restore() error {
 	st := s.cfg.Store
-	return st.Load(func(key uint64, v []byte) error {
+	named := false
+	err := st.Load(func(key uint64, v []byte) error {
+		if key == sessionKey {
+			named = true
+			return s.checkOwner(v)
+		}
 		if key&inboundKey != 0 {
 			if len(v) != 1 || v[0] != recInbound || key-inboundKey > 0xFFFF || key == inboundKey {
 				return fmt.Errorf("mqtt: store: record %#x is not an inbound packet identifier", key)
@@ -46,6 +60,25 @@ func (s *session) restore() error {
 		}
 		return s.restorePublish(key, v)
 	})
+	if err != nil || named {
+		return err
+	}
+	owner := append([]byte{recSession, s.cfg.version}, s.cfg.ClientID...)
+	return s.storePut(sessionKey, owner, sessionNamed)
+}
+
+// checkOwner checks that the store's session record names this client.
+func (s *session) checkOwner(v []byte) error {
+	if len(v) < 2 || v[0] != recSession {
+		return fmt.Errorf("mqtt: store: record 0 does not name a session (%d bytes)", len(v))
+	}
+	if id := string(v[2:]); id != s.cfg.ClientID {
+		return fmt.Errorf("mqtt: store: it holds the session of client ID %q, not %q: give each client its own store", id, s.cfg.ClientID)
+	}
+	if v[1] != s.cfg.version {
+		return fmt.Errorf("mqtt: store: it holds an MQTT protocol level %d session, but Config.Version is %d: use the same version, or another store", v[1], s.cfg.version)
+	}
+	return nil
 }
 
 // restorePublish puts one stored outbound publish back: into the queue if
@@ -111,8 +144,12 @@ const groupCommitMax = 256
 // (accepted messages, released QoS 2 ones, new packet identifiers) share
 // one sync: publishers that arrive while a sync runs are all waiting when
 // it ends.
-func takeWaiting[T any](ch <-chan T, f func(T)) {
+// more is asked before each.
+func takeWaiting[T any](ch <-chan T, f func(T), more func() bool) {
 	for range groupCommitMax {
+		if !more() {
+			return
+		}
 		select {
 		case v := <-ch:
 			f(v)
@@ -121,6 +158,9 @@ func takeWaiting[T any](ch <-chan T, f func(T)) {
 		}
 	}
 }
+
+// always is a takeWaiting condition that always takes more.
+func always() bool { return true }
 
 // storeChange is a kind of change the session makes to its store.
 type storeChange int
@@ -134,6 +174,7 @@ const (
 	pubAbandoned                    // a publish ended unsent or refused: never to be sent again
 	inAccepted                      // an inbound QoS 2 message is about to get PUBREC
 	inCompleted                     // an inbound QoS 2 flow ended (PUBREL came, or the broker lost the session)
+	sessionNamed                    // the store was given the record naming its client
 )
 
 // mustSync decides, for every change, whether it must be durable before
@@ -169,6 +210,10 @@ func (c storeChange) mustSync() bool {
 	case inAccepted:
 		// Lost: after PUBREC, a restart would take the broker's copy for
 		// a new message and deliver it twice.
+		return true
+	case sessionNamed:
+		// Lost: the records written after it would be found without it,
+		// which a store written by an older client looks like too.
 		return true
 	case inCompleted:
 		// Lost: after PUBCOMP, a restart would wait for a PUBREL that
@@ -279,13 +324,11 @@ type finishLater struct {
 }
 
 // storeInbound records an inbound QoS 2 packet identifier before PUBREC.
-func (s *session) storeInbound(id uint16) {
+func (s *session) storeInbound(id uint16) error {
 	if s.cfg.Store == nil {
-		return
+		return nil
 	}
-	if err := s.storePut(inboundKey|uint64(id), []byte{recInbound}, inAccepted); err != nil {
-		s.cfg.Logger.Error("mqtt: cannot record an inbound QoS 2 message in the store", "id", id, "err", err)
-	}
+	return s.storePut(inboundKey|uint64(id), []byte{recInbound}, inAccepted)
 }
 
 // unstoreInbound forgets an inbound QoS 2 packet identifier; the PUBCOMP

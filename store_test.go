@@ -105,7 +105,12 @@ func TestStoreResendsInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	if err := st.Load(func(uint64, []byte) error { n++; return nil }); err != nil {
+	if err := st.Load(func(k uint64, _ []byte) error {
+		if k != 0 { // record 0 names the store's client
+			n++
+		}
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if n != 0 {

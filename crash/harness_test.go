@@ -329,6 +329,9 @@ func (h *harness) finish() verdict {
 	}
 
 	recs, err := loadStore(h.path)
+	if owner, ok := recs[0]; ok && len(owner) > 2 && owner[0] == 'S' {
+		delete(recs, 0) // names the store's client for the store's life, not a message
+	}
 	switch {
 	case err != nil:
 		h.t.Errorf("open the store after the finish run: %v", err)
