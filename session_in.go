@@ -89,7 +89,7 @@ func (s *session) onPublish(p *codec.Publish) {
 	s.inQuota++
 	if st := s.in[p.PacketID]; st != nil {
 		// The broker sent it again (after a reconnect): it is the same
-		// message, not delivered again [MQTT-4.3.2-3, MQTT-4.3.3-10]. It
+		// message, not delivered again [MQTT-4.3.3-10]. It
 		// is answered in its turn: PUBACK or PUBREC if the application
 		// has taken it, PUBREC again if PUBREL is awaited.
 		s.arrivals.push(arrival{id: p.PacketID, gen: st.gen})
@@ -189,7 +189,7 @@ func (s *session) reportDrops(behind bool) {
 	s.dropping = behind
 }
 
-// resolveTopic applies an MQTT 5 topic alias [MQTT-3.3.2-12]. It fails the
+// resolveTopic applies an MQTT 5 topic alias (section 3.3.2.3.4). It fails the
 // connection on an alias the broker may not use.
 func (s *session) resolveTopic(p *codec.Publish) (string, bool) {
 	if p.Properties == nil || p.Properties.TopicAlias == nil {
@@ -201,7 +201,7 @@ func (s *session) resolveTopic(p *codec.Publish) (string, bool) {
 	}
 	alias := *p.Properties.TopicAlias
 	if alias == 0 || alias > s.cfg.TopicAliasMaximum {
-		s.protocolError(codec.TopicAliasInvalid, codec.TypePublish, "topic alias %d is outside the 1..%d this client allows [MQTT-3.3.2-9]", alias, s.cfg.TopicAliasMaximum)
+		s.protocolError(codec.TopicAliasInvalid, codec.TypePublish, "topic alias %d is outside the 1..%d this client allows [MQTT-3.1.2-26]", alias, s.cfg.TopicAliasMaximum)
 		return "", false
 	}
 	if p.Topic != "" {
@@ -316,7 +316,7 @@ func (s *session) sendAck(id uint16, st *inState) bool {
 }
 
 // onPubrel completes an inbound QoS 2 flow; the packet identifier is free
-// for a new message after PUBCOMP [MQTT-4.3.3-13].
+// for a new message after PUBCOMP [MQTT-4.3.3-12].
 func (s *session) onPubrel(p *codec.Pubrel) {
 	st := s.in[p.PacketID]
 	comp := &codec.Pubcomp{PacketID: p.PacketID}

@@ -173,7 +173,8 @@ func (s *session) pump() {
 				s.withdraw(&o.op, expiredError(o))
 				continue
 			}
-			// The interval left is what goes on the wire [MQTT-3.3.2-6].
+			// The interval left is what goes on the wire, as section
+			// 3.3.2.3.3 asks of a server that forwards a message.
 			o.pkt.Properties = expiryLeft(o.pkt.Properties, left)
 		}
 		if o.pkt.QoS > AtMostOnce {

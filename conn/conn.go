@@ -372,7 +372,9 @@ func (c *Conn) Close() error {
 // Fail ends the connection with err, unless it has already ended. For a
 // *ProtocolError on an MQTT 5 connection it first tries, for at most a few
 // milliseconds and only if the writer is not mid-write, to tell the broker
-// why in a DISCONNECT [MQTT-4.13.1-1].
+// why in a DISCONNECT (section 4.13.1). Nothing is written after it
+// [MQTT-3.14.4-1]: the writer checks, under the same lock, that the
+// connection has not failed before each write.
 func (c *Conn) Fail(err error) {
 	c.failOnce.Do(func() {
 		c.err = err

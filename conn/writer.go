@@ -190,6 +190,11 @@ func (w *writer) write(buf []byte) error {
 	c := w.c
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if err := c.Err(); err != nil {
+		// Failed meanwhile (and maybe said DISCONNECT under this lock):
+		// nothing more goes out [MQTT-3.14.4-1].
+		return err
+	}
 	if c.keepAlive > 0 {
 		c.nc.SetWriteDeadline(time.Now().Add(c.keepAlive + c.keepAlive/2))
 	}
