@@ -37,6 +37,13 @@ type Client struct {
 
 	messages chan Message // unbuffered: a receive is the application's receipt
 
+	// resultChans recycles the result channels of Publish, which unlike
+	// PublishAsync's never escape to the caller: a channel of error costs
+	// two allocations. One pool per Client, not per process: a channel
+	// belongs to the testing/synctest bubble it was made in, and a Client
+	// lives in one.
+	resultChans sync.Pool
+
 	events       chan Event
 	eventsMu     sync.Mutex // serialises emit and the final close of events
 	eventsClosed bool
@@ -139,18 +146,16 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 // message's QueuePolicy decides: by default Publish waits for room until
 // ctx ends.
 func (c *Client) Publish(ctx context.Context, m Message) error {
-	ch := resultChans.Get().(chan error)
+	ch, _ := c.resultChans.Get().(chan error)
+	if ch == nil {
+		ch = make(chan error, 1)
+	}
 	err := <-c.publish(ctx, m, ch)
 	// Safe to reuse: a publish sends its one result once, and nothing
 	// else sends on the channel.
-	resultChans.Put(ch)
+	c.resultChans.Put(ch)
 	return err
 }
-
-// resultChans recycles the result channels of Publish, which unlike
-// PublishAsync's never escape to the caller: a channel of error costs two
-// allocations.
-var resultChans = sync.Pool{New: func() any { return make(chan error, 1) }}
 
 // PublishAsync is Publish without the wait: the returned channel receives
 // exactly one value, the result Publish would have returned, and is

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/robustmqtt/mqtt"
@@ -481,4 +482,66 @@ func TestNothingAfterDisconnect(t *testing.T) {
 	if err := <-results; err != nil {
 		t.Fatalf("Disconnect: %v", err)
 	}
+}
+
+// Publish recycles its result channels per Client: a channel made inside
+// one testing/synctest bubble and reused by a client in another was a
+// fatal error ("send on synctest channel from outside bubble"), found by
+// the model test.
+func TestPublishInSuccessiveBubbles(t *testing.T) {
+	for range 3 {
+		synctest.Test(t, func(t *testing.T) {
+			c, done := pipeClient(t)
+			if err := c.Publish(t.Context(), mqtt.Message{Topic: "bubble", QoS: 1}); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			<-done
+		})
+	}
+}
+
+// pipeClient dials a client over net.Pipe (Config.Dial) to a broker that
+// accepts the connection and acknowledges every QoS 1 PUBLISH; done is
+// closed when the broker's side ends.
+func pipeClient(t *testing.T) (*mqtt.Client, <-chan struct{}) {
+	t.Helper()
+	done := make(chan struct{})
+	dialer := func(ctx context.Context, server string) (net.Conn, error) {
+		client, broker := net.Pipe()
+		go func() {
+			defer close(done)
+			defer broker.Close()
+			br := bufio.NewReader(broker)
+			for {
+				p, err := codec.ReadPacket(br, 4, 0)
+				if err != nil {
+					return
+				}
+				var answer codec.Packet
+				switch p := p.(type) {
+				case *codec.Connect:
+					answer = &codec.Connack{}
+				case *codec.Publish:
+					answer = &codec.Puback{PacketID: p.PacketID}
+				case *codec.Pingreq:
+					answer = &codec.Pingresp{}
+				case *codec.Disconnect:
+					return
+				}
+				if answer != nil {
+					b, _ := answer.AppendTo(nil, 4)
+					if _, err := broker.Write(b); err != nil {
+						return
+					}
+				}
+			}
+		}()
+		return client, nil
+	}
+	c, err := mqtt.Dial(t.Context(), mqtt.Config{Servers: []string{"tcp://pipe:1883"}, ClientID: "pipe", Dial: dialer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, done
 }
