@@ -191,12 +191,16 @@ func (c *Client) publish(ctx context.Context, m Message, result chan error) chan
 			ErrQueueFull, m.Topic, o.size, c.cfg.MaxQueuedBytes))
 		return o.result
 	}
+	if p := m.Properties; p != nil && p.MessageExpiry != nil {
+		// The interval runs from the call, also while it waits for room.
+		o.expires = time.Now().Add(time.Duration(*p.MessageExpiry) * time.Second)
+	}
 	if !c.admit(o) {
 		return o.result
 	}
 	o.watch()
-	if p := m.Properties; p != nil && p.MessageExpiry != nil {
-		o.expireAfter(time.Duration(*p.MessageExpiry) * time.Second)
+	if !o.expires.IsZero() {
+		o.expireAfter()
 	}
 	o.armWatchers()
 	if c.cfg.Store != nil && m.QoS > AtMostOnce {
@@ -239,8 +243,17 @@ func (c *Client) admit(o *pubOp) bool {
 			o.needsRoom = true
 			return true
 		}
+		var expired <-chan time.Time
+		if !o.expires.IsZero() {
+			t := time.NewTimer(time.Until(o.expires))
+			defer t.Stop()
+			expired = t.C
+		}
 		select {
 		case <-room:
+		case <-expired:
+			o.finish(expiredError(o))
+			return false
 		case <-o.ctx.Done():
 			o.finish(withdrawnError(o.ctx, fmt.Sprintf("publish to %s waited for room in a full queue (MaxQueued %d, MaxQueuedBytes %d)",
 				o.pkt.Topic, c.cfg.MaxQueued, c.cfg.MaxQueuedBytes)))

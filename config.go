@@ -89,6 +89,18 @@ type Config struct {
 	// ClientID identifies the session at the broker. A persistent session
 	// (CleanStart false) needs one. Empty with CleanStart lets the broker
 	// choose (MQTT 5 reports the assigned identifier in Event.ClientID).
+	//
+	// The broker keeps a persistent session after the Client stops (MQTT
+	// 5: for SessionExpiry, 24 h by default; 3.1.1: until a clean
+	// connect), with the packet identifiers of the flows it has not
+	// finished. The client's half lives in this Client's memory, or in
+	// Store. A new Client with the same ClientID and without the old
+	// one's Store does not know those identifiers: a QoS 2 message it
+	// sends under one of them can be taken by the broker for the old
+	// message and dropped, and an inbound QoS 2 message the old Client
+	// had taken can be delivered again. So reuse a persistent ClientID
+	// across processes only with its Store, or start with CleanStart (or
+	// a SessionExpiry of 0) when the state is gone.
 	ClientID string
 
 	// Version is the protocol level: 4 for MQTT 3.1.1 (the default, also

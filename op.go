@@ -77,11 +77,10 @@ func (o *op) watch() {
 }
 
 // expireAfter arranges for the session to hear when a publish's MQTT 5
-// Message Expiry Interval d has run out.
-func (o *pubOp) expireAfter(d time.Duration) {
-	o.expires = time.Now().Add(d)
+// Message Expiry Interval has run out, at o.expires (at once if it has).
+func (o *pubOp) expireAfter() {
 	c := o.c
-	o.stopExpiry = time.AfterFunc(d, func() {
+	o.stopExpiry = time.AfterFunc(max(time.Until(o.expires), 0), func() {
 		select {
 		case c.ctrl <- expireRequest{o}:
 		case <-c.done:

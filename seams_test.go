@@ -216,7 +216,14 @@ func TestResentFlightsFitTheNewConnection(t *testing.T) {
 			if !errors.Is(err, mqtt.ErrInvalidMessage) || !errors.Is(err, mqtt.ErrOutcomeUnknown) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("result: %v, want ErrInvalidMessage and ErrOutcomeUnknown (it was sent once) naming %q", err, tc.want)
 			}
-			barrier(t, sc, 5) // nothing was sent before the barrier's answer
+			if tc.msg.QoS == 2 {
+				// The broker may hold the QoS 2 flow: the client finishes
+				// it with PUBREL, so that the identifier is not reused
+				// while the broker holds it.
+				rel := nextOf[*codec.Pubrel](t, sc, 5)
+				send(t, sc, 5, &codec.Pubcomp{PacketID: rel.PacketID})
+			}
+			barrier(t, sc, 5) // no PUBLISH was sent before the barrier's answer
 			if err := c.Publish(ctx, mqtt.Message{Topic: "small", QoS: 0}); err != nil {
 				t.Fatal(err)
 			}
@@ -544,4 +551,123 @@ func pipeClient(t *testing.T) (*mqtt.Client, <-chan struct{}) {
 		t.Fatal(err)
 	}
 	return c, done
+}
+
+// An MQTT 5 message's expiry interval runs from the call, also while the
+// publish waits for room in a full queue: it expires there (ErrExpired)
+// rather than going out late with its whole interval. Found by the model
+// test (seed 2).
+func TestExpiryRunsWhileWaitingForRoom(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := pipeClientV5NoAcks(t)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		held := c.PublishAsync(ctx, mqtt.Message{Topic: "holds/the/room", QoS: 1}) // never acknowledged
+		expiry := uint32(2)
+		start := time.Now()
+		err := c.Publish(ctx, mqtt.Message{Topic: "stale", QoS: 1, Properties: &codec.Properties{MessageExpiry: &expiry}})
+		if !errors.Is(err, mqtt.ErrExpired) || time.Since(start) != 2*time.Second {
+			t.Fatalf("after %s: %v, want ErrExpired after 2s", time.Since(start), err)
+		}
+		c.Close()
+		<-held
+	})
+}
+
+// pipeClientV5NoAcks dials an MQTT 5 client with a window and queue of one
+// over net.Pipe to a broker that accepts it and acknowledges nothing.
+func pipeClientV5NoAcks(t *testing.T) *mqtt.Client {
+	t.Helper()
+	dialer := func(ctx context.Context, server string) (net.Conn, error) {
+		client, broker := net.Pipe()
+		go func() {
+			defer broker.Close()
+			br := bufio.NewReader(broker)
+			for {
+				p, err := codec.ReadPacket(br, 5, 0)
+				if err != nil {
+					return
+				}
+				switch p.(type) {
+				case *codec.Connect:
+					b, _ := (&codec.Connack{}).AppendTo(nil, 5)
+					broker.Write(b)
+				case *codec.Pingreq:
+					broker.Write([]byte{0xD0, 0x00})
+				}
+			}
+		}()
+		return client, nil
+	}
+	c, err := mqtt.Dial(t.Context(), mqtt.Config{Servers: []string{"tcp://pipe:1883"}, ClientID: "no-acks", Version: 5,
+		MaxInflight: 1, MaxQueued: 1, Dial: dialer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// An inbound QoS 2 message the application takes while the client is
+// disconnected is recorded in the store then, not only when its PUBREC
+// can go: a client on the same store answers the broker's copy with
+// PUBREC and does not deliver it again. Found by the model test (seed 20).
+func TestInboundQoS2TakenOfflineIsRecorded(t *testing.T) {
+	sb := mqtttest.NewScriptedBroker(t)
+	st := store.NewMemory()
+	cfg := mqtt.Config{Servers: []string{sb.URL()}, ClientID: "offline-take", Store: st}
+	c := dial(t, cfg)
+	sc := scripted(t, sb)
+	send(t, sc, 4, &codec.Publish{Topic: "t", Payload: []byte("once"), QoS: 2, PacketID: 2})
+	barrier(t, sc, 4)       // the client has it, and sent nothing yet
+	sb.SetConnack([]byte{}) // the next attempts get no CONNACK: offline
+	sc.Close()
+	waitEvent(t, c, mqtt.ConnectionLost)
+	if m := receive(t, c); string(m.Payload) != "once" {
+		t.Fatalf("got %q", m.Payload)
+	}
+	c.Close()
+
+	sb.SetConnack(sessionPresent)
+	again := dial(t, cfg)
+	sc = scripted(t, sb)
+	send(t, sc, 4, &codec.Publish{Topic: "t", Payload: []byte("once"), QoS: 2, PacketID: 2, Dup: true})
+	if p := nextOf[*codec.Pubrec](t, sc, 4); p.PacketID != 2 {
+		t.Fatalf("PUBREC for %d", p.PacketID)
+	}
+	send(t, sc, 4, &codec.Publish{Topic: "t", Payload: []byte("marker")})
+	if m := receive(t, again); string(m.Payload) != "marker" {
+		t.Fatalf("got %q: a message the application had taken was delivered again", m.Payload)
+	}
+}
+
+// Disconnect returns once nothing is left, also when the last flight ends
+// while a new connection is taken into use and its caller already had a
+// result (here: a QoS 2 publish past PUBREC whose ctx ended, ended by a
+// broker that lost the session). Found by the model test; it hung.
+func TestDisconnectDrainsWhenTheLastFlightEndsOnReconnect(t *testing.T) {
+	sb := mqtttest.NewScriptedBroker(t)
+	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "drain"})
+	sc := scripted(t, sb)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	res := c.PublishAsync(ctx, mqtt.Message{Topic: "q2", QoS: 2})
+	p := nextOf[*codec.Publish](t, sc, 4)
+	send(t, sc, 4, &codec.Pubrec{PacketID: p.PacketID})
+	nextOf[*codec.Pubrel](t, sc, 4)
+	cancel()
+	if err := resultOf(t, res); !errors.Is(err, mqtt.ErrOutcomeUnknown) {
+		t.Fatalf("result when its ctx ended: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Disconnect(testCtx(t)) }()
+	barrier(t, sc, 4) // Disconnect is draining: it waits for the flight
+	sc.Close()        // the reconnect finds the session lost: the flight ends there
+	scripted(t, sb)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Disconnect: %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Disconnect did not return after the last flight ended")
+	}
 }

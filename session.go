@@ -113,9 +113,10 @@ type flight struct {
 
 // inState is where an inbound QoS 1/2 message is in its flow.
 type inState struct {
-	qos   QoS
-	gen   uint64
-	stage inStage
+	qos    QoS
+	gen    uint64
+	stage  inStage
+	stored bool // QoS 2: its record is in Config.Store
 }
 
 type inStage int
@@ -188,15 +189,35 @@ func (s *session) run() {
 			s.closeNow()
 			return
 		}
-		if s.cfg.Store != nil && (s.dirty || len(s.held) > 0 || len(s.storedWait) > 0 || len(s.finishing) > 0) {
-			if err := s.commit(); err != nil {
-				s.cfg.Logger.Error("mqtt: store failure", "err", err)
-				stopErr = err
-				return
-			}
+		if err := s.endTurn(); err != nil {
+			s.cfg.Logger.Error("mqtt: store failure", "err", err)
+			stopErr = err
+			return
 		}
 		if s.phase == stopped {
 			return
+		}
+	}
+}
+
+// endTurn runs at the end of every turn of the session loop. Whatever the
+// turn did, one place decides whether a Disconnect has nothing left to wait
+// for and which Flush calls are done (work can end in many places, some of
+// which give no result: an op whose ctx already ended), then the store's
+// changes are committed, and again until nothing is left to commit.
+func (s *session) endTurn() error {
+	for {
+		if s.phase == draining {
+			s.checkDrained()
+		}
+		if len(s.flushes) > 0 {
+			s.checkFlushes()
+		}
+		if s.cfg.Store == nil || !(s.dirty || len(s.held) > 0 || len(s.storedWait) > 0 || len(s.finishing) > 0) {
+			return nil
+		}
+		if err := s.commit(); err != nil {
+			return err
 		}
 	}
 }
@@ -419,11 +440,32 @@ func (s *session) sendOwed() bool {
 		o := f.pub
 		p := o.pkt // a copy: a writer may still hold the old one
 		if err := s.fits(&p); err != nil {
-			if o.state.Load() == opClaimed {
-				err = fmt.Errorf("%w: it was sent on an earlier connection and cannot be sent again on this one: %w", ErrOutcomeUnknown, err)
+			if o.state.Load() != opClaimed {
+				s.settle(&o.op, err, true) // the broker never saw it; first: endFlight would forget its record lazily
+				s.endFlight(o.id)
+				continue
 			}
-			s.endFlight(o.id)
+			err = fmt.Errorf("%w: it was sent on an earlier connection and cannot be sent again on this one: %w", ErrOutcomeUnknown, err)
+			if o.pkt.QoS == ExactlyOnce {
+				// The broker may hold the flow under this identifier,
+				// waiting for PUBREL; freed now, the identifier could
+				// carry a new message the broker takes for this one and
+				// drops. So the flow is finished with PUBREL, which fits
+				// any limit, and the identifier is freed at PUBCOMP. The
+				// result is unknown either way; delivery is one outcome.
+				o.finish(err)
+				f.relNeeded = true
+				o.rel = codec.Pubrel{PacketID: o.id}
+				s.seq++
+				f.relSeq = s.seq
+				s.storeProgress(o, pubReleased)
+				if !s.send(conn.Frame{Packet: &o.rel}) {
+					return false
+				}
+				continue
+			}
 			s.settle(&o.op, err, true)
+			s.endFlight(o.id)
 			continue
 		}
 		p.Dup = s.resumed && o.state.Load() == opClaimed

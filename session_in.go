@@ -250,6 +250,17 @@ func (s *session) appReceived(id uint16, gen uint64) {
 		return
 	}
 	st.stage = inAckOwed
+	if st.qos == ExactlyOnce && !st.stored {
+		// Recorded now, connected or not, acknowledged in turn or held
+		// back by an earlier message: the application has it, and a
+		// restart must answer the broker's copy with PUBREC, not deliver
+		// it again. If this fails, sendAck tries again before PUBREC.
+		if err := s.storeInbound(id); err != nil {
+			s.cfg.Logger.Error("mqtt: cannot record an inbound QoS 2 message in the store", "id", id, "err", err)
+		} else {
+			st.stored = true
+		}
+	}
 	if s.cur != nil {
 		s.sendAcks()
 	}
@@ -299,14 +310,17 @@ func (s *session) sendAck(id uint16, st *inState) bool {
 		s.ackedOnCur()
 		return true
 	}
-	if err := s.storeInbound(id); err != nil {
-		// Without its record, a restart could deliver the message twice:
-		// no PUBREC, and the connection closes, so that the broker sends
-		// it again later [MQTT-4.8.0-2].
-		s.cfg.Logger.Error("mqtt: cannot record an inbound QoS 2 message in the store; closing the connection", "id", id, "err", err)
-		s.cur.Fail(fmt.Errorf("mqtt: cannot record inbound QoS 2 message %d in the store: %w", id, err))
-		s.lost()
-		return false
+	if !st.stored {
+		if err := s.storeInbound(id); err != nil {
+			// Without its record, a restart could deliver the message twice:
+			// no PUBREC, and the connection closes, so that the broker sends
+			// it again later [MQTT-4.8.0-2].
+			s.cfg.Logger.Error("mqtt: cannot record an inbound QoS 2 message in the store; closing the connection", "id", id, "err", err)
+			s.cur.Fail(fmt.Errorf("mqtt: cannot record inbound QoS 2 message %d in the store: %w", id, err))
+			s.lost()
+			return false
+		}
+		st.stored = true
 	}
 	if !s.send(conn.Frame{Packet: &codec.Pubrec{PacketID: id}}) {
 		return false

@@ -55,7 +55,7 @@ func (s *session) restore() error {
 			if len(v) != 1 || v[0] != recInbound || key-inboundKey > 0xFFFF || key == inboundKey {
 				return fmt.Errorf("mqtt: store: record %#x is not an inbound packet identifier", key)
 			}
-			s.in[uint16(key-inboundKey)] = &inState{qos: ExactlyOnce, gen: s.gen, stage: inAwaitRel}
+			s.in[uint16(key-inboundKey)] = &inState{qos: ExactlyOnce, gen: s.gen, stage: inAwaitRel, stored: true}
 			return nil
 		}
 		return s.restorePublish(key, v)
