@@ -46,6 +46,28 @@
 //		}
 //	}
 //
+// # Memory
+//
+// What decoding a frame allocates is bounded by the frame, never by what a field claims:
+// every length is checked against the frame before anything is allocated. Decoded values
+// are larger than their wire form, though (an empty User Property, 5 bytes, becomes a
+// 32-byte UserProperty), so the values a packet may repeat are bounded too:
+//
+//   - at most MaxUserProperties (1024) User Properties per property list, and
+//     MaxSubscriptionIdentifiers (1024) Subscription Identifiers per PUBLISH. MQTT sets
+//     no limit; without one, a 16 MiB PUBLISH holding nothing but empty User Properties
+//     cost 646 MiB to decode. A frame beyond a limit is refused with
+//     ImplementationSpecificError, and a packet beyond one is not encoded;
+//   - each repeated value's slice is allocated once, at its final length.
+//
+// So a frame a client receives costs about its own size to decode (the copy a PUBLISH
+// owns, or the strings and reason codes copied out of another packet), plus at most 36
+// KiB per property list. A body over 1 MiB that ReadPacket reads from the stream grows
+// its buffer by doubling as the bytes arrive, and the garbage of that adds under the
+// body's size again (twice, just past a power of two). SUBSCRIBE and UNSUBSCRIBE, which
+// only a server receives, have no limit on their topic filters, which cost up to 6 times
+// their wire size decoded: a server should bound the frame's size.
+//
 // # Errors
 //
 // A frame that breaks the protocol, and a packet that cannot be encoded, give an *Error:

@@ -12,7 +12,9 @@ package codec
 //
 // User properties keep their order and may repeat; SubscriptionIdentifier may hold several
 // values in a PUBLISH (one per matching subscription) and at most one in a SUBSCRIBE. Any
-// other property appears at most once.
+// other property appears at most once. A property list holds at most MaxUserProperties
+// user properties and MaxSubscriptionIdentifiers subscription identifiers: beyond them
+// the codec refuses to encode or decode the packet.
 type Properties struct {
 	PayloadFormat          *byte          // 0x01 PUBLISH, will: 0 unspecified bytes, 1 UTF-8
 	MessageExpiry          *uint32        // 0x02 PUBLISH, will: seconds
@@ -42,6 +44,33 @@ type Properties struct {
 	SubIDAvailable         *bool          // 0x29 CONNACK
 	SharedSubAvailable     *bool          // 0x2A CONNACK
 }
+
+// The most values one property list may repeat. MQTT sets no limit, but a repeated value
+// costs more decoded than on the wire: an empty User Property is 5 bytes that become a
+// 32-byte UserProperty, a Subscription Identifier 2 bytes that become a 4-byte uint32.
+// Unbounded, a 16 MiB PUBLISH of nothing else would cost 40 times its size to decode
+// (three million UserProperty values, and the garbage of growing the slice to hold them).
+// With these limits the repeated values of a property list cost at most 36 KiB decoded,
+// whatever the frame's size.
+//
+// A receiver may refuse a packet it will not process, and the decoder refuses one beyond
+// these limits with ImplementationSpecificError ("the packet is valid but is not accepted
+// by this receiver"). The encoder refuses to build one, so that one peer using this
+// package never sends another what it would refuse.
+const (
+	// MaxUserProperties bounds the User Properties of one property list (the properties of
+	// a packet, or the will properties of a CONNECT). Brokers forward a PUBLISH's User
+	// Properties unaltered [MQTT-3.3.2-17], so this limit is applied to what any publisher
+	// sends; it is far above what applications attach (a handful, like HTTP headers) and
+	// what services that cap them allow (Alibaba Cloud IoT: 20).
+	MaxUserProperties = 1024
+
+	// MaxSubscriptionIdentifiers bounds the Subscription Identifiers of one PUBLISH. A
+	// server sends one for each subscription of the receiving client that matched the
+	// message and was made with an identifier [MQTT-3.3.4-4], so only a client with more
+	// overlapping subscriptions than this could ever be sent more.
+	MaxSubscriptionIdentifiers = 1024
+)
 
 // UserProperty is one name-value pair of the User Property (0x26).
 type UserProperty struct {
@@ -125,40 +154,55 @@ const (
 	cAuth        = propContext(TypeAuth)
 )
 
-// propInfo is Table 2-4: each property's name and the contexts that may carry it.
+// valueKind is how a property's value is encoded (Table 2-4's data types).
+type valueKind uint8
+
+const (
+	kindByte   valueKind = iota + 1 // Byte
+	kindUint16                      // Two Byte Integer
+	kindUint32                      // Four Byte Integer
+	kindVarint                      // Variable Byte Integer
+	kindString                      // UTF-8 Encoded String
+	kindBinary                      // Binary Data
+	kindPair                        // UTF-8 String Pair
+)
+
+// propInfo is Table 2-4: each property's name, the contexts that may carry it, and how
+// its value is encoded.
 var propInfo = [propMax + 1]struct {
 	name    string
 	allowed uint32
+	kind    valueKind
 }{
-	propPayloadFormat:          {"Payload Format Indicator", in(cPublish, ctxWill)},
-	propMessageExpiry:          {"Message Expiry Interval", in(cPublish, ctxWill)},
-	propContentType:            {"Content Type", in(cPublish, ctxWill)},
-	propResponseTopic:          {"Response Topic", in(cPublish, ctxWill)},
-	propCorrelationData:        {"Correlation Data", in(cPublish, ctxWill)},
-	propSubscriptionIdentifier: {"Subscription Identifier", in(cPublish, cSubscribe)},
-	propSessionExpiryInterval:  {"Session Expiry Interval", in(cConnect, cConnack, cDisconnect)},
-	propAssignedClientID:       {"Assigned Client Identifier", in(cConnack)},
-	propServerKeepAlive:        {"Server Keep Alive", in(cConnack)},
-	propAuthenticationMethod:   {"Authentication Method", in(cConnect, cConnack, cAuth)},
-	propAuthenticationData:     {"Authentication Data", in(cConnect, cConnack, cAuth)},
-	propRequestProblemInfo:     {"Request Problem Information", in(cConnect)},
-	propWillDelayInterval:      {"Will Delay Interval", in(ctxWill)},
-	propRequestResponseInfo:    {"Request Response Information", in(cConnect)},
-	propResponseInfo:           {"Response Information", in(cConnack)},
-	propServerReference:        {"Server Reference", in(cConnack, cDisconnect)},
+	propPayloadFormat:          {"Payload Format Indicator", in(cPublish, ctxWill), kindByte},
+	propMessageExpiry:          {"Message Expiry Interval", in(cPublish, ctxWill), kindUint32},
+	propContentType:            {"Content Type", in(cPublish, ctxWill), kindString},
+	propResponseTopic:          {"Response Topic", in(cPublish, ctxWill), kindString},
+	propCorrelationData:        {"Correlation Data", in(cPublish, ctxWill), kindBinary},
+	propSubscriptionIdentifier: {"Subscription Identifier", in(cPublish, cSubscribe), kindVarint},
+	propSessionExpiryInterval:  {"Session Expiry Interval", in(cConnect, cConnack, cDisconnect), kindUint32},
+	propAssignedClientID:       {"Assigned Client Identifier", in(cConnack), kindString},
+	propServerKeepAlive:        {"Server Keep Alive", in(cConnack), kindUint16},
+	propAuthenticationMethod:   {"Authentication Method", in(cConnect, cConnack, cAuth), kindString},
+	propAuthenticationData:     {"Authentication Data", in(cConnect, cConnack, cAuth), kindBinary},
+	propRequestProblemInfo:     {"Request Problem Information", in(cConnect), kindByte},
+	propWillDelayInterval:      {"Will Delay Interval", in(ctxWill), kindUint32},
+	propRequestResponseInfo:    {"Request Response Information", in(cConnect), kindByte},
+	propResponseInfo:           {"Response Information", in(cConnack), kindString},
+	propServerReference:        {"Server Reference", in(cConnack, cDisconnect), kindString},
 	propReasonString: {"Reason String", in(cConnack, cPuback, cPubrec, cPubrel, cPubcomp,
-		cSuback, cUnsuback, cDisconnect, cAuth)},
-	propReceiveMaximum:    {"Receive Maximum", in(cConnect, cConnack)},
-	propTopicAliasMaximum: {"Topic Alias Maximum", in(cConnect, cConnack)},
-	propTopicAlias:        {"Topic Alias", in(cPublish)},
-	propMaximumQoS:        {"Maximum QoS", in(cConnack)},
-	propRetainAvailable:   {"Retain Available", in(cConnack)},
+		cSuback, cUnsuback, cDisconnect, cAuth), kindString},
+	propReceiveMaximum:    {"Receive Maximum", in(cConnect, cConnack), kindUint16},
+	propTopicAliasMaximum: {"Topic Alias Maximum", in(cConnect, cConnack), kindUint16},
+	propTopicAlias:        {"Topic Alias", in(cPublish), kindUint16},
+	propMaximumQoS:        {"Maximum QoS", in(cConnack), kindByte},
+	propRetainAvailable:   {"Retain Available", in(cConnack), kindByte},
 	propUser: {"User Property", in(cConnect, cConnack, cPublish, ctxWill, cPuback, cPubrec,
-		cPubrel, cPubcomp, cSubscribe, cSuback, cUnsubscribe, cUnsuback, cDisconnect, cAuth)},
-	propMaximumPacketSize:    {"Maximum Packet Size", in(cConnect, cConnack)},
-	propWildcardSubAvailable: {"Wildcard Subscription Available", in(cConnack)},
-	propSubIDAvailable:       {"Subscription Identifier Available", in(cConnack)},
-	propSharedSubAvailable:   {"Shared Subscription Available", in(cConnack)},
+		cPubrel, cPubcomp, cSubscribe, cSuback, cUnsubscribe, cUnsuback, cDisconnect, cAuth), kindPair},
+	propMaximumPacketSize:    {"Maximum Packet Size", in(cConnect, cConnack), kindUint32},
+	propWildcardSubAvailable: {"Wildcard Subscription Available", in(cConnack), kindByte},
+	propSubIDAvailable:       {"Subscription Identifier Available", in(cConnack), kindByte},
+	propSharedSubAvailable:   {"Shared Subscription Available", in(cConnack), kindByte},
 }
 
 // propName names a known property identifier for error messages.

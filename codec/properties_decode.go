@@ -19,6 +19,16 @@ func (d *decoder) properties(c propContext) (*Properties, error) {
 	full, in := d.b, d.in
 	d.b, d.in = d.b[:d.off+int(n)], "the properties"
 	p := new(Properties)
+	// Each repeated property gets its slice at its final size, in one allocation: so a
+	// decoded list holds no spare capacity and leaves no garbage of grown copies, and
+	// these lists cost at most what the limits allow (see MaxUserProperties).
+	users, subIDs := countRepeated(d.b[d.off:])
+	if users > 0 {
+		p.User = make([]UserProperty, 0, users)
+	}
+	if subIDs > 0 {
+		p.SubscriptionIdentifier = make([]uint32, 0, subIDs)
+	}
 	var seen uint64
 	for d.left() > 0 {
 		at := d.off
@@ -52,21 +62,83 @@ func (d *decoder) properties(c propContext) (*Properties, error) {
 	return p, nil
 }
 
+// countRepeated counts the User Properties and Subscription Identifiers in the property
+// list b (what follows the Property Length). It only sizes the slices that properties
+// fills, and never decides whether the list is valid: it stops at the first thing it
+// cannot read, and properties then reports it; and at the first value over a limit,
+// which properties refuses. It reads each identifier and value as properties does (by
+// propInfo's kind), so the counts are what properties stores before it finishes or
+// refuses the list.
+func countRepeated(b []byte) (users, subIDs int) {
+	for i := 0; i < len(b); {
+		var id uint32
+		for k := 0; ; k++ { // the identifier, a Variable Byte Integer like d.varint's
+			if k == 4 || i == len(b) {
+				return
+			}
+			c := b[i]
+			i++
+			id |= uint32(c&0x7F) << (7 * k)
+			if c < 0x80 {
+				break
+			}
+		}
+		if id > propMax {
+			return
+		}
+		switch propInfo[id].kind {
+		case kindByte:
+			i++
+		case kindUint16:
+			i += 2
+		case kindUint32:
+			i += 4
+		case kindVarint:
+			for k := 0; k < 4 && i < len(b); k++ {
+				i++
+				if b[i-1] < 0x80 {
+					break
+				}
+			}
+			if subIDs++; subIDs > MaxSubscriptionIdentifiers {
+				return users, MaxSubscriptionIdentifiers // properties refuses this one
+			}
+		case kindString, kindBinary:
+			if i+2 > len(b) {
+				return
+			}
+			i += 2 + (int(b[i])<<8 | int(b[i+1]))
+		case kindPair:
+			for range 2 {
+				if i+2 > len(b) {
+					return
+				}
+				i += 2 + (int(b[i])<<8 | int(b[i+1]))
+			}
+			if users++; users > MaxUserProperties {
+				return MaxUserProperties, subIDs // properties refuses this one
+			}
+		default: // not a property identifier
+			return
+		}
+	}
+	return
+}
+
 // property decodes the value of property id, which starts at body offset at, into p.
 func (d *decoder) property(p *Properties, id byte, at int) error {
 	name := propInfo[id].name
 	var err error
 	var v uint32 // numeric value, for valueProblem
-	switch id {
-	case propPayloadFormat, propRequestProblemInfo, propRequestResponseInfo, propMaximumQoS,
-		propRetainAvailable, propWildcardSubAvailable, propSubIDAvailable, propSharedSubAvailable:
+	switch propInfo[id].kind {
+	case kindByte:
 		var b byte
 		b, err = d.byte1(name)
 		v = uint32(b)
 		if err == nil && valueProblem(id, v) == "" {
 			setByteProp(p, id, b)
 		}
-	case propServerKeepAlive, propReceiveMaximum, propTopicAliasMaximum, propTopicAlias:
+	case kindUint16:
 		var u uint16
 		u, err = d.uint16(name)
 		v = uint32(u)
@@ -80,7 +152,7 @@ func (d *decoder) property(p *Properties, id byte, at int) error {
 		default:
 			p.TopicAlias = &u
 		}
-	case propMessageExpiry, propSessionExpiryInterval, propWillDelayInterval, propMaximumPacketSize:
+	case kindUint32:
 		var u uint32
 		u, err = d.uint32(name)
 		v = u
@@ -94,25 +166,41 @@ func (d *decoder) property(p *Properties, id byte, at int) error {
 		default:
 			p.MaximumPacketSize = &u
 		}
-	case propSubscriptionIdentifier:
+	case kindVarint: // the Subscription Identifier
+		if len(p.SubscriptionIdentifier) == MaxSubscriptionIdentifiers {
+			return d.errAt(ImplementationSpecificError, at,
+				"more than %d Subscription Identifiers; this receiver accepts no more (codec.MaxSubscriptionIdentifiers)",
+				MaxSubscriptionIdentifiers)
+		}
 		v, err = d.varint(name)
 		p.SubscriptionIdentifier = append(p.SubscriptionIdentifier, v)
-	case propCorrelationData:
-		p.CorrelationData, err = d.binary(name)
-	case propAuthenticationData:
-		p.AuthenticationData, err = d.binary(name)
-	case propResponseTopic:
-		p.ResponseTopic, err = d.string(name, true) // [MQTT-3.3.2-14]
-		if err == nil && p.ResponseTopic == "" {
-			return d.errAt(TopicNameInvalid, at, "%s is empty", name) // [MQTT-4.7.3-1]
+	case kindBinary:
+		var b []byte
+		b, err = d.binary(name)
+		if id == propCorrelationData {
+			p.CorrelationData = b
+		} else {
+			p.AuthenticationData = b
 		}
-	case propUser:
+	case kindPair: // the User Property
+		if len(p.User) == MaxUserProperties {
+			return d.errAt(ImplementationSpecificError, at,
+				"more than %d User Properties; this receiver accepts no more (codec.MaxUserProperties)",
+				MaxUserProperties)
+		}
 		var u UserProperty
 		if u.Key, err = d.string("User Property name", false); err == nil {
 			u.Value, err = d.string("User Property value", false)
 		}
 		p.User = append(p.User, u)
-	default:
+	default: // kindString
+		if id == propResponseTopic {
+			p.ResponseTopic, err = d.string(name, true) // [MQTT-3.3.2-14]
+			if err == nil && p.ResponseTopic == "" {
+				return d.errAt(TopicNameInvalid, at, "%s is empty", name) // [MQTT-4.7.3-1]
+			}
+			break
+		}
 		var s string
 		s, err = d.string(name, false)
 		switch id {

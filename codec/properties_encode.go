@@ -100,6 +100,15 @@ func (p *Properties) encodedLen(c propContext) (int, error) {
 	if len(p.SubscriptionIdentifier) > 1 && c != cPublish {
 		s.fail(ProtocolError, propSubscriptionIdentifier, "may appear only once in "+c.String())
 	}
+	// The decoder's limits, so that what is encoded here is never refused there.
+	if len(p.SubscriptionIdentifier) > MaxSubscriptionIdentifiers {
+		s.fail(ImplementationSpecificError, propSubscriptionIdentifier, itoa(len(p.SubscriptionIdentifier))+
+			" of them; a receiver using this package accepts at most "+itoa(MaxSubscriptionIdentifiers))
+	}
+	if len(p.User) > MaxUserProperties {
+		s.fail(ImplementationSpecificError, propUser, itoa(len(p.User))+
+			" of them; a receiver using this package accepts at most "+itoa(MaxUserProperties))
+	}
 	for _, id := range p.SubscriptionIdentifier {
 		s.num(propSubscriptionIdentifier, id, varintLen(int(id&maxRemaining)))
 	}
