@@ -18,6 +18,15 @@ type Error struct {
 	Packet PacketType // which packet (0 if unknown)
 	Offset int        // byte offset in the frame where the problem is (-1 if not applicable)
 	Reason string     // what is wrong, in words
+
+	// For a PUBLISH refused with ImplementationSpecificError (a limit of
+	// this receiver, such as MaxUserProperties, not a malformed frame):
+	// its QoS and packet identifier, so that a receiver can refuse the
+	// message with that reason code in PUBACK or PUBREC instead of
+	// closing the connection, after which a broker would send it again
+	// for ever. The frame was read whole.
+	QoS      QoS
+	PacketID uint16
 }
 
 // Error returns a message like "codec: malformed packet: PUBLISH: topic name length 300

@@ -165,6 +165,9 @@ func (d *decoder) publish(p *Publish, first byte, version byte) error {
 	}
 	if version == V5 {
 		if p.Properties, err = d.properties(cPublish); err != nil {
+			if e, ok := err.(*Error); ok && e.Code == ImplementationSpecificError {
+				e.QoS, e.PacketID = p.QoS, p.PacketID
+			}
 			return err
 		}
 		if p.Topic == "" && (p.Properties == nil || p.Properties.TopicAlias == nil) {

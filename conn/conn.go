@@ -74,6 +74,13 @@ type Config struct {
 // without a decoded packet so that it costs no allocation: Packet is nil,
 // Ack its type and ID its identifier.
 type Inbound struct {
+	// Refused, when not nil, is a PUBLISH the decoder refused as beyond
+	// this client's limits (Code ImplementationSpecificError, with its QoS
+	// and PacketID): valid, read whole, not delivered. The receiver
+	// answers it with a refusal in PUBACK or PUBREC, so that the broker
+	// does not send it again on every connection.
+	Refused *codec.Error
+
 	Conn   *Conn
 	Packet codec.Packet
 	Ack    codec.PacketType // TypePuback, TypePubrec or TypePubcomp when Packet is nil

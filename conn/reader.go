@@ -2,6 +2,7 @@ package conn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/robustmqtt/mqtt/codec"
@@ -30,6 +31,13 @@ func (c *Conn) ReadLoop(ctx context.Context) error {
 			continue
 		}
 		p, err := codec.ReadPacket(c.br, c.version, c.maxPacket)
+		var refused *codec.Error
+		if errors.As(err, &refused) && refused.Packet == codec.TypePublish && refused.Code == codec.ImplementationSpecificError {
+			if !c.handOff(Inbound{Conn: c, Refused: refused}) {
+				return c.err
+			}
+			continue
+		}
 		if err != nil {
 			c.Fail(c.readError(err, "reading"))
 			return c.err
