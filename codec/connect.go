@@ -118,7 +118,7 @@ func (p *Connect) bodyLen(byte) (int, error) {
 		}
 		n += m
 	case p.Username != "":
-		return 0, errorf(ProtocolError, TypeConnect, -1, "Username is set but HasUsername is false") // [MQTT-3.1.2-18]
+		return 0, errorf(ProtocolError, TypeConnect, -1, "Username is set but HasUsername is false") // [MQTT-3.1.2-16] (3.1.1: [MQTT-3.1.2-18])
 	case p.HasPassword && v == V311:
 		return 0, errorf(MalformedPacket, TypeConnect, -1, "MQTT 3.1.1 does not allow a password without a user name") // [MQTT-3.1.2-22]
 	}
@@ -129,7 +129,7 @@ func (p *Connect) bodyLen(byte) (int, error) {
 		}
 		n += m
 	case len(p.Password) > 0:
-		return 0, errorf(ProtocolError, TypeConnect, -1, "Password is set but HasPassword is false") // [MQTT-3.1.2-20]
+		return 0, errorf(ProtocolError, TypeConnect, -1, "Password is set but HasPassword is false") // [MQTT-3.1.2-18] (3.1.1: [MQTT-3.1.2-20])
 	}
 	return n, nil
 }

@@ -356,7 +356,7 @@ func checkFrame(first byte, remaining, hlen, limit int, version byte) error {
 		}
 	default:
 		if flags != 0 {
-			return errorf(MalformedPacket, t, 0, "reserved flags are 0x%X, must be 0", flags) // [MQTT-2.2.2-2]
+			return errorf(MalformedPacket, t, 0, "reserved flags are 0x%X, must be 0", flags) // [MQTT-2.1.3-1] (3.1.1: [MQTT-2.2.2-2])
 		}
 	}
 	if hlen+remaining > limit {

@@ -68,7 +68,7 @@ func (p *Subscribe) bodyLen(version byte) (int, error) {
 		return 0, err
 	}
 	if len(p.Subscriptions) == 0 {
-		return 0, errorf(ProtocolError, TypeSubscribe, -1, "no subscriptions; at least one is required") // [MQTT-3.8.3-3]
+		return 0, errorf(ProtocolError, TypeSubscribe, -1, "no subscriptions; at least one is required") // [MQTT-3.8.3-2] (3.1.1: [MQTT-3.8.3-3])
 	}
 	n := 2
 	if err := propsFor(&n, p.Properties, cSubscribe, version); err != nil {
@@ -149,7 +149,7 @@ func (d *decoder) subscribe(p *Subscribe, version byte) error {
 		}
 	}
 	if d.left() == 0 {
-		return d.errAt(ProtocolError, d.off, "no subscriptions; at least one is required") // [MQTT-3.8.3-3]
+		return d.errAt(ProtocolError, d.off, "no subscriptions; at least one is required") // [MQTT-3.8.3-2] (3.1.1: [MQTT-3.8.3-3])
 	}
 	p.Subscriptions = make([]Subscription, 0, countFilters(d.b[d.off:], 1))
 	for d.left() > 0 {
@@ -165,11 +165,11 @@ func (d *decoder) subscribe(p *Subscribe, version byte) error {
 		s.QoS = QoS(o & 3)
 		switch {
 		case version == V311 && o&0xFC != 0:
-			return d.errAt(MalformedPacket, at, "reserved bits of the requested QoS byte are set") // [MQTT-3-8.3-4]
+			return d.errAt(MalformedPacket, at, "reserved bits of the requested QoS byte are set") // [MQTT-3.8.3-4]
 		case o&0xC0 != 0:
 			return d.errAt(MalformedPacket, at, "reserved subscription option bits are set") // [MQTT-3.8.3-5]
 		case s.QoS == 3:
-			return d.errAt(MalformedPacket, at, "QoS 3 requested") // [MQTT-3-8.3-4] (3.1.1)
+			return d.errAt(MalformedPacket, at, "QoS 3 requested") // [MQTT-3.8.3-4] (3.1.1)
 		}
 		s.NoLocal = o&0x04 != 0
 		s.RetainAsPublished = o&0x08 != 0

@@ -118,7 +118,7 @@ const sharePrefix = "$share/"
 
 // ValidateTopicFilter reports whether s may be subscribed to: a valid UTF-8 string (see
 // ValidateString), at least one byte long [MQTT-4.7.3-1], where '#' appears only as the
-// whole last level [MQTT-4.7.1-2] and '+' only as a whole level [MQTT-4.7.1-3]. A filter
+// whole last level [MQTT-4.7.1-1] and '+' only as a whole level [MQTT-4.7.1-2] (3.1.1: 4.7.1-2, 4.7.1-3). A filter
 // that starts with "$share/" must be "$share/{ShareName}/{filter}" where ShareName is at
 // least one character without '/', '+' or '#' [MQTT-4.8.2-1] [MQTT-4.8.2-2] and filter is a
 // valid, non-empty topic filter. This shared-subscription rule is applied at both protocol
@@ -162,12 +162,12 @@ func filterProblem(s string) (string, int) {
 	for i := base; i < len(s); i++ {
 		switch s[i] {
 		case '#':
-			// [MQTT-4.7.1-2]: alone or after '/', and the last character.
+			// [MQTT-4.7.1-1] (3.1.1: 4.7.1-2): alone or after '/', and the last character.
 			if (i > base && s[i-1] != '/') || i != len(s)-1 {
 				return "'#' must be the whole last level of the filter", i
 			}
 		case '+':
-			// [MQTT-4.7.1-3]: it must occupy an entire level.
+			// [MQTT-4.7.1-2] (3.1.1: 4.7.1-3): it must occupy an entire level.
 			if (i > base && s[i-1] != '/') || (i+1 < len(s) && s[i+1] != '/') {
 				return "'+' must occupy a whole level of the filter", i
 			}

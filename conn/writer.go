@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/robustmqtt/mqtt/codec"
 )
 
 // pingreq is the whole PINGREQ frame; it never changes.
@@ -64,13 +66,17 @@ type writer struct {
 	batch    []Frame // frames taken from the queue, reused
 	timer    *time.Timer
 	pingSent int64 // when the outstanding PINGREQ was written; 0: none
+	// goodbye is set once a DISCONNECT was encoded: nothing follows it,
+	// not even a PINGREQ [MQTT-3.14.4-1]; what is queued after it stays
+	// for Drain.
+	goodbye bool
 }
 
 // keepalive decides whether a PINGREQ is due, fails the connection when the
 // last one went unanswered for too long, and re-arms the timer.
 func (w *writer) keepalive() (ping bool, err error) {
 	c := w.c
-	if c.keepAlive <= 0 {
+	if c.keepAlive <= 0 || w.goodbye {
 		return false, nil
 	}
 	k := int64(c.pingAfter())
@@ -126,6 +132,9 @@ const maxWriteBatch = 64 << 10
 // maxWriteBatch bytes, and writes it in one call.
 func (w *writer) flush(ping bool) error {
 	c := w.c
+	if w.goodbye {
+		return nil
+	}
 	c.flushMu.Lock() // Drain waits for the frames a flush puts back
 	defer c.flushMu.Unlock()
 	c.mu.Lock()
@@ -147,7 +156,7 @@ func (w *writer) flush(ping bool) error {
 	}
 	claimed := w.batch[:0] // frames that will be written, in place
 	for i, f := range w.batch {
-		if len(buf) >= maxWriteBatch {
+		if len(buf) >= maxWriteBatch || w.goodbye {
 			c.putBack(w.batch[i:])
 			break
 		}
@@ -164,6 +173,9 @@ func (w *writer) flush(ping bool) error {
 			continue
 		}
 		claimed = append(claimed, f)
+		if _, ok := f.Packet.(*codec.Disconnect); ok {
+			w.goodbye = true
+		}
 	}
 	var err error
 	if len(buf) > 0 {
