@@ -6,6 +6,7 @@ package mqtt_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
@@ -253,5 +254,37 @@ func TestDialCopiesSecrets(t *testing.T) {
 	if !bytes.Equal(cp.Password, []byte("s3cret")) || cp.Will == nil || cp.Will.Topic != "will" ||
 		!bytes.Equal(cp.Will.Payload, []byte("gone")) || !bytes.Equal(cp.Will.Properties.CorrelationData, []byte("corr")) {
 		t.Fatalf("second CONNECT: password %q, will %+v: want the values given to Dial", cp.Password, cp.Will)
+	}
+}
+
+// A PUBLISH beyond this client's limits (more than codec.MaxUserProperties
+// user properties) is refused in its PUBACK (0x83), not by closing the
+// connection: closed, a persistent session would get it again on every
+// reconnect, for ever.
+func TestPublishBeyondLimitsIsRefusedNotLooped(t *testing.T) {
+	sb := mqtttest.NewScriptedBroker(t)
+	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "too-many-props", Version: 5})
+	sc := scripted(t, sb)
+	var props []byte
+	for range codec.MaxUserProperties + 1 {
+		props = append(props, 0x26, 0, 0, 0, 0) // an empty User Property
+	}
+	body := []byte{0, 1, 't', 0, 9} // topic "t", packet identifier 9
+	body = binary.AppendUvarint(body, uint64(len(props)))
+	body = append(append(body, props...), 'x')
+	frame := binary.AppendUvarint([]byte{0x32}, uint64(len(body)))
+	if err := sc.Write(append(frame, body...)); err != nil {
+		t.Fatal(err)
+	}
+	ack := nextOf[*codec.Puback](t, sc, 5)
+	if ack.PacketID != 9 || ack.ReasonCode != codec.ImplementationSpecificError {
+		t.Fatalf("PUBACK %d reason %v, want 9 with implementation specific error", ack.PacketID, ack.ReasonCode)
+	}
+	send(t, sc, 5, &codec.Publish{Topic: "t", Payload: []byte("next"), QoS: 1, PacketID: 10})
+	if m := receive(t, c); string(m.Payload) != "next" {
+		t.Fatalf("got %q", m.Payload)
+	}
+	if s := c.Stats(); s.Connections.Succeeded != 1 || s.ReceivedDropped != 1 {
+		t.Fatalf("Stats: %d connections, %d dropped; want 1 and 1", s.Connections.Succeeded, s.ReceivedDropped)
 	}
 }

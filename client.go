@@ -15,11 +15,12 @@ import (
 )
 
 // Client is a connection to an MQTT broker that outlives network failures.
-// It is safe for concurrent use. Create one with Dial; stop it with
-// Disconnect or Close.
+// It is safe for concurrent use. Create one with Dial (which waits for the
+// first connection) or Start (which does not); stop it with Disconnect or
+// Close.
 type Client struct {
 	cfg     *settings
-	connect *codec.Connect // sent on every attempt
+	connect *codec.Connect // sent on every attempt; a copy with the credentials of the attempt when Config.Credentials is set
 
 	// Requests into the session goroutine, which owns all session state.
 	pubs    chan *pubOp
@@ -44,6 +45,9 @@ type Client struct {
 	// lives in one.
 	resultChans sync.Pool
 
+	// rr is the state of Request shared by its calls (request.go).
+	rr requester
+
 	events       chan Event
 	eventsMu     sync.Mutex // serialises emit and the final close of events
 	eventsClosed bool
@@ -55,6 +59,8 @@ type Client struct {
 
 	firstUp     chan struct{} // closed when the first connection is up
 	firstUpOnce sync.Once
+	upMu        sync.Mutex         // guards up: the supervisor goroutine sets it, WaitConnected reads it
+	up          chan struct{}      // closed while a connection is up; see setUp
 	cancelRun   context.CancelFunc // stops the supervisor
 	stopping    atomic.Bool        // set when the session stops the supervisor
 	supDone     chan struct{}      // closed when the supervisor has returned
@@ -67,7 +73,7 @@ type Client struct {
 	runUp           bool   // the current run reached CONNACK
 	connectedBefore bool
 	lastErrMu       sync.Mutex
-	lastErr         error // the latest connection failure, for Dial's error
+	lastErr         error // the latest connection failure, for the errors of Dial and WaitConnected
 }
 
 // Dial validates cfg, connects to the first server that answers, retrying
@@ -76,13 +82,53 @@ type Client struct {
 // strategy gives up (see Done and Err). A bad cfg is an error wrapping
 // ErrInvalidConfig, a nil ctx an error of its own; either way nothing is
 // started or dialed. ctx bounds only the first connection, not the
-// client's life.
+// client's life. When no connection came up, the client is closed and
+// the error says why: the strategy gave up (ErrGaveUp), or ctx ended
+// (wrapping ctx's cause, and the last attempt's error).
+//
+// Dial is Start followed by waiting for the first connection. A device
+// that must start working while the broker is away uses Start instead.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	// Before anything starts: a nil ctx used to panic in the select below,
 	// with the session, the supervisor and a connection left running.
 	if ctx == nil {
 		return nil, errors.New("mqtt: Dial needs a non-nil context; use context.Background()")
 	}
+	c, err := Start(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// The first connection, not one up now: Dial promises that a
+	// connection came up, even if it was lost again the next instant.
+	if c.awaitUp(ctx, c.firstUp) {
+		return c, nil
+	}
+	c.Close()
+	if err := c.Err(); err != nil {
+		return nil, err // the strategy gave up, or the store failed
+	}
+	err = fmt.Errorf("mqtt: dial: no connection before the dial context ended: %w", context.Cause(ctx))
+	if last := c.lastError(); last != nil {
+		err = fmt.Errorf("%w (last attempt: %w)", err, last)
+	}
+	return nil, err
+}
+
+// Start validates cfg and starts the client without waiting for a
+// connection: it returns at once, and the client connects in the
+// background, retrying with cfg.Backoff, as it reconnects after a loss.
+// A device that boots while the broker is away works at once: publishes
+// wait in the queue under the usual limits and policies (a publish whose
+// ctx ends first is withdrawn, ErrWithdrawn), subscribes wait for the
+// connection, and Events reports Connected once it is up (Reconnecting
+// before each retry). WaitConnected waits for it; Done and Err say
+// whether the strategy gave up first.
+//
+// A bad cfg is an error wrapping ErrInvalidConfig, and a Config.Store
+// that cannot be read, or holds another client's session, an error of its
+// own; either way nothing is started. Stop the client with Disconnect or
+// Close.
+func Start(cfg Config) (*Client, error) {
 	s, err := cfg.validate()
 	if err != nil {
 		return nil, err
@@ -102,32 +148,112 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		closing:  make(chan struct{}),
 		done:     make(chan struct{}),
 		firstUp:  make(chan struct{}),
+		up:       make(chan struct{}),
 		supDone:  make(chan struct{}),
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	c.cancelRun = cancel
 	sess := newSession(c)
+	// Before anything runs: what the store holds is queued ahead of every
+	// publish made after Start returns, connected or not.
 	if s.Store != nil {
 		if err := sess.restore(); err != nil {
-			cancel()
 			return nil, err
 		}
 	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancelRun = cancel
 	go sess.run()
 	go c.supervise(runCtx)
+	return c, nil
+}
 
+// WaitConnected waits until the client is connected: it returns nil at
+// once if a connection is up, and otherwise when the next one comes up,
+// so it serves after Start and after a ConnectionLost alike. That is a
+// moment, not a promise: the connection may be lost again right after.
+// Publishes and subscribes need no such wait, they wait for a connection
+// themselves; WaitConnected is for a program that wants to know, such as
+// one that reports "online" or gives up on a device with no network.
+//
+// When the client has stopped (now or while waiting) it returns Err: an
+// error wrapping ErrGaveUp when the reconnect strategy gave up, or the
+// store's error; after Close or Disconnect, ErrClosed. When ctx ends first
+// it returns an error wrapping ctx's cause and the last attempt's error,
+// and the client goes on trying.
+func (c *Client) WaitConnected(ctx context.Context) error {
+	if ctx == nil {
+		return errors.New("mqtt: WaitConnected needs a non-nil context; use context.Background()")
+	}
+	if c.awaitUp(ctx, c.upNow()) {
+		return nil
+	}
 	select {
-	case <-c.firstUp:
-		return c, nil
 	case <-c.done:
-		return nil, c.err
-	case <-ctx.Done():
-		c.Close()
-		err := fmt.Errorf("mqtt: dial: no connection before the dial context ended: %w", context.Cause(ctx))
-		if last := c.lastError(); last != nil {
-			err = fmt.Errorf("%w (last attempt: %w)", err, last)
+		if err := c.Err(); err != nil {
+			return err
 		}
-		return nil, err
+		return ErrClosed
+	default:
+	}
+	err := fmt.Errorf("mqtt: wait connected: no connection came up before the context ended: %w", context.Cause(ctx))
+	if last := c.lastError(); last != nil {
+		err = fmt.Errorf("%w (last attempt: %w)", err, last)
+	}
+	return err
+}
+
+// awaitUp waits until up is closed, the client stops or ctx ends, and
+// reports whether up closed. A stopped client is never reported up, even
+// when up closed before it stopped, and a closed up wins over an ended
+// ctx: the answer does not depend on how select picks among ready cases.
+func (c *Client) awaitUp(ctx context.Context, up <-chan struct{}) bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+	}
+	select {
+	case <-up:
+		return true
+	default:
+	}
+	select {
+	case <-up:
+		select {
+		case <-c.done:
+			return false
+		default:
+			return true
+		}
+	case <-c.done:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// upNow returns the channel that is closed while a connection is up.
+func (c *Client) upNow() <-chan struct{} {
+	c.upMu.Lock()
+	defer c.upMu.Unlock()
+	return c.up
+}
+
+// setUp records whether a connection is up, for WaitConnected: up is
+// closed while one is, and replaced by an open channel when it is lost.
+// The supervisor goroutine calls it, before the event that says so, so
+// that a program that saw Connected finds WaitConnected returning at once.
+func (c *Client) setUp(isUp bool) {
+	c.upMu.Lock()
+	defer c.upMu.Unlock()
+	select {
+	case <-c.up:
+		if !isUp {
+			c.up = make(chan struct{})
+		}
+	default:
+		if isUp {
+			close(c.up)
+		}
 	}
 }
 
@@ -320,22 +446,31 @@ type flushCancel struct {
 // (ErrWithdrawn), after it was sent the result is ErrOutcomeUnknown and the
 // subscription takes effect if the broker grants it.
 func (c *Client) Subscribe(ctx context.Context, subs ...Subscription) error {
+	o, err := c.subscribeOp(subs)
+	if err != nil {
+		return err
+	}
+	return c.control(ctx, o, "subscribe")
+}
+
+// subscribeOp checks subs and makes the op that subscribes to them, for
+// Subscribe and SubscribeRoute.
+func (c *Client) subscribeOp(subs []Subscription) (*ctlOp, error) {
 	if len(subs) == 0 {
-		return fmt.Errorf("%w: Subscribe needs at least one subscription", ErrInvalidMessage)
+		return nil, fmt.Errorf("%w: Subscribe needs at least one subscription", ErrInvalidMessage)
 	}
 	for _, s := range subs {
 		if err := validateSubscription(s, c.cfg.version); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalidMessage, err)
 		}
 	}
 	// Whatever the encoder would refuse (NoLocal on a shared subscription
 	// [MQTT-3.8.3-4], a packet over 256 MiB) is refused here, not by the
 	// writer after the call was accepted.
 	if _, err := codec.Size(subscribePacket(1, subs), c.cfg.version); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidMessage, err)
 	}
-	o := &ctlOp{subs: append([]Subscription(nil), subs...)}
-	return c.control(ctx, o, "subscribe")
+	return &ctlOp{subs: append([]Subscription(nil), subs...)}, nil
 }
 
 // Unsubscribe removes the subscriptions to filters and waits for the
@@ -358,24 +493,34 @@ func (c *Client) Unsubscribe(ctx context.Context, filters ...string) error {
 
 // control hands a subscribe or unsubscribe to the session and waits.
 func (c *Client) control(ctx context.Context, o *ctlOp, what string) error {
+	_, err := c.controlAs(ctx, o, what, o)
+	return err
+}
+
+// controlAs is control with the request that carries o to the session:
+// o itself, or a *routeRequest. It also reports whether the session got
+// req.
+func (c *Client) controlAs(ctx context.Context, o *ctlOp, what string, req any) (handed bool, err error) {
 	o.init(c, ctx, make(chan error, 1))
 	if ctx.Err() != nil {
-		return withdrawnError(ctx, what)
+		return false, withdrawnError(ctx, what)
 	}
 	o.watch()
 	o.armWatchers()
 	select {
-	case c.ctrl <- o:
+	case c.ctrl <- req:
+		handed = true
 	case <-c.done:
 		o.finish(ErrClosed)
 	}
-	return <-o.result
+	return handed, <-o.result
 }
 
-// Messages returns the channel of every inbound message. Receive from it
-// promptly: a QoS 1/2 message is acknowledged once received (see
-// Config.ManualAck), and QoS 0 messages beyond Config.MaxPending are
-// dropped. It is closed after the client stops.
+// Messages returns the channel of every inbound message that no Route
+// takes (and that is no reply to Request). Receive from it promptly: a
+// QoS 1/2 message is acknowledged once received (see Config.ManualAck),
+// and QoS 0 messages beyond Config.MaxPending are dropped. It is closed
+// after the client stops.
 func (c *Client) Messages() <-chan Message { return c.messages }
 
 // Events returns the channel of connection lifecycle events. The client
@@ -466,7 +611,8 @@ type inboundAck struct {
 // ackRequest is a Message.Ack call.
 type ackRequest struct{ a *inboundAck }
 
-// lastError is the latest connection failure, for Dial's error.
+// lastError is the latest connection failure, for the errors of Dial and
+// WaitConnected.
 func (c *Client) lastError() error {
 	c.lastErrMu.Lock()
 	defer c.lastErrMu.Unlock()

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net"
+	"reflect"
 	"slices"
 	"time"
 
@@ -49,7 +51,7 @@ func defaultMaxInflight(version byte) int {
 // broker then assigns an identifier). The client never makes one up: a
 // random identifier would leave an orphan session at the broker every time
 // the program starts. Every other field's zero value works, and each field
-// says its default. Pass it to Dial, which validates it.
+// says its default. Pass it to Dial or Start, which validate it.
 type Config struct {
 	// Servers are the brokers to connect to, tried in turn: a failed
 	// connect moves to the next one. "tcp://host:1883" (or mqtt://),
@@ -130,9 +132,38 @@ type Config struct {
 	// CONNECT/CONNACK. Zero means DefaultConnectTimeout (10 s).
 	ConnectTimeout time.Duration
 
-	// Username and Password are sent in CONNECT when set.
+	// Username and Password are sent in CONNECT when set. For credentials
+	// that change (a token that expires), set Credentials instead.
 	Username string
 	Password []byte
+
+	// Credentials, if not nil, is asked for the username and password
+	// before every connection attempt, with the server about to be dialed
+	// (from Servers, or the target of a broker's redirect: it may refuse
+	// to give credentials to it). An empty username is sent as none, and
+	// so is a nil password (MQTT 3.1.1 allows no password without a
+	// username). Its error fails that attempt, which counts as a failed
+	// attempt for Backoff, and is in the Reconnecting event's Err. ctx
+	// ends when the client stops, or after ConnectTimeout; the client
+	// waits for Credentials to return (Close too), so it must honour ctx.
+	// It is called on a goroutine of the client, never two at a time. The
+	// client neither keeps the password after the attempt nor ever logs
+	// it. Set Credentials, or Username and Password, not both. Nil: the
+	// fixed Username and Password.
+	Credentials func(ctx context.Context, server string) (username string, password []byte, err error)
+
+	// ConnectProperties (MQTT 5) are the CONNECT properties the
+	// application chooses: User (user properties, which some brokers pass
+	// to their authentication and logging plugins), RequestProblemInfo
+	// (Flag(false) asks the broker for no Reason String or User
+	// Properties beyond PUBLISH, CONNACK and DISCONNECT) and
+	// RequestResponseInfo (Flag(true) asks for Response Information,
+	// which arrives in the Connected event's Connack). The other CONNECT
+	// properties come from their own fields (SessionExpiry, MaxPending,
+	// MaxPacketSize, TopicAliasMaximum), and any other property is an
+	// error. Enhanced authentication (AuthenticationMethod) is not
+	// supported. It is copied. Nil: none.
+	ConnectProperties *Properties
 
 	// Will is the message the broker publishes if this client disappears
 	// without a DISCONNECT. Nil: no will.
@@ -331,6 +362,18 @@ func (cfg Config) validate() (*settings, error) {
 	if len(cfg.Password) > math.MaxUint16 {
 		return bad("Password is %d bytes; at most 65535 fit", len(cfg.Password))
 	}
+	if cfg.Credentials != nil && (cfg.Username != "" || cfg.Password != nil) {
+		return bad("set Credentials, or Username and Password, not both; Credentials returns the username too")
+	}
+	if cfg.ConnectProperties != nil {
+		if s.version != codec.V5 {
+			return bad("ConnectProperties need MQTT 5 (Version 5)")
+		}
+		if err := checkConnectProperties(cfg.ConnectProperties); err != nil {
+			return bad("ConnectProperties: %v", err)
+		}
+		s.ConnectProperties = cloneProperties(cfg.ConnectProperties)
+	}
 	switch {
 	case cfg.KeepAlive == 0:
 		s.KeepAlive = DefaultKeepAlive
@@ -418,9 +461,64 @@ func (cfg Config) validate() (*settings, error) {
 	return s, nil
 }
 
+// connectPropertyField says, for each field of Properties that CONNECT can
+// carry but a Config field sets, which one.
+var connectPropertyField = map[string]string{
+	"SessionExpiryInterval": "set Config.SessionExpiry",
+	"ReceiveMaximum":        "set Config.MaxPending",
+	"MaximumPacketSize":     "set Config.MaxPacketSize",
+	"TopicAliasMaximum":     "set Config.TopicAliasMaximum",
+	"AuthenticationMethod":  "enhanced authentication (AUTH) is not supported",
+	"AuthenticationData":    "enhanced authentication (AUTH) is not supported",
+}
+
+// checkConnectProperties checks that p sets only the CONNECT properties
+// the application chooses: User, RequestProblemInfo, RequestResponseInfo.
+func checkConnectProperties(p *Properties) error {
+	for _, f := range []struct {
+		name string
+		v    *byte
+	}{{"RequestProblemInfo", p.RequestProblemInfo}, {"RequestResponseInfo", p.RequestResponseInfo}} {
+		if f.v != nil && *f.v > 1 {
+			return fmt.Errorf("%s is %d; it is 0 or 1 (use Flag)", f.name, *f.v)
+		}
+	}
+	rest := *p
+	rest.User, rest.RequestProblemInfo, rest.RequestResponseInfo = nil, nil, nil
+	v := reflect.ValueOf(rest)
+	for i := range v.NumField() {
+		if v.Field(i).IsZero() {
+			continue
+		}
+		name := v.Type().Field(i).Name
+		if how, ok := connectPropertyField[name]; ok {
+			return fmt.Errorf("%s is set; %s", name, how)
+		}
+		return fmt.Errorf("%s is set, but it is no CONNECT property; set User, RequestProblemInfo or RequestResponseInfo only", name)
+	}
+	return nil
+}
+
+// checkCredentials checks what Config.Credentials returned against what
+// CONNECT can carry. Its errors never show the password.
+func checkCredentials(user string, pass []byte, version byte) error {
+	if user != "" {
+		if err := codec.ValidateString(user); err != nil {
+			return fmt.Errorf("the username: %w", err)
+		}
+	}
+	if len(pass) > math.MaxUint16 {
+		return fmt.Errorf("the password is %d bytes; at most 65535 fit", len(pass))
+	}
+	if pass != nil && user == "" && version != codec.V5 {
+		return errors.New("a password without a username, which MQTT 3.1.1 does not allow [MQTT-3.1.2-22]")
+	}
+	return nil
+}
+
 // cloneProperties returns a deep copy of p: nothing in it shares memory
 // with p.
-func cloneProperties(p *codec.Properties) *codec.Properties {
+func cloneProperties(p *Properties) *Properties {
 	if p == nil {
 		return nil
 	}
@@ -481,6 +579,11 @@ func (s *settings) connectPacket() *codec.Connect {
 			// this client at all (see MaxPending on mochi).
 			recvMax := uint16(s.MaxPending)
 			p.Properties.ReceiveMaximum = &recvMax
+		}
+		if cp := s.ConnectProperties; cp != nil {
+			p.Properties.User = cp.User
+			p.Properties.RequestProblemInfo = cp.RequestProblemInfo
+			p.Properties.RequestResponseInfo = cp.RequestResponseInfo
 		}
 	}
 	return p

@@ -32,15 +32,19 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	}
 	c.runServer, c.runUp = shown, false
 	c.stats.attempts.Add(1)
-	cn, err := conn.Open(ctx, server, conn.Config{
-		Connect:        c.connect,
-		ConnectTimeout: c.cfg.ConnectTimeout,
-		MaxPacketSize:  c.cfg.MaxPacketSize,
-		TLS:            c.cfg.TLS,
-		Inbound:        c.inbound,
-		Counters:       &c.stats.io,
-		Dial:           c.cfg.Dial,
-	})
+	connect, err := c.connectFor(ctx, server, shown)
+	var cn *conn.Conn
+	if err == nil {
+		cn, err = conn.Open(ctx, server, conn.Config{
+			Connect:        connect,
+			ConnectTimeout: c.cfg.ConnectTimeout,
+			MaxPacketSize:  c.cfg.MaxPacketSize,
+			TLS:            c.cfg.TLS,
+			Inbound:        c.inbound,
+			Counters:       &c.stats.io,
+			Dial:           c.cfg.Dial,
+		})
+	}
 	if err != nil {
 		c.stats.attemptFailed(err)
 		if !redirected {
@@ -65,19 +69,52 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	c.runUp = true
 
 	ack := cn.Connack()
-	e := Event{Kind: Connected, Server: shown, SessionPresent: ack.SessionPresent, ClientID: c.cfg.ClientID}
+	e := Event{Kind: Connected, Server: shown, SessionPresent: ack.SessionPresent, ClientID: c.cfg.ClientID,
+		// A copy: the session reads the CONNACK's limits, the application
+		// may change what it is given.
+		Connack: cloneProperties(ack.Properties)}
 	if ack.Properties != nil && ack.Properties.AssignedClientID != "" {
 		e.ClientID = ack.Properties.AssignedClientID
 	}
 	c.cfg.Logger.Info("mqtt: connected", "server", shown, "session_present", ack.SessionPresent)
+	// Up before the event says so: a program that saw Connected finds
+	// WaitConnected returning at once.
+	c.setUp(true)
+	c.firstUpOnce.Do(func() { close(c.firstUp) })
 	c.emit(e)
 	if c.connectedBefore && !c.cfg.CleanStart && !ack.SessionPresent {
 		c.cfg.Logger.Warn("mqtt: the broker did not keep the session; subscribing again and re-sending what is owed", "server", shown)
 		c.emit(Event{Kind: SessionLost, Server: shown})
 	}
 	c.connectedBefore = true
-	c.firstUpOnce.Do(func() { close(c.firstUp) })
 	return nil
+}
+
+// connectFor returns the CONNECT for one attempt to server (shown, as
+// errors show it): the one built at start, or, with Config.Credentials, a
+// copy of it with the credentials asked for now. Credentials' error fails
+// the attempt like a refused connection; so do credentials that CONNECT
+// cannot carry. Neither the password nor anything derived from it goes
+// into an error or a log.
+func (c *Client) connectFor(ctx context.Context, server, shown string) (*codec.Connect, error) {
+	creds := c.cfg.Credentials
+	if creds == nil {
+		return c.connect, nil
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, c.cfg.ConnectTimeout,
+		fmt.Errorf("mqtt: Config.Credentials did not return within the connect timeout of %s", c.cfg.ConnectTimeout))
+	defer cancel()
+	user, pass, err := creds(ctx, server)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: credentials for %s: %w", shown, err)
+	}
+	if err := checkCredentials(user, pass, c.cfg.version); err != nil {
+		return nil, fmt.Errorf("mqtt: credentials for %s: %w", shown, err)
+	}
+	p := *c.connect // shares the will and properties, which nobody changes
+	p.Username, p.HasUsername = user, user != ""
+	p.Password, p.HasPassword = pass, pass != nil
+	return &p, nil
 }
 
 // onSupervisorEvent turns the supervisor's events into the client's. It
@@ -90,6 +127,7 @@ func (c *Client) onSupervisorEvent(e supervisor.Event) {
 		c.lastErrMu.Unlock()
 		if c.runUp {
 			c.runUp = false
+			c.setUp(false)
 			c.stats.down(e.Err)
 			if c.stopping.Load() {
 				return // Close or Disconnect ended it: no news

@@ -20,7 +20,7 @@
 //
 // # The session outlives connections
 //
-// [Dial] connects and returns a [Client] whose session lives until
+// [Dial] (or [Start]) returns a [Client] whose session lives until
 // [Client.Disconnect], [Client.Close], or until the strategy gives up
 // ([Client.Done], [Client.Err]). While disconnected, publishes wait in a
 // bounded queue; on reconnect, unacknowledged QoS 1/2
@@ -30,6 +30,18 @@
 // PUBACK, QoS 2 PUBCOMP; QoS 0 once written), or an error that says whether
 // the message was never sent ([ErrWithdrawn], [ErrInvalidMessage],
 // [ErrClosed]) or may have been ([ErrOutcomeUnknown]).
+//
+// # Starting while the broker is away
+//
+// [Dial] returns once the first connection is up. [Start] returns at once
+// and connects in the background, under the same [Config.Backoff] as every
+// reconnect: a device that boots during an outage works from the start.
+// Until the first connection everything behaves as during an outage:
+// publishes wait in the queue, one whose ctx ends first is withdrawn
+// ([ErrWithdrawn]), subscribes wait, [Config.Store] is already restored,
+// and [Client.Events] reports Reconnecting, then Connected.
+// [Client.WaitConnected] waits until a connection is up (now, not once),
+// and returns [Client.Err] if the strategy gave up. See ExampleStart.
 //
 // # What piles up while the broker is away
 //
@@ -63,6 +75,38 @@
 // [Client.PublishAsync] returns a channel with the publish's one result.
 // No library goroutine runs application code, and no library goroutine
 // waits on the application without also watching for shutdown.
+//
+// # Routes and requests
+//
+// A [Route] gives the messages of some topic filters a channel of their
+// own: [Client.Route] for filters the client is subscribed to anyway,
+// [Client.SubscribeRoute] to subscribe and route in one call (under
+// MQTT 5 by Subscription Identifier, so overlapping filters route
+// exactly). Each message goes to the first route that takes it, in the
+// order the routes were made, and the rest to [Client.Messages]. A slow
+// route does not hold back a fast one, until the acknowledgements that
+// MQTT wants in arrival order, or [Config.MaxPending] messages waiting in
+// all, make every route wait for it; the Route documentation says when.
+// [Match] is the topic matching a broker does.
+//
+// [Client.Request] (MQTT 5) publishes a request with a Response Topic and
+// Correlation Data of its own and returns the reply, bounded by its ctx;
+// [Client.Respond] answers one. See Example_route and Example_request.
+//
+// # MQTT 5 properties, credentials, dialers
+//
+// With [Config.Version] 5, [Properties] carry a message's MQTT 5 properties
+// (content type, expiry, response topic, correlation data, user
+// properties); [Interval] and [Flag] fill in its optional fields, and no
+// other package need be imported. [Config.ConnectProperties] adds user
+// properties and the problem and response information requests to the
+// CONNECT, and the Connected event's [Event.Connack] holds what the broker
+// answered: its limits, an assigned client identifier, response
+// information. [Config.Credentials] is asked for a username and password
+// before every connection attempt, for tokens that expire, and
+// [Config.Dial] replaces the client's dialer. Enhanced authentication
+// (AUTH) and outbound topic aliases are not supported. See
+// ExampleProperties, ExampleConfig_credentials and ExampleConfig_dial.
 //
 // # Faults are tested, not hoped for
 //

@@ -13,7 +13,8 @@ type EventKind int
 // The kinds of Event.
 const (
 	// Connected: a connection is up. SessionPresent says whether the
-	// broker kept the session; Server which server.
+	// broker kept the session; Server which server; Connack what an
+	// MQTT 5 broker announced.
 	Connected EventKind = iota + 1
 	// ConnectionLost: a live connection ended; Err says why.
 	ConnectionLost
@@ -37,6 +38,11 @@ const (
 	// the application stays behind, and the rest once it has caught up:
 	// the Counts add up to every drop (Stats counts them too).
 	MessagesDropped
+	// StoredPublishFailed: a publish restored from Config.Store (its
+	// caller, in an earlier Client, was told ErrInStore) ended with the
+	// error Err (it expired, or no longer fits the broker's limits, or the
+	// broker refused it), which no caller receives. Err names the topic.
+	StoredPublishFailed
 )
 
 func (k EventKind) String() string {
@@ -53,6 +59,8 @@ func (k EventKind) String() string {
 		return "gave up"
 	case MessagesDropped:
 		return "messages dropped"
+	case StoredPublishFailed:
+		return "stored publish failed"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
@@ -67,6 +75,21 @@ type Event struct {
 	Delay          time.Duration   // Reconnecting: how long until the attempt
 	Count          int             // MessagesDropped: how many
 	Err            error           // ConnectionLost, GaveUp: why; Reconnecting: why the previous attempt failed (= Attempt.Err)
+
+	// Connack (Connected, MQTT 5) are the properties of the broker's
+	// CONNACK, a copy: nil when it sent none, and always under MQTT 3.1.1.
+	// The limits the broker announces, which the client already keeps to:
+	// ReceiveMaximum (how many QoS 1/2 publishes it takes in flight),
+	// MaximumQoS, RetainAvailable, MaximumPacketSize, TopicAliasMaximum
+	// (the client uses no outbound aliases), ServerKeepAlive (replaces
+	// Config.KeepAlive), SessionExpiryInterval (replaces
+	// Config.SessionExpiry). What it says about this connection:
+	// AssignedClientID (also in ClientID), ResponseInfo (when
+	// ConnectProperties asked for it with RequestResponseInfo),
+	// ReasonString, ServerReference, User. What it supports:
+	// WildcardSubAvailable, SubIDAvailable, SharedSubAvailable (absent
+	// means available).
+	Connack *Properties
 }
 
 func (e Event) String() string {
@@ -86,6 +109,8 @@ func (e Event) String() string {
 		return fmt.Sprintf("gave up: %v", e.Err)
 	case MessagesDropped:
 		return fmt.Sprintf("%d QoS 0 messages dropped: the application is behind", e.Count)
+	case StoredPublishFailed:
+		return fmt.Sprintf("a publish restored from the store failed: %v", e.Err)
 	}
 	return e.Kind.String()
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/robustmqtt/mqtt"
@@ -173,4 +176,272 @@ func Example_selectLoop() {
 	// home/counter = 1
 	// home/counter = 2
 	// home/counter = 3
+}
+
+// A device that boots while the broker is away starts working at once:
+// Start returns without waiting, the alarm waits in the queue, and the
+// client connects in the background when the broker is back. WaitConnected
+// is there for a program that wants to know.
+func ExampleStart() {
+	broker, err := mqtttest.StartBroker()
+	if err != nil {
+		panic(err)
+	}
+	defer broker.Close()
+	broker.Stop() // the device boots during an outage
+	ctx := context.Background()
+
+	c, err := mqtt.Start(mqtt.Config{
+		Servers:  []string{broker.URL()},
+		ClientID: "window-sensor",
+		Backoff:  backoff.Constant(50 * time.Millisecond),
+	})
+	if err != nil {
+		panic(err) // a bad Config: nothing was started
+	}
+	defer c.Close()
+	alarm := c.PublishAsync(ctx, mqtt.Message{Topic: "home/alarm/window", Payload: []byte("broken"), QoS: mqtt.AtLeastOnce})
+
+	broker.Start() // the outage ends
+	wait, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	fmt.Println("connected:", c.WaitConnected(wait))
+	fmt.Println("alarm acknowledged:", <-alarm)
+	// Output:
+	// connected: <nil>
+	// alarm acknowledged: <nil>
+}
+
+// MQTT 5 properties, with the package's own names: user properties and a
+// request for response information in the CONNECT, the broker's CONNACK
+// properties in the Connected event, and a message's content type, expiry
+// and request/response properties.
+func ExampleProperties() {
+	broker, err := mqtttest.StartBroker()
+	if err != nil {
+		panic(err)
+	}
+	defer broker.Close()
+	ctx := context.Background()
+
+	c, err := mqtt.Dial(ctx, mqtt.Config{
+		Servers:  []string{broker.URL()},
+		ClientID: "thermostat",
+		Version:  5,
+		ConnectProperties: &mqtt.Properties{
+			User:                []mqtt.UserProperty{{Key: "firmware", Value: "1.4.2"}},
+			RequestResponseInfo: mqtt.Flag(true),
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	e := <-c.Events()
+	fmt.Printf("%s; the broker takes at most %d publishes in flight\n", e.Kind, *e.Connack.ReceiveMaximum)
+
+	if err := c.Subscribe(ctx, mqtt.Subscription{Filter: "home/thermostat/#", QoS: mqtt.AtLeastOnce}); err != nil {
+		panic(err)
+	}
+	err = c.Publish(ctx, mqtt.Message{
+		Topic:   "home/thermostat/setpoint",
+		Payload: []byte(`{"celsius": 21}`),
+		QoS:     mqtt.AtLeastOnce,
+		Properties: &mqtt.Properties{
+			PayloadFormat:   mqtt.Flag(true), // UTF-8 text
+			ContentType:     "application/json",
+			MessageExpiry:   mqtt.Interval(time.Minute), // stale after a minute, also at the broker
+			ResponseTopic:   "home/thermostat/ack",
+			CorrelationData: []byte("req-1"),
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	m := <-c.Messages()
+	fmt.Printf("%s %s (%s), answer to %s with %s\n", m.Topic, m.Payload, m.Properties.ContentType,
+		m.Properties.ResponseTopic, m.Properties.CorrelationData)
+	// Output:
+	// connected; the broker takes at most 1024 publishes in flight
+	// home/thermostat/setpoint {"celsius": 21} (application/json), answer to home/thermostat/ack with req-1
+}
+
+// Credentials that expire, such as a token from a cloud's identity
+// service, are asked for before every connection attempt: each CONNECT
+// carries a fresh one. The function's error fails that attempt, and the
+// client retries under its Backoff.
+func ExampleConfig_credentials() {
+	broker, err := mqtttest.StartBroker()
+	if err != nil {
+		panic(err)
+	}
+	defer broker.Close()
+
+	var fetched atomic.Int32
+	c, err := mqtt.Dial(context.Background(), mqtt.Config{
+		Servers:  []string{broker.URL()},
+		ClientID: "meter-17",
+		Credentials: func(ctx context.Context, server string) (string, []byte, error) {
+			// In real life: a token for this server, from a service that
+			// honours ctx.
+			n := fetched.Add(1)
+			return "meter-17", fmt.Appendf(nil, "token-%d", n), nil
+		},
+		Backoff: backoff.Constant(50 * time.Millisecond),
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	fmt.Println("tokens fetched:", fetched.Load())
+
+	broker.Restart() // the connection is lost; the next attempt asks again
+	for e := range c.Events() {
+		if e.Kind == mqtt.Connected && e.SessionPresent {
+			break
+		}
+	}
+	fmt.Println("a fresh token for the new connection:", fetched.Load() > 1)
+	// Output:
+	// tokens fetched: 1
+	// a fresh token for the new connection: true
+}
+
+// Config.Dial opens the connection itself: through a proxy, over a Unix
+// socket, or with socket options of its own. It gets each server URL of
+// Config.Servers (or of a redirect) and returns the stream, on which TLS, if
+// wanted, is its job.
+func ExampleConfig_dial() {
+	broker, err := mqtttest.StartBroker()
+	if err != nil {
+		panic(err)
+	}
+	defer broker.Close()
+
+	var dialer net.Dialer
+	c, err := mqtt.Dial(context.Background(), mqtt.Config{
+		Servers:  []string{broker.URL()},
+		ClientID: "gateway",
+		Dial: func(ctx context.Context, server string) (net.Conn, error) {
+			u, err := url.Parse(server)
+			if err != nil {
+				return nil, err
+			}
+			fmt.Println("dialing", u.Scheme, "through our own dialer")
+			return dialer.DialContext(ctx, "tcp", u.Host)
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	fmt.Println(c.Publish(context.Background(), mqtt.Message{Topic: "gateway/up", QoS: mqtt.AtLeastOnce}))
+	// Output:
+	// dialing tcp through our own dialer
+	// <nil>
+}
+
+// Routes: each part of a program reads the messages of its own filters
+// from a channel of its own, and Messages gets the rest. A message goes
+// to the first route that takes it, in the order they were made.
+func Example_route() {
+	broker, err := mqtttest.StartBroker()
+	if err != nil {
+		panic(err)
+	}
+	defer broker.Close()
+	ctx := context.Background()
+
+	c, err := mqtt.Dial(ctx, mqtt.Config{Servers: []string{broker.URL()}, ClientID: "home-hub"})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	lights, err := c.SubscribeRoute(ctx, mqtt.Subscription{Filter: "home/+/light", QoS: mqtt.AtLeastOnce})
+	if err != nil {
+		panic(err)
+	}
+	defer lights.Close()
+	alarms, err := c.SubscribeRoute(ctx, mqtt.Subscription{Filter: "home/alarm/#", QoS: mqtt.AtLeastOnce})
+	if err != nil {
+		panic(err)
+	}
+	defer alarms.Close()
+	if err := c.Subscribe(ctx, mqtt.Subscription{Filter: "home/#", QoS: mqtt.AtLeastOnce}); err != nil {
+		panic(err)
+	}
+
+	for _, m := range []mqtt.Message{
+		{Topic: "home/alarm/window", Payload: []byte("broken")},
+		{Topic: "home/kitchen/temperature", Payload: []byte("21.5")},
+		{Topic: "home/kitchen/light", Payload: []byte("on")},
+	} {
+		m.QoS = mqtt.AtLeastOnce
+		if err := c.Publish(ctx, m); err != nil {
+			panic(err)
+		}
+	}
+	// The lights' reader does not wait for the alarm's, nor for Messages.
+	m := <-lights.Messages()
+	fmt.Printf("lights: %s = %s\n", m.Topic, m.Payload)
+	m = <-alarms.Messages()
+	fmt.Printf("alarms: %s = %s\n", m.Topic, m.Payload)
+	m = <-c.Messages()
+	fmt.Printf("the rest: %s = %s\n", m.Topic, m.Payload)
+	// Output:
+	// lights: home/kitchen/light = on
+	// alarms: home/alarm/window = broken
+	// the rest: home/kitchen/temperature = 21.5
+}
+
+// Request and response (MQTT 5): the requester publishes and waits for the
+// reply, bounded by its ctx; the service answers with Respond.
+func Example_request() {
+	broker, err := mqtttest.StartBroker()
+	if err != nil {
+		panic(err)
+	}
+	defer broker.Close()
+	ctx := context.Background()
+
+	// The service: answers every request on "svc/clock".
+	svc, err := mqtt.Dial(ctx, mqtt.Config{Servers: []string{broker.URL()}, ClientID: "clock", Version: 5})
+	if err != nil {
+		panic(err)
+	}
+	defer svc.Close()
+	if err := svc.Subscribe(ctx, mqtt.Subscription{Filter: "svc/clock", QoS: mqtt.AtLeastOnce}); err != nil {
+		panic(err)
+	}
+	go func() {
+		for req := range svc.Messages() {
+			svc.Respond(ctx, req, mqtt.Message{Payload: []byte("12:00"), QoS: mqtt.AtLeastOnce})
+		}
+	}()
+
+	c, err := mqtt.Dial(ctx, mqtt.Config{Servers: []string{broker.URL()}, ClientID: "kiosk", Version: 5})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+
+	// The requester.
+	reqCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	reply, err := c.Request(reqCtx, mqtt.Message{Topic: "svc/clock", Payload: []byte("time?"), QoS: mqtt.AtLeastOnce})
+	fmt.Printf("reply %s, error %v\n", reply.Payload, err)
+	// Output:
+	// reply 12:00, error <nil>
+}
+
+func ExampleMatch() {
+	fmt.Println(mqtt.Match("home/+/temperature", "home/kitchen/temperature"))
+	fmt.Println(mqtt.Match("home/#", "home"))
+	fmt.Println(mqtt.Match("$share/workers/jobs/#", "jobs/42"))
+	fmt.Println(mqtt.Match("#", "$SYS/uptime")) // [MQTT-4.7.2-1]
+	// Output:
+	// true
+	// true
+	// true
+	// false
 }

@@ -26,9 +26,10 @@ type Message struct {
 	Retain    bool
 	Duplicate bool // inbound only: the broker may have sent it before
 	// Properties are the MQTT 5 properties (message expiry, content type,
-	// response topic, correlation data, user properties, ...). Nil: none.
-	// Inbound, a topic alias has already been resolved into Topic.
-	Properties *codec.Properties
+	// response topic, correlation data, user properties, ...); see
+	// Properties for what each means on a message. Nil: none. Inbound, a
+	// topic alias has already been resolved into Topic.
+	Properties *Properties
 
 	// QueuePolicy (outbound only) overrides Config.QueuePolicy for this
 	// publish: what it does when the queue is full, and whether a newer

@@ -49,6 +49,9 @@ type op struct {
 	size      int // topic and payload bytes, for admission
 	// qos is the publish's QoS for Stats; -1 for subscribe/unsubscribe.
 	qos int8
+	// restored: a publish taken from Config.Store when the client
+	// started, whose result no caller receives (see finish).
+	restored bool
 
 	// Owned by the session goroutine.
 	id       uint16 // packet identifier while in flight
@@ -157,6 +160,12 @@ func (o *op) finish(err error) {
 	if o.holdsRoom {
 		o.c.adm.release(1, o.size)
 	}
+	if o.restored && err != nil && !errors.Is(err, ErrInStore) && !errors.Is(err, ErrClosed) {
+		// Its caller was told ErrInStore by an earlier client: nobody
+		// reads this result, so the application hears of it here.
+		o.c.cfg.Logger.Warn("mqtt: a publish restored from the store failed", "err", err)
+		o.c.emit(Event{Kind: StoredPublishFailed, Err: err})
+	}
 	o.result <- err
 	select {
 	case o.c.progress <- struct{}{}:
@@ -204,6 +213,7 @@ type ctlOp struct {
 	op
 	subs    []Subscription // Subscribe
 	filters []string       // Unsubscribe
+	subID   uint32         // SubscribeRoute: the route's Subscription Identifier (session goroutine)
 }
 
 // cancelRequest tells the session that an op's ctx ended.

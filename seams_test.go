@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/robustmqtt/mqtt"
+	"github.com/robustmqtt/mqtt/backoff"
 	"github.com/robustmqtt/mqtt/codec"
 	"github.com/robustmqtt/mqtt/mqtttest"
 	"github.com/robustmqtt/mqtt/store"
@@ -670,4 +671,116 @@ func TestDisconnectDrainsWhenTheLastFlightEndsOnReconnect(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("Disconnect did not return after the last flight ended")
 	}
+}
+
+// A publish kept in the store keeps its MQTT 5 expiry deadline across a
+// restart: the next client does not send it late with its whole interval
+// (model seed 15505509734414080539), and since its caller was told
+// ErrInStore, the application hears of its end from a StoredPublishFailed
+// event (model finding F9).
+func TestStoredPublishKeepsItsExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := store.NewMemory()
+		offline := func(ctx context.Context, server string) (net.Conn, error) {
+			return nil, errors.New("the broker is away")
+		}
+		cfg := mqtt.Config{Servers: []string{"tcp://pipe:1883"}, ClientID: "expiring", Version: 5, Store: st,
+			Dial: offline, Backoff: backoff.Constant(time.Second)}
+		first, err := mqtt.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expiry := uint32(2)
+		res := first.PublishAsync(t.Context(), mqtt.Message{Topic: "stale", QoS: 1, Properties: &codec.Properties{MessageExpiry: &expiry}})
+		first.Close()
+		if err := <-res; !errors.Is(err, mqtt.ErrInStore) {
+			t.Fatalf("at Close: %v, want ErrInStore", err)
+		}
+		time.Sleep(3 * time.Second) // the process is down longer than the interval
+
+		published := make(chan string, 1)
+		cfg.Dial = func(ctx context.Context, server string) (net.Conn, error) {
+			client, broker := net.Pipe()
+			go func() {
+				defer broker.Close()
+				br := bufio.NewReader(broker)
+				for {
+					p, err := codec.ReadPacket(br, 5, 0)
+					if err != nil {
+						return
+					}
+					switch p := p.(type) {
+					case *codec.Connect:
+						b, _ := (&codec.Connack{SessionPresent: true}).AppendTo(nil, 5)
+						broker.Write(b)
+					case *codec.Publish:
+						published <- p.Topic
+					}
+				}
+			}()
+			return client, nil
+		}
+		second, err := mqtt.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer second.Close()
+		for {
+			select {
+			case topic := <-published:
+				t.Fatalf("the expired message %q was sent", topic)
+			case e := <-second.Events():
+				if e.Kind != mqtt.StoredPublishFailed {
+					continue
+				}
+				if !errors.Is(e.Err, mqtt.ErrExpired) {
+					t.Fatalf("StoredPublishFailed: %v, want ErrExpired", e.Err)
+				}
+			}
+			break
+		}
+	})
+}
+
+// failingSync is a store whose Sync fails once told to.
+type failingSync struct {
+	*store.Memory
+	fail atomic.Bool
+}
+
+func (s *failingSync) Sync() error {
+	if s.fail.Load() {
+		return errors.New("disk gone")
+	}
+	return s.Memory.Sync()
+}
+
+// When the sync that would make a withdrawn publish's removal durable
+// fails, its result does not promise "never sent": the record may still be
+// in the store for the next client (model seed 4, finding F7).
+func TestWithdrawnWhenTheStoreFailsIsNotNever(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &failingSync{Memory: store.NewMemory()}
+		offline := func(ctx context.Context, server string) (net.Conn, error) {
+			return nil, errors.New("the broker is away")
+		}
+		c, err := mqtt.Start(mqtt.Config{Servers: []string{"tcp://pipe:1883"}, ClientID: "sync-fails", Store: st,
+			Dial: offline, Backoff: backoff.Constant(time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx, cancel := context.WithCancel(t.Context())
+		res := c.PublishAsync(ctx, mqtt.Message{Topic: "press", QoS: 1}) // durable once this returns
+		st.fail.Store(true)
+		cancel()
+		err = <-res
+		if errors.Is(err, mqtt.ErrWithdrawn) || !errors.Is(err, mqtt.ErrInStore) {
+			t.Fatalf("result: %v, want ErrInStore (the store failed), not ErrWithdrawn", err)
+		}
+		<-c.Done()
+		if !strings.Contains(fmt.Sprint(c.Err()), "disk gone") {
+			t.Fatalf("Err: %v, want the store's failure", c.Err())
+		}
+	})
 }

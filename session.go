@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/robustmqtt/mqtt/codec"
@@ -80,6 +81,18 @@ type session struct {
 	dropped     int  // QoS 0 messages dropped since the last MessagesDropped event
 	dropping    bool
 	dropSaid    time.Time // when the last MessagesDropped event went out
+
+	// Routes and requests (routes.go, request.go).
+	pendingN   int                       // messages waiting for the application: in pending and in every route's queue
+	routes     []*route                  // in the order they were made
+	turns      chan routeTurn            // from the routes' relays; nil until the first route
+	routesStop chan struct{}             // closed as the client stops: the relays exit
+	relays     sync.WaitGroup            // the routes' relays
+	lastSubID  uint32                    // the last Subscription Identifier given to a route
+	subIDOf    map[string]uint32         // the Subscription Identifier each filter was subscribed with, if any
+	noSubIDs   bool                      // the broker said Subscription Identifier Available 0
+	requests   map[string]chan<- Message // Request calls waiting for a reply, by correlation data
+	respTopic  string                    // the client's response topic, once looked up
 }
 
 // phase is where a session is in its life. It only moves forward.
@@ -177,6 +190,8 @@ func (s *session) run() {
 			s.lost()
 		case deliver <- head:
 			s.delivered()
+		case t := <-s.turns:
+			s.routeTurn(t)
 		case <-c.progress:
 			s.checkFlushes()
 			s.checkDrained()
@@ -230,9 +245,12 @@ func (s *session) inbound(in conn.Inbound) {
 		// whatever it has no acknowledgement for.
 		return
 	}
-	if in.Packet == nil {
+	switch {
+	case in.Refused != nil:
+		s.refusePublish(in.Refused)
+	case in.Packet == nil:
 		s.receiveAck(in.Ack, in.ID)
-	} else {
+	default:
 		s.receive(in.Packet)
 	}
 }
@@ -252,6 +270,12 @@ func (s *session) control(r any) {
 		r.remaining <- s.unflush(r.w)
 	case ackRequest:
 		s.appReceived(r.a.id, r.a.gen)
+	case *routeRequest:
+		s.addRoute(r)
+	case replyWait:
+		s.awaitReply(r)
+	case replyCancel:
+		s.cancelReply(r)
 	case unsendableRequest:
 		s.unsendable(r.o, r.err)
 	case *disconnectRequest:
@@ -630,14 +654,25 @@ func (s *session) shutdown(err error) {
 		failed = fmt.Errorf("%w: %w", ErrClosed, err)
 	}
 	inStore := ErrInStore
-	if serr := s.closeStore(); serr != nil {
+	serr := s.closeStore()
+	if serr != nil {
 		s.cfg.Logger.Error("mqtt: cannot sync the store as the client stops", "err", serr)
 		inStore = fmt.Errorf("%w (the store failed to sync: %w)", failed, serr)
 	}
+	// Results held for a removal from the store to be durable: true now
+	// if the last sync worked; if it failed, the record may still be
+	// there, and the next client on the store may send the message, so
+	// the result must not promise it never will.
 	for _, f := range s.finishing {
-		f.o.finish(f.err) // as good as it gets: the store synced, or failed
+		err := f.err
+		if serr != nil {
+			err = fmt.Errorf("%w: it had ended (%v), but the store failed before its removal was durable, so the next client on this store may still send it: %w",
+				ErrInStore, f.err, serr)
+		}
+		f.o.finish(err)
 	}
 	s.finishing = nil
+
 	endPub := func(o *pubOp) {
 		if o.storeKey != 0 {
 			o.finish(inStore)
@@ -670,6 +705,7 @@ func (s *session) shutdown(err error) {
 		close(w.done)
 	}
 	c.err = err
+	s.stopRoutes()
 	close(c.messages)
 	c.eventsMu.Lock()
 	c.eventsClosed = true

@@ -57,12 +57,12 @@ func (s *session) onPublish(p *codec.Publish) {
 	m := Message{Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Duplicate: p.Dup, Properties: p.Properties}
 	size := inboundSize(p, s.cfg.version)
 	if p.QoS == AtMostOnce {
-		if s.pending.len() >= s.cfg.MaxPending || s.pendingBytes >= s.cfg.MaxPendingBytes {
+		if (s.pendingN >= s.cfg.MaxPending || s.pendingBytes >= s.cfg.MaxPendingBytes) && !s.isReply(&m) {
 			s.dropped++
 			s.c.stats.recvDropped.Add(1)
 			if !s.dropping {
 				s.dropping = true
-				s.cfg.Logger.Warn("mqtt: the application is behind; dropping inbound QoS 0 messages", "pending", s.pending.len())
+				s.cfg.Logger.Warn("mqtt: the application is behind; dropping inbound QoS 0 messages", "pending", s.pendingN)
 			}
 			if time.Since(s.dropSaid) >= dropReportEvery {
 				s.reportDrops(true) // news when it happens, then at most once a period
@@ -105,13 +105,37 @@ func (s *session) onPublish(p *codec.Publish) {
 	s.queueDelivery(delivery{msg: m, id: p.PacketID, gen: s.gen, size: size})
 }
 
-// queueDelivery adds d to the messages waiting for the application.
+// refusePublish answers a PUBLISH the decoder refused as beyond this
+// client's limits (more than codec.MaxUserProperties user properties, ...):
+// the message is not delivered, and a QoS 1/2 one is refused with
+// ImplementationSpecificError in PUBACK or PUBREC, which ends its flow, so
+// that the broker does not send it again on every connection. Counted in
+// Stats.ReceivedDropped.
+func (s *session) refusePublish(e *codec.Error) {
+	s.c.stats.recvDropped.Add(1)
+	s.cfg.Logger.Warn("mqtt: refusing an inbound message beyond this client's limits", "qos", byte(e.QoS), "id", e.PacketID, "err", e)
+	switch e.QoS {
+	case AtLeastOnce:
+		s.send(conn.Frame{Packet: &codec.Puback{PacketID: e.PacketID, ReasonCode: e.Code}})
+	case ExactlyOnce:
+		s.send(conn.Frame{Packet: &codec.Pubrec{PacketID: e.PacketID, ReasonCode: e.Code}})
+	}
+}
+
+// queueDelivery adds d to the messages waiting for the application, in
+// the queue of the route that takes it or of Messages (see Route), unless
+// it is a reply to a Request, which is handed over at once.
 func (s *session) queueDelivery(d delivery) {
-	s.pending.push(d)
+	if s.isReply(&d.msg) {
+		s.reply(d)
+		return
+	}
+	s.pendingN++
 	s.pendingBytes += d.size
 	if d.msg.QoS > AtMostOnce {
 		s.pendingQoS12++
 	}
+	s.place(d)
 }
 
 // inboundSize is what an inbound message counts against MaxPendingBytes:
@@ -163,7 +187,7 @@ func (s *session) inboundOpen() bool { return !s.inboundPaused() }
 
 // ackedOnCur notes a PUBACK or PUBCOMP sent on cur: the broker may send
 // one more QoS 1/2 message. Acks for messages of an earlier connection
-// count too, as the broker counts them, never below zero [MQTT-4.9.0-3].
+// count too, as the broker counts them, never below zero (section 4.9).
 func (s *session) ackedOnCur() {
 	s.inQuota = max(s.inQuota-1, 0)
 }
@@ -225,18 +249,26 @@ func (s *session) resolveTopic(p *codec.Publish) (string, bool) {
 // delivered is called once the application received the first pending
 // message from Messages.
 func (s *session) delivered() {
-	d := s.pending.front()
+	d := *s.pending.front()
+	s.pending.pop()
+	s.handedOver(d)
+}
+
+// handedOver is called once the application received d, from Messages or
+// from a route: it is no longer pending, and a QoS 1/2 message is
+// acknowledged in its turn (unless ManualAck).
+func (s *session) handedOver(d delivery) {
 	id, gen, qos := d.id, d.gen, d.msg.QoS
+	s.pendingN--
 	s.pendingBytes -= d.size
 	if qos > AtMostOnce {
 		s.pendingQoS12--
 	}
-	s.pending.pop()
 	s.c.stats.recv[qos].Add(1)
 	if qos > AtMostOnce && !s.cfg.ManualAck {
 		s.appReceived(id, gen)
 	}
-	if s.dropping && s.pending.len() == 0 {
+	if s.dropping && s.pendingN == 0 {
 		s.reportDrops(false)
 	}
 }
@@ -314,7 +346,7 @@ func (s *session) sendAck(id uint16, st *inState) bool {
 		if err := s.storeInbound(id); err != nil {
 			// Without its record, a restart could deliver the message twice:
 			// no PUBREC, and the connection closes, so that the broker sends
-			// it again later [MQTT-4.8.0-2].
+			// it again later (3.1.1 [MQTT-4.8.0-2]).
 			s.cfg.Logger.Error("mqtt: cannot record an inbound QoS 2 message in the store; closing the connection", "id", id, "err", err)
 			s.cur.Fail(fmt.Errorf("mqtt: cannot record inbound QoS 2 message %d in the store: %w", id, err))
 			s.lost()
@@ -344,8 +376,14 @@ func (s *session) onPubrel(p *codec.Pubrel) {
 		s.protocolError(codec.ProtocolError, codec.TypePubrel, "PUBREL for packet identifier %d before this client sent PUBREC", p.PacketID)
 		return
 	default:
+		if err := s.unstoreInbound(p.PacketID); err != nil {
+			// Still recorded, a restart would take the broker's next
+			// message under this identifier for this one: no PUBCOMP
+			// now; the broker's PUBREL comes again.
+			s.storeFailed(err)
+			return
+		}
 		delete(s.in, p.PacketID)
-		s.unstoreInbound(p.PacketID)
 	}
 	if s.send(conn.Frame{Packet: comp}) {
 		s.ackedOnCur()

@@ -408,7 +408,7 @@ func (s *session) sendControl(o *ctlOp) {
 	}
 	var f *flight
 	if o.subs != nil {
-		f = &flight{kind: codec.TypeSubscribe, ctl: o, pkt: subscribePacket(id, o.subs)}
+		f = &flight{kind: codec.TypeSubscribe, ctl: o, pkt: s.withSubID(subscribePacket(id, o.subs), o.subID)}
 	} else {
 		f = &flight{kind: codec.TypeUnsubscribe, ctl: o, pkt: &codec.Unsubscribe{PacketID: id, Filters: o.filters}}
 	}
@@ -439,8 +439,8 @@ func subscribePacket(id uint16, subs []Subscription) *codec.Subscribe {
 // that does not fit alone is left out, and said so.
 func (s *session) resubscribe() {
 	for start := 0; start < len(s.subs); {
-		n := min(resubscribeBatch, len(s.subs)-start)
-		pkt := subscribePacket(1, s.subs[start:start+n])
+		n := s.sameSubID(start, min(resubscribeBatch, len(s.subs)-start))
+		pkt := s.resubscribePacket(s.subs[start : start+n])
 		for size, ok := s.fitsPacket(pkt); !ok; size, ok = s.fitsPacket(pkt) {
 			if n == 1 {
 				s.cfg.Logger.Error("mqtt: cannot subscribe again after the broker lost the session: the SUBSCRIBE is larger than the broker's Maximum Packet Size",
@@ -448,7 +448,7 @@ func (s *session) resubscribe() {
 				break
 			}
 			n /= 2
-			pkt = subscribePacket(1, s.subs[start:start+n])
+			pkt = s.resubscribePacket(s.subs[start : start+n])
 		}
 		start += n
 		if _, ok := s.fitsPacket(pkt); !ok {
@@ -501,6 +501,7 @@ func (s *session) subscribed(sub Subscription) {
 
 // unsubscribed forgets a filter.
 func (s *session) unsubscribed(filter string) {
+	delete(s.subIDOf, filter)
 	for i := range s.subs {
 		if s.subs[i].Filter == filter {
 			s.subs = append(s.subs[:i], s.subs[i+1:]...)
@@ -552,7 +553,13 @@ func (s *session) onPubrec(p *codec.Pubrec) {
 		s.seq++
 		f.relSeq = s.seq
 		f.pub.rel = codec.Pubrel{PacketID: p.PacketID}
-		s.storeProgress(f.pub, pubReleased)
+		if err := s.storeProgress(f.pub, pubReleased); err != nil {
+			// Unrecorded, a restart would send the PUBLISH again after
+			// this PUBREL: no PUBREL now; the broker's PUBREC comes again.
+			f.relNeeded = false
+			s.storeFailed(err)
+			return
+		}
 	}
 	// A repeated PUBREC (after a reconnect) gets PUBREL again.
 	s.send(conn.Frame{Packet: &f.pub.rel})
@@ -570,7 +577,7 @@ func (s *session) onPubcomp(p *codec.Pubcomp) {
 	}
 	s.endFlight(p.PacketID)
 	// A successful PUBREC already meant the broker took the message on
-	// [MQTT-4.3.3]; a PUBCOMP with 0x92 Packet Identifier Not Found comes
+	// (section 4.3.3); a PUBCOMP with 0x92 Packet Identifier Not Found comes
 	// when a PUBCOMP was lost with a connection and the PUBREL sent again
 	// finds the flow already ended. Either way the message is delivered.
 	f.pub.finish(nil)
@@ -613,7 +620,7 @@ func (s *session) onSuback(p *codec.Suback) {
 	}
 	sent := f.pkt.(*codec.Subscribe).Subscriptions
 	if len(p.ReasonCodes) != len(sent) {
-		s.protocolError(codec.ProtocolError, codec.TypeSuback, "SUBACK has %d reason codes for %d filters [MQTT-3.9.3-1]", len(p.ReasonCodes), len(sent))
+		s.protocolError(codec.ProtocolError, codec.TypeSuback, "SUBACK has %d reason codes for %d filters [MQTT-3.8.4-6]", len(p.ReasonCodes), len(sent))
 		return
 	}
 	s.endFlight(p.PacketID)
@@ -629,6 +636,7 @@ func (s *session) onSuback(p *codec.Suback) {
 		}
 		s.subscribed(Subscription{Filter: cs.Filter, QoS: cs.QoS, NoLocal: cs.NoLocal,
 			RetainAsPublished: cs.RetainAsPublished, RetainHandling: cs.RetainHandling})
+		s.noteSubID(cs.Filter, f.pkt.(*codec.Subscribe).Properties)
 	}
 	var err error
 	if refused != nil {

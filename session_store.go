@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/robustmqtt/mqtt/codec"
 	"github.com/robustmqtt/mqtt/conn"
@@ -27,14 +28,17 @@ import (
 //	inbound:  'I'
 //
 // version is the protocol level the frame was encoded at; flags bit 0 says
-// that PUBREC came (PUBREL is owed); id is the packet identifier, 0 while
-// the message has not been sent.
+// that PUBREC came (PUBREL is owed), bit 1 that an expiry deadline follows
+// the header: 8 bytes, Unix nanoseconds, when the MQTT 5 Message Expiry
+// Interval runs out (the frame keeps the interval as given); id is the
+// packet identifier, 0 while the message has not been sent.
 const (
 	recSession   = 'S'
 	sessionKey   = 0
 	recPublish   = 'P'
 	recInbound   = 'I'
 	flagReleased = 1
+	flagExpires  = 2
 	recHeader    = 5
 	inboundKey   = 1 << 63
 )
@@ -94,12 +98,21 @@ func (s *session) restorePublish(key uint64, v []byte) error {
 	if version != s.cfg.version {
 		return bad("written by an MQTT protocol level %d client, but Config.Version is %d: use the same version, or another store", version, s.cfg.version)
 	}
-	p, n, err := codec.Decode(v[recHeader:], version, 0)
+	frame := v[recHeader:]
+	var expires time.Time
+	if flags&flagExpires != 0 {
+		if len(frame) < 8 {
+			return bad("expiry deadline cut short")
+		}
+		expires = time.Unix(0, int64(binary.BigEndian.Uint64(frame)))
+		frame = frame[8:]
+	}
+	p, n, err := codec.Decode(frame, version, 0)
 	if err != nil {
 		return bad("%w", err)
 	}
 	pub, ok := p.(*codec.Publish)
-	if !ok || n != len(v)-recHeader || pub.QoS == AtMostOnce {
+	if !ok || n != len(frame) || pub.QoS == AtMostOnce {
 		return bad("not a QoS 1 or 2 PUBLISH")
 	}
 	if flags&flagReleased != 0 && (id == 0 || pub.QoS != ExactlyOnce) {
@@ -110,6 +123,8 @@ func (s *session) restorePublish(key uint64, v []byte) error {
 	}
 	o := &pubOp{}
 	o.init(s.c, context.Background(), make(chan error, 1))
+	o.restored = true
+	o.expires = expires // the queue expires it, or a re-send says what is left
 	o.qos, o.pkt, o.policy = int8(pub.QoS), *pub, Block
 	o.size = len(pub.Topic) + len(pub.Payload)
 	o.storeKey = key
@@ -257,7 +272,13 @@ func (s *session) storePublish(o *pubOp) error {
 
 // putPublish writes o's record with its packet identifier and flags.
 func (s *session) putPublish(o *pubOp, flags byte, c storeChange) error {
+	if !o.expires.IsZero() {
+		flags |= flagExpires
+	}
 	b := append(s.recBuf[:0], recPublish, s.cfg.version, flags, byte(o.id>>8), byte(o.id))
+	if !o.expires.IsZero() {
+		b = binary.BigEndian.AppendUint64(b, uint64(o.expires.UnixNano()))
+	}
 	p := o.pkt
 	if p.PacketID == 0 {
 		p.PacketID = 1 // a placeholder the encoder needs; the header has the real one
@@ -274,9 +295,9 @@ func (s *session) putPublish(o *pubOp, flags byte, c storeChange) error {
 // storeProgress records a stored publish's progress: its packet
 // identifier once it is given one (pubQoS1Sent, pubQoS2Sent), and PUBREC
 // for QoS 2 (pubReleased).
-func (s *session) storeProgress(o *pubOp, c storeChange) {
+func (s *session) storeProgress(o *pubOp, c storeChange) error {
 	if o.storeKey == 0 {
-		return
+		return nil
 	}
 	var flags byte
 	if c == pubReleased {
@@ -284,7 +305,21 @@ func (s *session) storeProgress(o *pubOp, c storeChange) {
 	}
 	if err := s.putPublish(o, flags, c); err != nil {
 		s.cfg.Logger.Error("mqtt: cannot record a publish's progress in the store; after a restart it may be sent as new", "topic", o.pkt.Topic, "err", err)
+		return err
 	}
+	return nil
+}
+
+// storeFailed closes the current connection because a record a frame
+// depends on could not be written: the frame is not sent, and the broker
+// sends its side again on the next connection, when the store may work
+// (3.1.1 [MQTT-4.8.0-2]).
+func (s *session) storeFailed(err error) {
+	if s.cur == nil {
+		return
+	}
+	s.cur.Fail(fmt.Errorf("mqtt: the store failed, so the next packet cannot be sent safely; reconnecting: %w", err))
+	s.lost()
 }
 
 // unstore removes the record of a publish that has its result: c is
@@ -333,13 +368,15 @@ func (s *session) storeInbound(id uint16) error {
 
 // unstoreInbound forgets an inbound QoS 2 packet identifier; the PUBCOMP
 // that follows waits for the removal to be durable.
-func (s *session) unstoreInbound(id uint16) {
+func (s *session) unstoreInbound(id uint16) error {
 	if s.cfg.Store == nil {
-		return
+		return nil
 	}
 	if err := s.storeDelete(inboundKey|uint64(id), inCompleted); err != nil {
 		s.cfg.Logger.Error("mqtt: cannot remove an inbound QoS 2 identifier from the store", "id", id, "err", err)
+		return err
 	}
+	return nil
 }
 
 // send queues f on the current connection. With a store, frames wait while

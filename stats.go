@@ -19,6 +19,10 @@ type Stats struct {
 	// ReceivedDropped counts inbound QoS 0 messages dropped because the
 	// application fell Config.MaxPending messages behind.
 	ReceivedDropped uint64
+	// RepliesDropped counts messages on the response topic of Request
+	// that answered no waiting request: the request's ctx had ended, the
+	// same reply came twice, or it has no (or unknown) Correlation Data.
+	RepliesDropped uint64
 
 	// Connections counts connection attempts and how they ended.
 	Connections ConnectionStats
@@ -106,6 +110,8 @@ type counters struct {
 	pub         [3][numOutcomes]atomic.Uint64
 	recv        [3]atomic.Uint64
 	recvDropped atomic.Uint64
+	// repliesDropped: see Stats.RepliesDropped.
+	repliesDropped atomic.Uint64
 
 	attempts, succeeded, refused, failed, redirected atomic.Uint64
 	lost                                             [numLost]atomic.Uint64
@@ -209,6 +215,7 @@ func (c *Client) Stats() Stats {
 		st.Received[q] = k.recv[q].Load()
 	}
 	st.ReceivedDropped = k.recvDropped.Load()
+	st.RepliesDropped = k.repliesDropped.Load()
 	st.Connections = ConnectionStats{
 		Attempts:   k.attempts.Load(),
 		Succeeded:  k.succeeded.Load(),
