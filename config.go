@@ -284,7 +284,11 @@ type Config struct {
 
 	// ManualAck makes the application acknowledge each inbound QoS 1/2
 	// message with Message.Ack; by default a message is acknowledged once
-	// the application has received it from Messages.
+	// the application has received it from Messages. Acknowledgements go
+	// out in the order the messages arrived, as the protocol requires
+	// [MQTT-4.6.0-2, MQTT-4.6.0-3]: one acknowledged early waits for those
+	// before it, so a message never acknowledged holds back all later
+	// ones, and the broker, out of in-flight room, stops sending.
 	ManualAck bool
 
 	// StableAfter is how long a connection must stay up before the

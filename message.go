@@ -44,7 +44,9 @@ type Message struct {
 // for QoS 0 messages, and for messages this client did not receive, it
 // does nothing and returns nil. Calling it twice is harmless. It returns
 // ErrClosed once the client has stopped (the broker then re-delivers the
-// message to the session's next connection).
+// message to the session's next connection). The PUBACK or PUBREC goes out
+// once every message that arrived before this one is acknowledged too
+// (see Config.ManualAck).
 func (m Message) Ack() error {
 	if m.ack == nil {
 		return nil
