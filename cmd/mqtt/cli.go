@@ -11,6 +11,8 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/robustmqtt/mqtt"
@@ -51,12 +53,19 @@ var errTimeout = errors.New("timed out")
 // a stray argument is one line on stderr (2).
 func setup(command, synopsis, about string, args []string, std stdio, define func(*flag.FlagSet)) (o connOptions, cfg mqtt.Config, urlTopic string, status int, done bool) {
 	fs := flag.NewFlagSet(command, flag.ContinueOnError)
-	o.register(fs)
+	o.register(fs, command)
 	define(fs)
 	fs.SetOutput(io.Discard) // the flag package's own message is a line plus the whole usage
 	fs.Usage = func() {}
-	err := fs.Parse(args)
+	var err error
+	args, o.propArgs, err = extractProperties(args, fs)
+	if err == nil {
+		err = fs.Parse(args)
+	}
+	var usage usageError
 	switch {
+	case errors.As(err, &usage):
+		return o, cfg, "", fail(std, command, err), true
 	case errors.Is(err, flag.ErrHelp):
 		printUsage(std.out, fs, synopsis, about)
 		return o, cfg, "", exitOK, true
@@ -133,11 +142,17 @@ func printUsage(w io.Writer, fs *flag.FlagSet, synopsis, about string) {
 		arg, text := flag.UnquoteUsage(f)
 		if arg != "" {
 			name += " " + arg
+			// A usage that starts with its argument's name ("`command
+			// identifier value`: ...") need not say it twice.
+			text = strings.TrimPrefix(text, arg+": ")
 		}
 		switch f.DefValue {
 		case "", "0", "false":
 		default:
 			text += fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		if len(name) > 24 {
+			name += "\n" + strings.Repeat(" ", 26)
 		}
 		fmt.Fprintf(w, "  %-24s %s\n", name, strings.ReplaceAll(text, "\n\t", "\n"+strings.Repeat(" ", 27)))
 	}
@@ -193,6 +208,45 @@ func gaveUp(err error, doing string) error {
 	return err
 }
 
+// refusal reports whether err, a failed connection attempt, was refused
+// outright: nothing listens on the port or the peer reset the connection,
+// there is no route to the host, its name does not resolve, or the
+// broker's CONNACK said no. mosquitto's clients give up on such an error
+// at once; so do pub, sub and rr on their first connection without -W
+// (see failFast).
+func refusal(err error) bool {
+	var (
+		refused *mqtt.ConnectError
+		dns     *net.DNSError
+	)
+	switch {
+	case errors.As(err, &refused):
+		return true
+	case errors.As(err, &dns):
+		return !dns.IsTimeout
+	}
+	for _, errno := range []syscall.Errno{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EHOSTUNREACH, syscall.ENETUNREACH} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
+}
+
+// failFast wraps s so that, until up is set, a refusal ends the retrying:
+// a command run without -W tries once when the broker refuses, as
+// mosquitto's do, instead of for connectWait. Once up (the first
+// connection came), s decides alone, so that sub reconnects through a
+// broker restart.
+func failFast(s backoff.Strategy, up *atomic.Bool) backoff.Strategy {
+	return backoff.Func(func(a backoff.Attempt) (time.Duration, bool) {
+		if !up.Load() && refusal(a.Err) {
+			return 0, false
+		}
+		return s.Next(a)
+	})
+}
+
 // deadline applies -W to ctx.
 func (o *connOptions) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
 	if o.timeout > 0 {
@@ -202,7 +256,8 @@ func (o *connOptions) deadline(ctx context.Context) (context.Context, context.Ca
 }
 
 // connect dials cfg's broker and waits for the first connection, for at
-// most -W (ctx's deadline) or connectWait.
+// most -W (ctx's deadline) or connectWait. Without -W, a refusal (see
+// refusal) ends the wait at once.
 func (o *connOptions) connect(ctx context.Context, cfg mqtt.Config) (*mqtt.Client, error) {
 	wait := connectWait
 	if o.timeout > 0 {
@@ -210,12 +265,21 @@ func (o *connOptions) connect(ctx context.Context, cfg mqtt.Config) (*mqtt.Clien
 	}
 	dialCtx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	var up atomic.Bool
+	if o.timeout == 0 {
+		cfg.Backoff = failFast(cfg.Backoff, &up)
+	}
 	c, err := mqtt.Dial(dialCtx, cfg)
 	if err == nil {
+		up.Store(true)
 		return c, nil
 	}
 	if ctx.Err() == nil && dialCtx.Err() == nil {
-		return nil, gaveUp(err, "connecting") // or a bad config
+		err = gaveUp(err, "connecting") // or a bad config
+		if o.timeout == 0 && refusal(err) && !permanent(err) {
+			err = fmt.Errorf("%w (give -W seconds to keep trying)", err)
+		}
+		return nil, err
 	}
 	// Dial's own words are "no connection before the dial context
 	// ended: <ctx error> (last attempt: <why>)"; keep the why.

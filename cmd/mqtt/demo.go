@@ -17,8 +17,9 @@ import (
 // demoConfig is what the demo's flags set.
 type demoConfig struct {
 	duration     time.Duration // how long the devices publish under faults
-	faultEvery   time.Duration // time between faults
+	faultEvery   time.Duration // time between faults; 0: none
 	buttonWindow time.Duration // relevance window of a button press
+	url          string        // the user's broker; "": the embedded one
 	terminal     bool          // redraw in place
 }
 
@@ -34,30 +35,39 @@ func demoCommand(ctx context.Context, args []string, std stdio) int {
 		fmt.Fprintln(stderr, "usage: mqtt demo [flags]")
 		fmt.Fprintln(stderr)
 		fmt.Fprintln(stderr, "An embedded broker, a monitor and three devices (temperature: QoS 0, never retries;")
-		fmt.Fprintln(stderr, "button: QoS 1 with a relevance window; window alarm: QoS 1, persistent, jittered")
+		fmt.Fprintln(stderr, "button: QoS 1 with a relevance window; window alarm: QoS 2, persistent, jittered")
 		fmt.Fprintln(stderr, "backoff), under a broker restart, a cut or a black hole every few seconds.")
-		fmt.Fprintln(stderr, "Exit status 0 only if no acknowledged button press or alarm was lost.")
+		fmt.Fprintln(stderr, "With -url the devices use your broker instead, through the fault proxy: cuts and")
+		fmt.Fprintln(stderr, "black holes, no restarts. Exit status 0 only if no acknowledged button press or")
+		fmt.Fprintln(stderr, "alarm was lost.")
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
 	cfg := demoConfig{terminal: isTerminal(stdout)}
 	fs.DurationVar(&cfg.duration, "duration", 20*time.Second, "how long the devices publish while faults are injected")
-	fs.DurationVar(&cfg.faultEvery, "faults", 3*time.Second, "time between faults")
+	fs.DurationVar(&cfg.faultEvery, "faults", 3*time.Second, "time between faults; 0: no faults")
 	fs.DurationVar(&cfg.buttonWindow, "window", 15*time.Second, "relevance window of a button press")
+	fs.StringVar(&cfg.url, "url", "", "your broker, instead of the embedded one: tcp://, mqtt://, tls://, mqtts:// or ssl://\n"+
+		"[user[:password]@]host[:port][/topic prefix] (ws:// and wss:// with -faults 0 only); the\n"+
+		"topics are under the prefix, by default mqtt-demo/<process id>/")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	if fs.NArg() > 0 || cfg.duration <= 0 || cfg.faultEvery <= 0 || cfg.buttonWindow <= 0 {
-		fmt.Fprintln(stderr, "mqtt demo: takes no arguments, and its durations must be positive")
+	if fs.NArg() > 0 || cfg.duration <= 0 || cfg.faultEvery < 0 || cfg.buttonWindow <= 0 {
+		fmt.Fprintln(stderr, "mqtt demo: takes no arguments; -duration and -window must be positive, -faults 0 or more")
 		fs.Usage()
 		return 2
 	}
 	lost, err := runDemo(ctx, cfg, stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "mqtt demo:", err)
+		var usage usageError
+		if errors.As(err, &usage) {
+			return 2
+		}
 		return 1
 	}
 	if lost > 0 {
@@ -66,31 +76,48 @@ func demoCommand(ctx context.Context, args []string, std stdio) int {
 	return 0
 }
 
-// runDemo runs the demo and returns how many acknowledged QoS 1 messages
-// (button presses and alarms) never reached the monitor.
+// runDemo runs the demo and returns how many acknowledged QoS 1 and 2
+// messages (button presses and alarms) never reached the monitor.
 func runDemo(ctx context.Context, cfg demoConfig, out io.Writer) (lost int, err error) {
-	broker, err := mqtttest.StartBroker()
-	if err != nil {
-		return 0, fmt.Errorf("start the embedded broker: %w", err)
+	var tgt *target
+	if cfg.url == "" {
+		tgt, err = embeddedTarget()
+	} else {
+		tgt, err = userTarget(cfg.url, cfg.faultEvery > 0)
 	}
-	defer broker.Close()
-	proxy, err := mqtttest.StartProxy(broker.Addr())
 	if err != nil {
-		return 0, fmt.Errorf("start the fault proxy: %w", err)
+		return 0, err
 	}
-	defer proxy.Close()
+	defer tgt.close()
 
-	devs := devices(proxy.URL(), cfg.buttonWindow)
-	mon, err := startMonitor(ctx, proxy.URL(), devs)
+	devs := devices(tgt, cfg.buttonWindow)
+	if cfg.url != "" {
+		// The persistent sessions the demo made are not left on the
+		// user's broker: once the monitor and the devices are gone (the
+		// deferred calls below run first).
+		cfgs := []mqtt.Config{tgt.config("monitor")}
+		for _, d := range devs {
+			cfgs = append(cfgs, d.cfg)
+		}
+		defer tgt.forgetSessions(cfgs)
+	}
+	mon, err := startMonitor(ctx, tgt, devs)
 	if err != nil {
+		if cfg.url != "" && tgt.proxy != nil {
+			// The error names the proxy, which stands for the broker.
+			return 0, fmt.Errorf("start the monitor, through the fault proxy on %s to %s: %w", tgt.proxy.Addr(), tgt.userServer, err)
+		}
 		return 0, fmt.Errorf("start the monitor: %w", err)
 	}
 	defer mon.close()
 
 	now := time.Now()
 	d := &display{w: out, terminal: cfg.terminal, start: now, lastLine: now}
-	fmt.Fprintf(out, "mqtt demo: broker on %s behind a fault proxy on %s; faults every %s for %s\n\n",
-		broker.Addr(), proxy.Addr(), cfg.faultEvery, cfg.duration)
+	f := &faults{broker: tgt.broker, proxy: tgt.proxy, events: make(chan string, 8)}
+	if cfg.faultEvery == 0 {
+		f.proxy, f.broker = nil, nil
+	}
+	fmt.Fprintf(out, "mqtt demo: %s; %s for %s\n\n", tgt.describe, f.describe(cfg.faultEvery), cfg.duration)
 
 	publishing, stopPublishing := context.WithCancel(ctx)
 	defer stopPublishing()
@@ -99,7 +126,6 @@ func runDemo(ctx context.Context, cfg demoConfig, out io.Writer) (lost int, err 
 		devWG.Go(func() { dev.run(publishing, drain) })
 	}
 
-	f := &faults{broker: broker, proxy: proxy, events: make(chan string, 8)}
 	faulting, stopFaults := context.WithTimeout(publishing, cfg.duration)
 	defer stopFaults()
 	var faultWG sync.WaitGroup
@@ -182,12 +208,13 @@ func summaryTable(rows []row, faults string, monitorReconnects int64) string {
 	return b.String()
 }
 
-// faults injects a fault every so often, in turn: a broker restart, a cut of
-// every connection, a black hole.
+// faults injects a fault every so often, in turn: a broker restart (the
+// embedded broker only), a cut of every connection, a black hole. With
+// neither a broker nor a proxy it injects nothing.
 type faults struct {
-	broker *mqtttest.Broker
-	proxy  *mqtttest.Proxy
-	events chan string // what was injected, for the display
+	broker *mqtttest.Broker // nil: a broker the demo cannot restart
+	proxy  *mqtttest.Proxy  // nil: no faults
+	events chan string      // what was injected, for the display
 
 	mu       sync.Mutex
 	now      string // the fault in force, "" if none
@@ -196,26 +223,54 @@ type faults struct {
 	holes    int
 }
 
+// kinds are the faults f takes turns at.
+func (f *faults) kinds() []string {
+	switch {
+	case f.proxy == nil:
+		return nil
+	case f.broker == nil:
+		return []string{"cut", "hole"}
+	}
+	return []string{"restart", "cut", "hole"}
+}
+
+// describe says which faults come how often.
+func (f *faults) describe(every time.Duration) string {
+	switch {
+	case f.proxy == nil:
+		return "no faults"
+	case f.broker == nil:
+		return fmt.Sprintf("a cut or a black hole every %s (restarts need the embedded broker)", every)
+	}
+	return fmt.Sprintf("faults every %s", every)
+}
+
 // run injects faults until ctx ends, and leaves everything healed.
 func (f *faults) run(ctx context.Context, every time.Duration) {
+	kinds := f.kinds()
+	if len(kinds) == 0 {
+		return
+	}
 	defer f.proxy.Blackhole(false)
-	defer f.broker.Start()
+	if f.broker != nil {
+		defer f.broker.Start()
+	}
 	for n := 0; ; n++ {
 		if !sleep(ctx, every) {
 			return
 		}
-		switch n % 3 {
-		case 0:
+		switch kinds[n%len(kinds)] {
+		case "restart":
 			f.set("broker down", func() { f.restarts++ })
 			f.broker.Stop()
 			f.report("broker restart: down for 1s, sessions kept")
 			sleep(ctx, time.Second)
 			f.broker.Start()
-		case 1:
+		case "cut":
 			f.set("", func() { f.cuts++ })
 			f.proxy.Cut()
 			f.report("cut every connection")
-		case 2:
+		case "hole":
 			// Longer than 1.5 keepalives: every client notices.
 			f.set("black hole", func() { f.holes++ })
 			f.proxy.Blackhole(true)
@@ -259,6 +314,12 @@ func (f *faults) current() string {
 func (f *faults) summary() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	switch {
+	case f.proxy == nil:
+		return "no faults"
+	case f.broker == nil:
+		return fmt.Sprintf("faults: %s, %s", plural(f.cuts, "cut"), plural(f.holes, "black hole"))
+	}
 	return fmt.Sprintf("faults: %s, %s, %s", plural(f.restarts, "broker restart"), plural(f.cuts, "cut"), plural(f.holes, "black hole"))
 }
 

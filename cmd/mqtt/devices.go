@@ -41,28 +41,27 @@ type device struct {
 	acked []int // sequence numbers the broker acknowledged
 }
 
-// devices returns the seed's three devices, connecting to server.
-func devices(server string, buttonWindow time.Duration) []*device {
-	base := func(id string) mqtt.Config {
-		return mqtt.Config{Servers: []string{server}, ClientID: id, KeepAlive: keepAlive, ConnectTimeout: time.Second}
-	}
-	temp := base("temperature")
+// devices returns the seed's three devices, connecting to t.
+func devices(t *target, buttonWindow time.Duration) []*device {
+	temp := t.config("temperature")
 	temp.CleanStart = true
 	temp.Backoff = backoff.Never() // don't retry: save the battery
-	button := base("button")
+	button := t.config("button")
 	button.Backoff = backoff.Exponential{Initial: 100 * time.Millisecond, Max: 2 * time.Second}
-	alarm := base("alarm")
+	alarm := t.config("alarm")
 	alarm.Backoff = backoff.Exponential{
 		Initial: 100 * time.Millisecond, // a second in real life
 		Max:     5 * time.Second,        // 30 minutes in real life: wake rarely in a long outage
 		Jitter:  backoff.FullJitter,     // sensors that lost power together must not retry together
 	}
 	return []*device{
-		{name: "temperature", topic: "home/temperature", qos: mqtt.AtMostOnce, every: 500 * time.Millisecond,
+		{name: "temperature", topic: t.prefix + "home/temperature", qos: mqtt.AtMostOnce, every: 500 * time.Millisecond,
 			window: time.Second, redial: true, cfg: temp},
-		{name: "button", topic: "home/doorbell", qos: mqtt.AtLeastOnce, every: time.Second,
+		{name: "button", topic: t.prefix + "home/doorbell", qos: mqtt.AtLeastOnce, every: time.Second,
 			window: buttonWindow, cfg: button},
-		{name: "alarm", topic: "home/alarm/window", qos: mqtt.AtLeastOnce, every: time.Second, cfg: alarm},
+		// QoS 2, as the README's table has it: exactly once, the alarm
+		// neither lost nor raised twice.
+		{name: "alarm", topic: t.prefix + "home/alarm/window", qos: mqtt.ExactlyOnce, every: time.Second, cfg: alarm},
 	}
 }
 

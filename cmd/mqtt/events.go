@@ -12,7 +12,7 @@ import (
 // loss, a reconnection, a lost session and dropped messages; with -d also
 // the first connection and every retry.
 type reporter struct {
-	command  string // pub, sub
+	command  string // pub, sub, rr
 	w        io.Writer
 	o        connOptions
 	connects int // Connected events seen
@@ -28,7 +28,7 @@ func (r *reporter) report(e mqtt.Event) {
 		switch {
 		case r.connects > 1 && r.o.persistent:
 			say("reconnected to %s (session present: %t)", e.Server, e.SessionPresent)
-		case r.connects > 1 && r.command == "sub":
+		case r.connects > 1 && r.command != "pub":
 			say("reconnected to %s; subscribed again", e.Server)
 		case r.connects > 1:
 			say("reconnected to %s", e.Server)
@@ -51,5 +51,43 @@ func (r *reporter) report(e mqtt.Event) {
 		}
 	case mqtt.GaveUp:
 		// The client stops; the command says why as it fails.
+	}
+}
+
+// reportConnected reports the events of a client that Dial has just
+// returned, up to its first Connected, so that -d says it first: the
+// client emits it as Dial returns, maybe just after. The wait is bounded,
+// in case the client ever stopped emitting it.
+func reportConnected(c *mqtt.Client, rep *reporter) {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case e, ok := <-c.Events():
+			if !ok {
+				return
+			}
+			rep.report(e)
+			if e.Kind == mqtt.Connected {
+				return
+			}
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// reportWaiting reports the events of c that are waiting.
+func reportWaiting(c *mqtt.Client, rep *reporter) {
+	for {
+		select {
+		case e, ok := <-c.Events():
+			if !ok {
+				return
+			}
+			rep.report(e)
+		default:
+			return
+		}
 	}
 }

@@ -64,6 +64,62 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"sub", "-t", "a", "-C", "-1"}, 2, "-C -1: the count cannot be negative"},
 		{[]string{"sub", "-t", "a", "-l"}, 2, "flag provided but not defined: -l (mqtt sub -help lists the flags)"},
 		{[]string{"sub", "-t", "a", "-t"}, 2, "flag needs an argument: -t"},
+
+		// -D, -x, -I
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "publish", "content-type"}, 2, "-D takes a command, a property and its value"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "publish", "user-property", "k"}, 2, "-D publish user-property takes a name and a value"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D=publish"}, 2, "write -D command identifier value, as separate words"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "pubilsh", "content-type", "x"}, 2, `unknown command "pubilsh"`},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "publish", "content_type", "x"}, 2, `unknown property "content_type"`},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "publish", "server-reference", "x"}, 2, "MQTT 5 does not let a client send server-reference in PUBLISH"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "publish", "topic-alias", "1"}, 2, "-D publish topic-alias: not supported: the client does not send topic aliases"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "connect", "user-property", "k", "v"}, 2, "not supported: the client's CONNECT carries no user properties"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "connect", "authentication-method", "SCRAM"}, 2, "not supported: the client does not do MQTT 5 enhanced authentication"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "disconnect", "session-expiry-interval", "0"}, 2, "not supported: the client's DISCONNECT carries no properties"},
+		{[]string{"sub", "-t", "a", "-D", "subscribe", "user-property", "k", "v"}, 2, "not supported: the client's SUBSCRIBE carries no properties"},
+		{[]string{"sub", "-t", "a", "-D", "publish", "content-type", "x"}, 2, "mqtt sub publishes nothing"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "publish", "content-type", "a", "-D", "publish", "content-type", "b"}, 2, "-D publish content-type: given twice"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "publish", "message-expiry-interval", "-1"}, 2, `-D publish message-expiry-interval "-1": want a whole number from 0 to 4294967295`},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "publish", "payload-format-indicator", "2"}, 2, "want a whole number from 0 to 1"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "publish", "response-topic", "r/#"}, 2, `-D publish response-topic "r/#": `},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "connect", "receive-maximum", "0"}, 2, "MQTT 5 forbids 0"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "connect", "receive-maximum", "65536"}, 2, "want a whole number from 0 to 65535"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "will", "content-type", "x"}, 2, "-D will ... needs --will-topic"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-V", "311", "-D", "publish", "content-type", "x"}, 2, "-D publish content-type is MQTT 5: give -V 5, or leave -V out"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-V", "311", "-x", "60"}, 2, "-x is MQTT 5: give -V 5, or leave -V out"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-x", "soon"}, 2, `invalid value "soon" for flag -x`},
+		{[]string{"pub", "-t", "a", "-m", "x", "-x", "4294967296"}, 2, `invalid value "4294967296" for flag -x`},
+		{[]string{"pub", "-t", "a", "-m", "x", "-x", "-1"}, 2, "-x -1 (a session that never expires) needs a client id: give -i"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-x", "∞", "-I", "p"}, 2, "needs a client id: give -i"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-i", "a", "-x", "5", "-D", "connect", "session-expiry-interval", "5"}, 2, "give -x or -D connect session-expiry-interval, not both"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-i", "a", "-I", "p"}, 2, "give -i or -I, not both"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-D", "connect", "session-expiry-interval", "4294967295"}, 2, "a session that never expires needs a client id: give -i"},
+
+		// pub --repeat
+		{[]string{"pub", "-t", "a", "-m", "x", "--repeat", "0"}, 2, "--repeat 0: at least 1"},
+		{[]string{"pub", "-t", "a", "-l", "--repeat", "2"}, 2, "--repeat repeats one message (-m, -f, -s or -n), not the lines of -l"},
+		{[]string{"pub", "-t", "a", "-m", "x", "--repeat-delay", "1"}, 2, "--repeat-delay needs --repeat"},
+		{[]string{"pub", "-t", "a", "-m", "x", "--repeat", "2", "--repeat-delay", "-1"}, 2, `invalid value "-1" for flag -repeat-delay`},
+
+		// sub
+		{[]string{"sub", "-t", "a", "-R", "--retained-only"}, 2, "give -R (no retained messages) or --retained-only, not both"},
+		{[]string{"sub", "-t", "a", "-T", "a/#/b"}, 2, `-T "a/#/b": `},
+		{[]string{"sub", "-t", "a", "-U", "a/#/b"}, 2, `-U "a/#/b": `},
+		{[]string{"sub", "-t", "a", "-F", "%m"}, 2, "-F %m: the packet identifier of a message is not available here"},
+		{[]string{"sub", "-t", "a", "-F", "%k"}, 2, `unknown conversion %k`},
+		{[]string{"sub", "-t", "a", "-F", "%-05"}, 2, "ends in the middle of %-05"},
+		{[]string{"sub", "-t", "a", "-F", "@Q"}, 2, "@Q is not a time field"},
+		{[]string{"sub", "-t", "a", "-F", `\q`}, 2, `unknown escape \q`},
+		{[]string{"sub", "-t", "a", "-F", `x\`}, 2, `ends with a lone \`},
+
+		// rr
+		{[]string{"rr", "-t", "a", "-e", "b", "-m", "x", "-V", "311"}, 2, "mqtt rr needs MQTT 5"},
+		{[]string{"rr", "-t", "a", "-m", "x"}, 2, "give the response topic: -e topic"},
+		{[]string{"rr", "-e", "b", "-m", "x"}, 2, "give the topic to send the request to: -t topic"},
+		{[]string{"rr", "-t", "a", "-e", "b/+", "-m", "x"}, 2, `-e "b/+": `},
+		{[]string{"rr", "-t", "a", "-e", "b"}, 2, "give exactly one of -m message, -f file, -n and -s"},
+		{[]string{"rr", "-t", "a", "-e", "b", "-m", "x", "-D", "publish", "response-topic", "c"}, 2, "give the response topic with -e"},
+		{[]string{"rr", "-t", "a", "-e", "b", "-m", "x", "-l"}, 2, "flag provided but not defined: -l"},
 	}
 	for _, tc := range cases {
 		var out, errs bytes.Buffer
@@ -95,9 +151,12 @@ func TestHelp(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"help"}, []string{"pub ", "sub ", "demo "}},
-		{[]string{"pub", "-help"}, []string{"usage: mqtt pub", "-t topic", "-m message", "-l ", "-q QoS", "--will-topic topic", "--cafile file", "--url URL", "-W seconds", "--pw-file file", "$" + passwordEnv}},
-		{[]string{"sub", "--help"}, []string{"usage: mqtt sub", "-t filter", "-C count", "-v ", "-c ", "--insecure", "(default localhost)"}},
+		{[]string{"help"}, []string{"pub ", "sub ", "rr ", "demo "}},
+		{[]string{"pub", "-help"}, []string{"usage: mqtt pub", "-t topic", "-m message", "-l ", "-q QoS", "--will-topic topic", "--cafile file", "--url URL", "-W seconds", "--pw-file file", "$" + passwordEnv,
+			"-D command identifier value", "publish: payload-format-indicator", "-x seconds", "-I prefix", "--repeat count", "--repeat-delay seconds", "--nodelay"}},
+		{[]string{"sub", "--help"}, []string{"usage: mqtt sub", "-t filter", "-C count", "-v ", "-c ", "--insecure", "(default localhost)",
+			"-D command identifier value", "-x seconds", "-F format", "%j", "-N ", "-R ", "--retained-only", "--remove-retained", "-T filter", "-U filter", "-E ", "--pretty"}},
+		{[]string{"rr", "-help"}, []string{"usage: mqtt rr", "-e topic", "-t topic", "-m message", "-F format", "-N ", "-v ", "-W seconds", "(default 5)"}},
 	}
 	for _, tc := range cases {
 		var out, errs bytes.Buffer

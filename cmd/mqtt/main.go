@@ -28,6 +28,7 @@ type command struct {
 var commands = []command{
 	{name: "pub", summary: "publish a message, a file or every line of stdin (flags of mosquitto_pub)", run: pubCommand},
 	{name: "sub", summary: "subscribe and print what arrives, through broker restarts (flags of mosquitto_sub)", run: subCommand},
+	{name: "rr", summary: "publish a request, print the response: MQTT 5 request/response (flags of mosquitto_rr)", run: rrCommand},
 	{name: "demo", summary: "an embedded broker, three devices and injected faults: watch nothing get lost", run: demoCommand},
 }
 

@@ -25,18 +25,15 @@ type monitor struct {
 	other   int           // messages from no known device
 }
 
-func startMonitor(ctx context.Context, server string, devs []*device) (*monitor, error) {
-	c, err := mqtt.Dial(ctx, mqtt.Config{
-		Servers:        []string{server},
-		ClientID:       "monitor", // a persistent session: nothing is lost while it reconnects
-		KeepAlive:      keepAlive,
-		ConnectTimeout: time.Second,
-		Backoff:        backoff.Exponential{Initial: 50 * time.Millisecond, Max: time.Second},
-	})
+func startMonitor(ctx context.Context, t *target, devs []*device) (*monitor, error) {
+	cfg := t.config("monitor") // a persistent session: nothing is lost while it reconnects
+	cfg.Backoff = backoff.Exponential{Initial: 50 * time.Millisecond, Max: time.Second}
+	c, err := dial(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Subscribe(ctx, mqtt.Subscription{Filter: "home/#", QoS: mqtt.AtLeastOnce}); err != nil {
+	// QoS 2: the alarm's exactly once holds all the way to the monitor.
+	if err := c.Subscribe(ctx, mqtt.Subscription{Filter: t.prefix + "home/#", QoS: mqtt.ExactlyOnce}); err != nil {
 		c.Close()
 		return nil, err
 	}

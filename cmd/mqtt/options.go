@@ -46,6 +46,12 @@ type connOptions struct {
 
 	pwFile string
 
+	expiry   expiryFlag    // -x
+	idPrefix string        // -I
+	nodelay  bool          // --nodelay: accepted, and what Go does anyway
+	propArgs []propertyArg // every -D, taken out of the arguments by setup
+	props    properties    // propArgs, checked by config
+
 	set map[string]bool // the flags given on the command line
 
 	// Set by config, for setup to say on stderr.
@@ -53,19 +59,27 @@ type connOptions struct {
 	passwordSource string   // where the password came from: -P, --url, --pw-file or $MQTT_CLI_PASSWORD; "" for none
 }
 
-// register defines the shared flags on fs.
-func (o *connOptions) register(fs *flag.FlagSet) {
+// register defines the flags every command shares on fs.
+func (o *connOptions) register(fs *flag.FlagSet, command string) {
 	fs.StringVar(&o.host, "h", "localhost", "broker `host` to connect to")
 	fs.IntVar(&o.port, "p", 0, "broker `port` (default 1883, or 8883 with a TLS flag); -p 8883 means TLS")
 	fs.StringVar(&o.url, "url", "", "broker `URL` instead of -h and -p: mqtt[s]://[user[:password]@]host[:port][/topic],\n\tor tcp://, tls://, ws://, wss:// (for ws and wss the path is the WebSocket path)")
 	fs.StringVar(&o.url, "L", "", "`URL`, the same as --url")
 	fs.StringVar(&o.clientID, "i", "", "client `id` (default mqtt_<command>_<process id>)")
+	fs.StringVar(&o.idPrefix, "I", "", "client id `prefix`: the id is the prefix followed by the process id")
 	fs.StringVar(&o.username, "u", "", "`username` to log in with")
 	fs.StringVar(&o.password, "P", "", "`password` to log in with; every user of the machine can read it in ps:\n\tprefer --pw-file or $"+passwordEnv)
 	fs.StringVar(&o.pwFile, "pw-file", "", "read the password from the first line of `file` (which only you should be able to read);\n\tnot with -P or a password in --url")
 	fs.IntVar(&o.keepAlive, "k", 60, "keepalive in `seconds`; 0 turns it off")
 	fs.BoolVar(&o.persistent, "c", false, "no clean session: a persistent session that outlives the connection (needs -i)")
-	fs.StringVar(&o.version, "V", "311", "MQTT `version`: 311 (or mqttv311) or 5 (or mqttv5)")
+	if command == "rr" {
+		fs.StringVar(&o.version, "V", "5", "MQTT `version`: 5 (or mqttv5), the only one rr takes")
+	} else {
+		fs.StringVar(&o.version, "V", "311", "MQTT `version`: 311 (or mqttv311) or 5 (or mqttv5); -D and -x choose 5")
+	}
+	fs.Var(&o.expiry, "x", "session expiry interval in `seconds` (MQTT 5): 0 to 4294967294, or -1 for never;\n\tdefault -1 with -c, 0 without")
+	fs.Var(propertyFlag{}, "D", "`command identifier value`: "+propertyUsage(command))
+	fs.BoolVar(&o.nodelay, "nodelay", false, "accepted for mosquitto's scripts: Go never delays small writes (TCP_NODELAY is always on)")
 	fs.IntVar(&o.qos, "q", 0, "`QoS` 0, 1 or 2")
 	fs.Var(&o.timeout, "W", "give up after `seconds` (5, 0.5 or 500ms), exit status 27; 0: no limit")
 	fs.BoolVar(&o.debug, "d", false, "say on stderr when connected, subscribed (sub), acknowledged (pub), and why each retry waits")
@@ -79,12 +93,25 @@ func (o *connOptions) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.insecure, "insecure", false, "do not check that the server certificate names the host (the chain is still verified); turns TLS on")
 }
 
+// propertyUsage is the help of -D for command.
+func propertyUsage(command string) string {
+	s := "an MQTT 5 property (sets -V 5); user-property takes a name and a value; repeat -D for more.\n\t" +
+		"connect: " + strings.Join(supported["connect"], " ") + "\n\t"
+	if command != "sub" {
+		s += "publish: " + strings.Join(supported["publish"], " ") + "\n\t"
+	}
+	return s + "will: those of publish, and will-delay-interval (with --will-topic)"
+}
+
 // config turns the options into a client configuration for command, and
 // returns the topic that --url gave, if any.
 func (o *connOptions) config(command string) (mqtt.Config, string, error) {
 	var cfg mqtt.Config
-	version, err := parseVersion(o.version)
+	version, err := o.protocolVersion()
 	if err != nil {
+		return cfg, "", err
+	}
+	if o.props, err = checkProperties(command, o.propArgs, command == "pub" || command == "rr"); err != nil {
 		return cfg, "", err
 	}
 	if o.qos < 0 || o.qos > 2 {
@@ -93,8 +120,17 @@ func (o *connOptions) config(command string) (mqtt.Config, string, error) {
 	if o.keepAlive < 0 || o.keepAlive > math.MaxUint16 {
 		return cfg, "", usagef("-k %d: keepalive is 0 (off) to 65535 seconds", o.keepAlive)
 	}
+	if o.set["i"] && o.set["I"] {
+		return cfg, "", usagef("give -i or -I, not both")
+	}
 	if o.persistent && !o.set["i"] {
 		return cfg, "", usagef("-c (a persistent session) needs a client id: give -i")
+	}
+	if o.set["x"] && o.props.given["connect/session-expiry-interval"] {
+		return cfg, "", usagef("give -x or -D connect session-expiry-interval, not both")
+	}
+	if o.expiry.never() && !o.set["i"] {
+		return cfg, "", usagef("-x %s (a session that never expires) needs a client id: give -i", o.expiry)
 	}
 	tlsConfig, err := o.tlsConfig()
 	if err != nil {
@@ -144,11 +180,23 @@ func (o *connOptions) config(command string) (mqtt.Config, string, error) {
 	if o.keepAlive == 0 {
 		cfg.KeepAlive = -1 // off
 	}
-	if o.persistent {
+	switch {
+	case o.set["x"]:
+		cfg.SessionExpiry = o.expiry.duration()
+	case o.persistent:
 		// As mosquitto's -c: the session never expires (MQTT 5).
 		cfg.SessionExpiry = math.MaxInt64
 	}
-	if !o.set["i"] {
+	if err := o.props.applyConnect(&cfg); err != nil {
+		return cfg, "", err
+	}
+	if cfg.SessionExpiry == math.MaxInt64 && !o.set["i"] { // -D connect session-expiry-interval 4294967295
+		return cfg, "", usagef("a session that never expires needs a client id: give -i")
+	}
+	switch {
+	case o.set["I"]:
+		cfg.ClientID = fmt.Sprintf("%s%d", o.idPrefix, os.Getpid())
+	case !o.set["i"]:
 		cfg.ClientID = fmt.Sprintf("mqtt_%s_%d", command, os.Getpid())
 	}
 	if hasPassword {
@@ -163,6 +211,31 @@ func (o *connOptions) config(command string) (mqtt.Config, string, error) {
 	}
 	cfg.Will = will
 	return cfg, topic, nil
+}
+
+// protocolVersion reads -V. -D and -x, which only MQTT 5 has, choose it
+// when -V is not given, as mosquitto's -D does; with -V 311 they are an
+// error, where mosquitto sends nothing (-D) or leaves them out (-x).
+func (o *connOptions) protocolVersion() (byte, error) {
+	version, err := parseVersion(o.version)
+	if err != nil {
+		return 0, err
+	}
+	needs := ""
+	switch {
+	case len(o.propArgs) > 0:
+		needs = o.propArgs[0].String()
+	case o.set["x"]:
+		needs = "-x"
+	}
+	switch {
+	case needs == "" || version == codec.V5:
+		return version, nil
+	case !o.set["V"]:
+		o.version = "5"
+		return codec.V5, nil
+	}
+	return 0, usagef("%s is MQTT 5: give -V 5, or leave -V out", needs)
 }
 
 // hostPort returns the server that -h and -p name. Any TLS flag (tls)
@@ -202,6 +275,9 @@ func (o *connOptions) will() (*mqtt.Message, error) {
 		if o.set["will-payload"] || o.set["will-qos"] || o.set["will-retain"] {
 			return nil, usagef("--will-payload, --will-qos and --will-retain need --will-topic")
 		}
+		if o.props.will != nil {
+			return nil, usagef("-D will ... needs --will-topic")
+		}
 		return nil, nil
 	}
 	if err := codec.ValidateTopicName(o.willTopic); err != nil {
@@ -210,7 +286,8 @@ func (o *connOptions) will() (*mqtt.Message, error) {
 	if o.willQoS < 0 || o.willQoS > 2 {
 		return nil, usagef("--will-qos %d: QoS is 0, 1 or 2", o.willQoS)
 	}
-	return &mqtt.Message{Topic: o.willTopic, Payload: []byte(o.willPayload), QoS: mqtt.QoS(o.willQoS), Retain: o.willRetain}, nil
+	return &mqtt.Message{Topic: o.willTopic, Payload: []byte(o.willPayload), QoS: mqtt.QoS(o.willQoS), Retain: o.willRetain,
+		Properties: o.props.will}, nil
 }
 
 // tlsConfig returns the TLS configuration the flags describe, nil when they
@@ -413,6 +490,47 @@ func (s seconds) String() string {
 		return "0"
 	}
 	return time.Duration(s).String()
+}
+
+// expiryFlag is -x: a session expiry interval in seconds, 0 to
+// 4294967294, or -1, 4294967295 or ∞ for a session that never expires,
+// as mosquitto takes it.
+type expiryFlag int64 // seconds; -1: never
+
+func (e *expiryFlag) Set(v string) error {
+	if v == "∞" || v == "-1" {
+		*e = -1
+		return nil
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return errors.New("want seconds from 0 to 4294967294, or -1 for a session that never expires")
+	}
+	*e = expiryFlag(n)
+	if n == math.MaxUint32 {
+		*e = -1
+	}
+	return nil
+}
+
+func (e expiryFlag) String() string { return strconv.FormatInt(int64(e), 10) }
+
+func (e expiryFlag) never() bool { return e < 0 }
+
+// duration is e as Config.SessionExpiry takes it.
+func (e expiryFlag) duration() time.Duration { return expiryDuration(int64(e)) }
+
+// expiryDuration turns a session expiry interval in seconds (-1 or
+// 4294967295: never) into Config.SessionExpiry, where 0 means the default
+// and a negative value 0.
+func expiryDuration(seconds int64) time.Duration {
+	switch {
+	case seconds < 0 || seconds >= math.MaxUint32:
+		return math.MaxInt64
+	case seconds == 0:
+		return -1
+	}
+	return time.Duration(seconds) * time.Second
 }
 
 // stringList is a flag.Value that collects every use of a repeated flag.

@@ -27,13 +27,16 @@ type pubOptions struct {
 	null        bool
 	retain      bool
 	maxInflight int
+	repeat      int     // --repeat: publish the one message this many times
+	repeatDelay seconds // --repeat-delay: wait this long after each acknowledgement
 }
 
 const pubAbout = `Publishes one message (-m, -f, -n, -s) or one per line of stdin (-l, pipelined:
 every line is sent without waiting for the previous acknowledgement) to a topic.
 With QoS 1 or 2 it exits 0 only once the broker acknowledged every message; a
 connection lost meanwhile is re-established and the messages are sent again.
-Without -W the first connection must come within 10s.
+Without -W, a first connection refused (no broker on the port, a CONNACK refusal,
+an unknown host) ends it at once, and others are retried for 10s.
 Exit status: 0 done; 1 failed; 2 bad flags; 27 -W elapsed.`
 
 func pubCommand(ctx context.Context, args []string, std stdio) int {
@@ -47,6 +50,8 @@ func pubCommand(ctx context.Context, args []string, std stdio) int {
 			fs.BoolVar(&p.stdin, "s", false, "send all of stdin as one message")
 			fs.BoolVar(&p.null, "n", false, "send a null (zero length) message")
 			fs.BoolVar(&p.retain, "r", false, "retain the message")
+			fs.IntVar(&p.repeat, "repeat", 1, "publish the message (-m, -f, -s or -n) `count` times, each once the previous one is acknowledged")
+			fs.Var(&p.repeatDelay, "repeat-delay", "with --repeat, wait `seconds` (0.5, or 500ms) after each acknowledgement before the next")
 			fs.IntVar(&p.maxInflight, "M", 0, fmt.Sprintf("at most `count` QoS 1 and 2 messages in flight (sent, not yet acknowledged); "+
 				"by default the library's: %d for MQTT 3.1.1, %d for MQTT 5, less if the broker says so", mqtt.DefaultMaxInflight, mqtt.DefaultMaxInflightV5))
 		})
@@ -64,7 +69,7 @@ func pubCommand(ctx context.Context, args []string, std stdio) int {
 		}
 	}
 
-	if err := publish(ctx, o, cfg, msg, p.lines, std); err != nil {
+	if err := publish(ctx, o, cfg, msg, p, std); err != nil {
 		return fail(std, "pub", err)
 	}
 	return exitOK
@@ -73,7 +78,7 @@ func pubCommand(ctx context.Context, args []string, std stdio) int {
 // publish connects, publishes msg, or every line of stdin as msg with -l,
 // and disconnects once everything is acknowledged (QoS 1, 2) or written
 // (QoS 0), the DISCONNECT following it on the same connection.
-func publish(ctx context.Context, o connOptions, cfg mqtt.Config, msg mqtt.Message, lines bool, std stdio) error {
+func publish(ctx context.Context, o connOptions, cfg mqtt.Config, msg mqtt.Message, p pubOptions, std stdio) error {
 	runCtx, cancel := o.deadline(ctx)
 	defer cancel()
 	c, err := o.connect(runCtx, cfg)
@@ -86,6 +91,9 @@ func publish(ctx context.Context, o connOptions, cfg mqtt.Config, msg mqtt.Messa
 	// reporter.
 	errOut := &lockedWriter{w: std.errOut}
 	rep := &reporter{command: "pub", w: errOut, o: o}
+	// The first Connected now: the goroutine below might not read it
+	// before disconnecting is set, and -d would not say it.
+	reportConnected(c, rep)
 	reported := make(chan struct{})
 	var disconnecting atomic.Bool
 	go func() {
@@ -110,17 +118,20 @@ func publish(ctx context.Context, o connOptions, cfg mqtt.Config, msg mqtt.Messa
 			verb = "sent"
 		}
 		done = func(n int) {
-			if n == 0 {
+			switch {
+			case n == 0:
 				fmt.Fprintf(errOut, "mqtt pub: %s\n", verb)
-			} else {
+			case p.lines:
 				fmt.Fprintf(errOut, "mqtt pub: line %d %s\n", n, verb)
+			default:
+				fmt.Fprintf(errOut, "mqtt pub: message %d of %d %s\n", n, p.repeat, verb)
 			}
 		}
 	}
-	if lines {
+	if p.lines {
 		err = publishLines(runCtx, c, std.in, msg, done)
-	} else if err = c.Publish(runCtx, msg); err == nil {
-		done(0)
+	} else {
+		err = publishRepeated(runCtx, c, msg, p.repeat, time.Duration(p.repeatDelay), done)
 	}
 	if err != nil {
 		return explain(runCtx, o, err)
@@ -162,7 +173,15 @@ func (p *pubOptions) message0(o connOptions, urlTopic string) (mqtt.Message, err
 	if o.set["M"] && (p.maxInflight < 1 || p.maxInflight > math.MaxUint16) {
 		return m, usagef("-M %d: the window is 1 to 65535 messages", p.maxInflight)
 	}
-	return mqtt.Message{Topic: topics[0], QoS: mqtt.QoS(o.qos), Retain: p.retain}, nil
+	switch {
+	case p.repeat < 1:
+		return m, usagef("--repeat %d: at least 1", p.repeat)
+	case p.lines && o.set["repeat"]:
+		return m, usagef("--repeat repeats one message (-m, -f, -s or -n), not the lines of -l")
+	case o.set["repeat-delay"] && !o.set["repeat"]:
+		return m, usagef("--repeat-delay needs --repeat")
+	}
+	return mqtt.Message{Topic: topics[0], QoS: mqtt.QoS(o.qos), Retain: p.retain, Properties: o.props.publish}, nil
 }
 
 // payload returns the one message's payload, from -m, -f, -s or -n.
@@ -196,6 +215,32 @@ func explain(ctx context.Context, o connOptions, err error) error {
 		return fmt.Errorf("interrupted: %w", err)
 	}
 	return fmt.Errorf("%w after %s (-W): %w", errTimeout, fmtSeconds(time.Duration(o.timeout)), err)
+}
+
+// publishRepeated publishes m n times (--repeat), each once the previous
+// one is acknowledged (QoS 1, 2) or written (QoS 0), waiting delay in
+// between; done(i) once message i is, or done(0) for a single message.
+func publishRepeated(ctx context.Context, c *mqtt.Client, m mqtt.Message, n int, delay time.Duration, done func(n int)) error {
+	for i := 1; i <= n; i++ {
+		if i > 1 && delay > 0 && !sleep(ctx, delay) {
+			if isInterrupt(ctx) {
+				return nil
+			}
+			return fmt.Errorf("%d of %d messages published", i-1, n)
+		}
+		if err := c.Publish(ctx, m); err != nil {
+			if n > 1 {
+				return fmt.Errorf("message %d of %d: %w", i, n, err)
+			}
+			return err
+		}
+		if n == 1 {
+			done(0)
+		} else {
+			done(i)
+		}
+	}
+	return nil
 }
 
 // line is one line of stdin, or why reading failed.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/robustmqtt/mqtt"
@@ -19,7 +21,8 @@ lost connections and broker restarts, reconnecting with exponential backoff
 persistent: what is published while it is away is delivered when it is back,
 if the broker kept the session. A QoS 1 or 2 message is acknowledged only once
 it is written to stdout. Ctrl-C disconnects cleanly and exits 0.
-Without -W the first connection must come within 10s.
+Without -W, a first connection refused (no broker on the port, a CONNACK refusal,
+an unknown host) ends it at once, and others are retried for 10s.
 Exit status: 0 done (-C reached, or interrupted); 1 failed; 2 bad flags;
 27 -W elapsed.`
 
@@ -27,36 +30,75 @@ Exit status: 0 done (-C reached, or interrupted); 1 failed; 2 bad flags;
 // and they are acknowledged, when they arrive faster than that.
 const subBatch = 64
 
+// outputOptions are the flags that say how sub and rr print a message.
+type outputOptions struct {
+	verbose bool
+	noEOL   bool
+	format  string
+	pretty  bool
+}
+
+func (o *outputOptions) register(fs *flag.FlagSet) {
+	fs.BoolVar(&o.verbose, "v", false, `print "topic payload" instead of the payload alone`)
+	fs.BoolVar(&o.noEOL, "N", false, "print no newline after each message")
+	fs.StringVar(&o.format, "F", "", "print each message as `format` says (overrides -v; a newline follows unless -N):\n\t"+
+		strings.ReplaceAll(formatVerbs, "\n", "\n\t"))
+	fs.BoolVar(&o.pretty, "pretty", false, "indent the JSON of -F %j and %J")
+}
+
+// printer returns the printer the flags describe; warn says on stderr what
+// it cannot print as asked.
+func (o *outputOptions) printer(set map[string]bool, warn func(string, ...any)) (*printer, error) {
+	p := &printer{verbose: o.verbose, noEOL: o.noEOL, pretty: o.pretty, warn: warn}
+	if set["F"] {
+		f, err := parseFormat(o.format)
+		if err != nil {
+			return nil, err
+		}
+		p.format = f
+	}
+	return p, nil
+}
+
+// subOptions are the flags of sub beyond the shared ones.
+type subOptions struct {
+	output         outputOptions
+	topics         stringList // -t
+	filterOut      stringList // -T
+	unsubscribe    stringList // -U
+	count          int        // -C
+	noRetained     bool       // -R
+	retainedOnly   bool       // --retained-only
+	removeRetained bool       // --remove-retained
+	exitSubscribed bool       // -E
+}
+
 func subCommand(ctx context.Context, args []string, std stdio) int {
-	var (
-		topics  stringList
-		verbose bool
-		count   int
-	)
+	var so subOptions
 	o, cfg, urlTopic, status, done := setup("sub", "mqtt sub {-h host [-p port] | --url URL} -t filter [-t filter ...] [flags]",
 		subAbout, args, std, func(fs *flag.FlagSet) {
-			fs.Var(&topics, "t", "topic `filter` to subscribe to; repeat it for more")
-			fs.BoolVar(&verbose, "v", false, `print "topic payload" instead of the payload alone`)
-			fs.IntVar(&count, "C", 0, "exit after `count` messages")
+			fs.Var(&so.topics, "t", "topic `filter` to subscribe to; repeat it for more")
+			fs.IntVar(&so.count, "C", 0, "exit after `count` messages printed")
+			fs.Var(&so.filterOut, "T", "do not print messages whose topic matches `filter`; repeat it for more")
+			fs.Var(&so.unsubscribe, "U", "unsubscribe from `filter` once subscribed (for a persistent session, -c); repeat it for more")
+			fs.BoolVar(&so.noRetained, "R", false, "do not print retained messages (stale: sent because of the subscription)")
+			fs.BoolVar(&so.retainedOnly, "retained-only", false, "print retained messages only, and exit at the first message that is not retained")
+			fs.BoolVar(&so.removeRetained, "remove-retained", false, "clear every retained message received (publish an empty retained message to its topic)")
+			fs.BoolVar(&so.exitSubscribed, "E", false, "exit once subscribed (and unsubscribed, with -U): with -c, sets up or changes a persistent session")
+			so.output.register(fs)
 		})
 	if done {
 		return status
 	}
 	if urlTopic != "" {
-		topics = append(stringList{urlTopic}, topics...)
+		so.topics = append(stringList{urlTopic}, so.topics...)
 	}
-	if len(topics) == 0 {
-		return fail(std, "sub", usagef("give a topic filter to subscribe to: -t filter"))
-	}
-	subs := make([]mqtt.Subscription, len(topics))
-	for i, t := range topics {
-		if err := codec.ValidateTopicFilter(t); err != nil {
-			return fail(std, "sub", usagef("-t %q: %v", t, err))
-		}
-		subs[i] = mqtt.Subscription{Filter: t, QoS: mqtt.QoS(o.qos)}
-	}
-	if count < 0 {
-		return fail(std, "sub", usagef("-C %d: the count cannot be negative", count))
+	s := &subscriber{o: o, std: std, out: bufio.NewWriter(std.out), count: so.count,
+		noRetained: so.noRetained, retainedOnly: so.retainedOnly, removeRetained: so.removeRetained,
+		rep: &reporter{command: "sub", w: std.errOut, o: o}}
+	subs, err := so.check(o, s)
+	if err != nil {
+		return fail(std, "sub", err)
 	}
 	cfg.ManualAck = true // acknowledge what is on stdout, not what was received
 
@@ -70,16 +112,55 @@ func subCommand(ctx context.Context, args []string, std stdio) int {
 		return fail(std, "sub", err)
 	}
 	defer c.Close()
-	s := &subscriber{c: c, o: o, std: std, out: bufio.NewWriter(std.out), verbose: verbose, count: count,
-		rep: &reporter{command: "sub", w: std.errOut, o: o}}
-	err = s.run(runCtx, subs)
+	s.c = c
+	err = s.run(runCtx, subs, so.unsubscribe, so.exitSubscribed)
 	graceCtx, cancelGrace := context.WithTimeout(context.WithoutCancel(ctx), disconnectGrace)
 	defer cancelGrace()
-	c.Disconnect(graceCtx)
+	c.Disconnect(graceCtx) // lets the removals of retained messages finish
+	s.removalResults()
 	if err != nil {
 		return fail(std, "sub", err)
 	}
 	return exitOK
+}
+
+// check checks the flags of sub, sets what they say in s, and returns the
+// subscriptions to make.
+func (so *subOptions) check(o connOptions, s *subscriber) ([]mqtt.Subscription, error) {
+	if len(so.topics) == 0 && len(so.unsubscribe) == 0 {
+		return nil, usagef("give a topic filter to subscribe to: -t filter")
+	}
+	subs := make([]mqtt.Subscription, len(so.topics))
+	for i, t := range so.topics {
+		if err := codec.ValidateTopicFilter(t); err != nil {
+			return nil, usagef("-t %q: %v", t, err)
+		}
+		subs[i] = mqtt.Subscription{Filter: t, QoS: mqtt.QoS(o.qos)}
+	}
+	for _, list := range []struct {
+		flag    string
+		filters stringList
+	}{{"-T", so.filterOut}, {"-U", so.unsubscribe}} {
+		for _, f := range list.filters {
+			if err := codec.ValidateTopicFilter(f); err != nil {
+				return nil, usagef("%s %q: %v", list.flag, f, err)
+			}
+		}
+	}
+	if so.count < 0 {
+		return nil, usagef("-C %d: the count cannot be negative", so.count)
+	}
+	if so.noRetained && so.retainedOnly {
+		return nil, usagef("give -R (no retained messages) or --retained-only, not both")
+	}
+	pr, err := so.output.printer(o.set, func(format string, args ...any) {
+		fmt.Fprintf(s.std.errOut, "mqtt sub: "+format+"\n", args...)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.printer, s.filterOut = pr, so.filterOut
+	return subs, nil
 }
 
 // subscriber prints what one subscription brings, and reports the
@@ -89,21 +170,52 @@ type subscriber struct {
 	o       connOptions
 	std     stdio
 	out     *bufio.Writer
-	verbose bool
+	printer *printer
 	count   int // 0: no limit
+
+	filterOut      []string // -T
+	noRetained     bool     // -R
+	retainedOnly   bool     // --retained-only
+	removeRetained bool     // --remove-retained
 
 	rep *reporter
 
-	received int
-	unacked  []mqtt.Message // written, not yet flushed and acknowledged
+	received int            // messages printed
+	unacked  []mqtt.Message // handled (printed or skipped), not yet flushed and acknowledged
+	buf      []byte         // one message, printed
+
+	// --remove-retained: the results of the empty retained messages sent,
+	// and by topic how many of them may come back as an empty message
+	// that is not retained, not to be printed.
+	removals []<-chan error
+	echoes   map[string]int
 }
 
-// run subscribes, then prints messages until -C is reached (nil), ctx ends
-// (nil for an interrupt) or the client stops.
-func (s *subscriber) run(ctx context.Context, subs []mqtt.Subscription) error {
-	s.drainEvents() // the first Connected, so that -d says it first
-	if err := s.subscribe(ctx, subs); err != nil {
-		return err
+// run subscribes, unsubscribes from unsub, then prints messages until -C is
+// reached (nil), ctx ends (nil for an interrupt) or the client stops. With
+// exitSubscribed (-E) it returns once subscribed and unsubscribed.
+func (s *subscriber) run(ctx context.Context, subs []mqtt.Subscription, unsub []string, exitSubscribed bool) error {
+	reportConnected(s.c, s.rep)
+	if len(subs) > 0 {
+		if err := s.subscribe(ctx, subs); err != nil {
+			return err
+		}
+	}
+	if len(unsub) > 0 {
+		if err := s.c.Unsubscribe(ctx, unsub...); err != nil {
+			if isInterrupt(ctx) {
+				return nil
+			}
+			return explain(ctx, s.o, fmt.Errorf("unsubscribe: %w", err))
+		}
+		if s.o.debug {
+			for _, f := range unsub {
+				fmt.Fprintf(s.std.errOut, "mqtt sub: unsubscribed from %s\n", f)
+			}
+		}
+	}
+	if exitSubscribed {
+		return nil
 	}
 	events := s.c.Events()
 	for {
@@ -112,7 +224,7 @@ func (s *subscriber) run(ctx context.Context, subs []mqtt.Subscription) error {
 			if !ok {
 				return s.stopped()
 			}
-			if done, err := s.print(m); done || err != nil {
+			if done, err := s.print(ctx, m); done || err != nil {
 				s.drainEvents() // a reconnection that came with the last message
 				return err
 			}
@@ -135,19 +247,7 @@ func (s *subscriber) run(ctx context.Context, subs []mqtt.Subscription) error {
 }
 
 // drainEvents reports the events that are waiting.
-func (s *subscriber) drainEvents() {
-	for {
-		select {
-		case e, ok := <-s.c.Events():
-			if !ok {
-				return
-			}
-			s.rep.report(e)
-		default:
-			return
-		}
-	}
-}
+func (s *subscriber) drainEvents() { reportWaiting(s.c, s.rep) }
 
 // subscribe sends the SUBSCRIBE. A filter the broker refuses is a warning
 // while another one was granted, and an error when none was.
@@ -173,11 +273,14 @@ func (s *subscriber) subscribe(ctx context.Context, subs []mqtt.Subscription) er
 	return nil
 }
 
-// print writes m and every message that is ready after it, up to subBatch,
-// then flushes stdout and acknowledges them. done: -C is reached.
-func (s *subscriber) print(m mqtt.Message) (done bool, err error) {
+// print handles m and every message that is ready after it, up to
+// subBatch, then flushes stdout and acknowledges them. done: -C is
+// reached, or --retained-only met a fresh message.
+func (s *subscriber) print(ctx context.Context, m mqtt.Message) (done bool, err error) {
 	for {
-		s.write(m)
+		if s.handle(ctx, m) {
+			return true, s.flush()
+		}
 		if s.count > 0 && s.received == s.count {
 			return true, s.flush()
 		}
@@ -196,15 +299,65 @@ func (s *subscriber) print(m mqtt.Message) (done bool, err error) {
 	return false, s.flush()
 }
 
-func (s *subscriber) write(m mqtt.Message) {
-	if s.verbose {
-		s.out.WriteString(m.Topic)
-		s.out.WriteByte(' ')
+// handle prints m unless a flag leaves it out, and keeps it to be
+// acknowledged. stop: --retained-only met a message that is not retained,
+// which is neither printed nor acknowledged, as mosquitto_sub does.
+func (s *subscriber) handle(ctx context.Context, m mqtt.Message) (stop bool) {
+	if s.retainedOnly && !m.Retain {
+		// With --remove-retained too, the first of these is usually our
+		// own clearing of a retained message, back from the broker: the
+		// end of mosquitto_sub's idiom for clearing a tree.
+		return true
 	}
-	s.out.Write(m.Payload)
-	s.out.WriteByte('\n')
-	s.received++
 	s.unacked = append(s.unacked, m)
+	if s.echoes[m.Topic] > 0 && !m.Retain && len(m.Payload) == 0 {
+		// Our own clearing of a retained message, back from the broker
+		// (no NoLocal: the idiom above needs it back).
+		s.echoes[m.Topic]--
+		return false
+	}
+	if slices.ContainsFunc(s.filterOut, func(f string) bool { return topicMatches(f, m.Topic) }) {
+		return false
+	}
+	if s.removeRetained && m.Retain {
+		s.remove(ctx, m.Topic)
+	}
+	if s.noRetained && m.Retain {
+		return false
+	}
+	s.buf = s.printer.appendMessage(s.buf[:0], m, time.Now())
+	s.out.Write(s.buf)
+	s.received++
+	return false
+}
+
+// remove clears the retained message of topic (--remove-retained): an
+// empty retained message, at QoS 1 so that its result says whether the
+// broker took it.
+func (s *subscriber) remove(ctx context.Context, topic string) {
+	s.removals = append(s.removals, s.c.PublishAsync(ctx, mqtt.Message{Topic: topic, Retain: true, QoS: mqtt.AtLeastOnce}))
+	if s.o.debug {
+		fmt.Fprintf(s.std.errOut, "mqtt sub: clearing the retained message of %s\n", topic)
+	}
+	if s.echoes == nil {
+		s.echoes = map[string]int{}
+	}
+	s.echoes[topic]++
+}
+
+// removalResults says on stderr which retained messages could not be
+// cleared. Call it after Disconnect, which waits for them.
+func (s *subscriber) removalResults() {
+	for _, r := range s.removals {
+		select {
+		case err := <-r:
+			if err != nil {
+				fmt.Fprintf(s.std.errOut, "mqtt sub: warning: --remove-retained: %v\n", err)
+			}
+		default:
+			fmt.Fprintf(s.std.errOut, "mqtt sub: warning: --remove-retained: not acknowledged before exit\n")
+		}
+	}
 }
 
 // flush writes out what print buffered, then acknowledges it: a QoS 1 or 2
@@ -226,6 +379,27 @@ func (s *subscriber) stopped() error {
 		return gaveUp(err, "reconnecting")
 	}
 	return errors.New("the client stopped")
+}
+
+// topicMatches reports whether topic matches filter: '+' is one level,
+// '#' the rest, and a wildcard first does not match a topic that starts
+// with '$' [MQTT-4.7.2-1].
+func topicMatches(filter, topic string) bool {
+	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
+		return false
+	}
+	fs, ts := strings.Split(filter, "/"), strings.Split(topic, "/")
+	for i, f := range fs {
+		switch {
+		case f == "#":
+			return true
+		case i >= len(ts):
+			return false
+		case f != "+" && f != ts[i]:
+			return false
+		}
+	}
+	return len(fs) == len(ts)
 }
 
 // refusedFilters is the filters e refused; nil for a nil e.
