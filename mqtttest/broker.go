@@ -77,6 +77,7 @@ type Broker struct {
 
 	accepted atomic.Int64
 	changed  signal // broadcast on every broker event; see Wait
+	watch    *watch // the protocol monitor of the clients' connections
 
 	// ops serializes Start, Stop, Kick and Close. They hold it while they wait
 	// for connection goroutines, so no hook may take it.
@@ -103,6 +104,7 @@ type brokerConn struct {
 	clientID string        // set once the CONNACK is sent
 	takeover bool          // the connection holds the gate for a takeover
 	dupQos2  uint16        // packet identifier of the QoS 2 PUBLISH just read, if DUP
+	tap      *tapConn      // the connection under the flowConn, monitored
 	done     chan struct{} // closed once mochi has finished with the connection
 }
 
@@ -119,6 +121,10 @@ func StartBrokerWith(cfg BrokerConfig) (*Broker, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	opts := &mqtt.Options{Capabilities: mqtt.NewDefaultServerCapabilities()}
+	// mochi v2.7.9 copies a PUBLISH's User Properties into its PUBACK and
+	// writes reason code 0x01 there, which PUBACK does not allow: a
+	// compliant client then reconnects for ever.
+	opts.Capabilities.Compatibilities.NoInheritedPropertiesOnAck = true
 	if cfg.Configure != nil {
 		cfg.Configure(opts)
 	}
@@ -137,6 +143,7 @@ func StartBrokerWith(cfg BrokerConfig) (*Broker, error) {
 		conns:     make(map[net.Conn]*brokerConn),
 		routes:    make(map[*mqtt.Client]int),
 	}
+	b.watch = newWatch("broker", b.Addr)
 	if err := b.srv.AddHook(&brokerHook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("mqtttest: start broker: add hook: %w", err)
 	}
@@ -165,6 +172,9 @@ func NewBroker(t testing.TB) *Broker {
 func NewBrokerWith(t testing.TB, cfg BrokerConfig) *Broker {
 	t.Helper()
 	b, err := StartBrokerWith(cfg)
+	if err == nil {
+		b.watch.attach(t)
+	}
 	return closeAtCleanup(t, b, err)
 }
 
@@ -298,8 +308,12 @@ func (b *Broker) Close() error {
 func (b *Broker) serve(ln net.Listener) {
 	b.acc = startAcceptor(b.listener(ln), func(c net.Conn) {
 		b.accepted.Add(1)
-		c = newFlowConn(c) // what mochi writes to: see flowConn
-		bc := &brokerConn{done: make(chan struct{})}
+		// mochi writes to the flowConn, which writes to the tap: the
+		// monitor sees the frames as they go out, held ones too, and
+		// the MQTT bytes, under TLS and WebSocket.
+		tc := b.watch.tap(c)
+		c = newFlowConn(tc)
+		bc := &brokerConn{tap: tc, done: make(chan struct{})}
 		b.mu.Lock()
 		b.conns[c] = bc
 		b.mu.Unlock()
@@ -323,6 +337,7 @@ func (b *Broker) handle(c net.Conn, bc *brokerConn) {
 		if n > 0 {
 			b.gate.leave()
 		}
+		bc.tap.end()
 		close(bc.done)
 		b.changed.broadcast()
 	}()

@@ -104,6 +104,67 @@
 // Stop, Restart and Kick return only once the broker has finished with the
 // dropped connections, and Proxy.Cut once the connections are closed.
 //
+// # The protocol monitor
+//
+// Every connection a client makes to a Broker, a Proxy or a ScriptedBroker
+// is checked against the client-side MUSTs of MQTT 3.1.1 and 5.0 by a
+// [Monitor], which follows the connection both ways: what the client was
+// told (the limits in the CONNACK, the PUBLISHes and PUBRECs of the server
+// and the order they came in) as well as what it sent. A breach fails the
+// test that made the endpoint (NewBroker, NewProxy, NewScriptedBroker),
+// naming the normative statement, the connection and the last frames each
+// way:
+//
+//	mqtttest: the client broke the MQTT protocol on the scripted broker's connection: [MQTT-3.14.4-1] the client sent PUBACK after DISCONNECT
+//		requirement: after DISCONNECT the client sends nothing more on the connection
+//		connection: scripted broker 127.0.0.1:40969, connection 1 from 127.0.0.1:52786 (client "c", MQTT 5.0)
+//		last frames (→ client to server, ← server to client):
+//			  → CONNECT v5 client="c" keepalive=30 clean (18 bytes)
+//			  ← CONNACK code=0x00 (5 bytes)
+//			  ← PUBLISH qos=1 topic="t" id=1 (9 bytes)
+//			  → DISCONNECT (2 bytes)
+//			! → PUBACK id=1 (4 bytes)
+//
+// It checks: CONNECT first and once, nothing after DISCONNECT, a packet
+// within 1.5 times the Keep Alive (the server's, if its CONNACK has one);
+// every packet within the server's Maximum Packet Size, every PUBLISH
+// within its Maximum QoS and without RETAIN if it has no retained
+// messages, no wildcard, shared or identified subscription it does not
+// support; at most Receive Maximum QoS 1 and 2 PUBLISHes unacknowledged,
+// no packet identifier reused while in flight, DUP only on a PUBLISH sent
+// again and only on a new connection (MQTT 5.0), no PUBLISH after its
+// PUBREL, PUBREL only after PUBREC; PUBACK and PUBREC only for a PUBLISH
+// of the server and in the order those arrived, PUBCOMP only for a PUBREL,
+// PUBRELs in the order the PUBRECs arrived, also those sent again on a new
+// connection; Topic Aliases within the server's maximum and set before
+// use, no Subscription Identifier in a PUBLISH, no AUTH without an
+// Authentication Method; well-formed packets (decoded with package codec:
+// UTF-8, reserved flags, topic names and filters, ...) with reason codes a
+// client may send. Its Violation names the statement of the connection's
+// protocol version.
+//
+// A test whose client breaks the protocol on purpose calls
+// AllowViolations on the endpoint. Violations returns what the monitor
+// found, also on an endpoint made by StartBroker, StartProxy or
+// StartScriptedBroker, which has no test to fail: that is the only way to
+// see them there.
+//
+// Where it looks: the Broker checks each connection under its TLS and
+// WebSocket layers, on the MQTT bytes, and sees the frames it holds back
+// for a client's Receive Maximum when they go out; the ScriptedBroker
+// sees its CONNACK and whatever the test writes. The Proxy sees the bytes
+// the client sends as they arrive and those it receives as they leave the
+// proxy, after Latency and SplitWrites. A connection through a Proxy is
+// checked by the Proxy alone, never by the endpoint behind it, which sees
+// the bytes after the proxy's faults; one the Proxy cannot read as MQTT
+// (TLS, WebSocket) is left to the endpoint behind it. When Blackhole drops
+// bytes on their way to the client, the rules that depend on what the
+// client received are off for the rest of that connection. The Keep Alive
+// rule counts only the time the endpoint spent waiting for the client,
+// from the CONNACK on, and excuses a client whose last PINGREQ the server
+// did not answer within half a Keep Alive: a busy endpoint or a
+// black-holed link does not make a client look silent.
+//
 // # How mochi behaves
 //
 // The Broker is mochi-mqtt v2.7.9, with every client allowed everything and

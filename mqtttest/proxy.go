@@ -35,6 +35,7 @@ type Proxy struct {
 	accepted, refused           atomic.Int64
 	bytesUp, bytesDown, dropped atomic.Int64
 	changed                     signal // stats or blackhole changed
+	watch                       *watch // the protocol monitor of the clients' connections
 
 	wg sync.WaitGroup // link goroutines
 
@@ -62,6 +63,7 @@ func StartProxy(target string) (*Proxy, error) {
 		return nil, fmt.Errorf("mqtttest: start proxy: %w", err)
 	}
 	p := &Proxy{target: target, links: make(map[*link]struct{})}
+	p.watch = newWatch("proxy", p.Addr)
 	p.acc = startAcceptor(ln, p.handle)
 	return p, nil
 }
@@ -72,6 +74,9 @@ func StartProxy(target string) (*Proxy, error) {
 func NewProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	p, err := StartProxy(target)
+	if err == nil {
+		p.watch.attach(t)
+	}
 	return closeAtCleanup(t, p, err)
 }
 
@@ -200,7 +205,12 @@ func (p *Proxy) handle(c net.Conn) {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &link{p: p, client: c, cancel: cancel, done: make(chan struct{}), exited: make(chan struct{})}
+	// The monitor sees the bytes the client sends as they arrive, and
+	// those it receives as they go out (after Latency and Blackhole).
+	tc := p.watch.tap(c)
+	tc.probe = true
+	l := &link{p: p, client: tc, tap: tc, cancel: cancel, done: make(chan struct{}), exited: make(chan struct{})}
+	tc.onForeign = l.unregister // TLS or WebSocket: the endpoint behind checks it
 	p.mu.Lock()
 	p.links[l] = struct{}{}
 	p.mu.Unlock()
@@ -211,7 +221,7 @@ func (p *Proxy) handle(c net.Conn) {
 
 // reset closes c with an RST instead of a FIN.
 func reset(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := untap(c).(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
 	_ = c.Close()
@@ -221,6 +231,8 @@ func reset(c net.Conn) {
 type link struct {
 	p      *Proxy
 	client net.Conn
+	tap    *tapConn           // client, monitored
+	upAddr string             // local address of the connection to the target, in proxiedAddrs
 	cancel context.CancelFunc // stops the dial to the target
 	done   chan struct{}      // closed by close
 	exited chan struct{}      // closed when run has returned
@@ -249,6 +261,8 @@ func (l *link) close() {
 func (l *link) run(ctx context.Context) {
 	defer func() {
 		l.close()
+		l.unregister()
+		l.tap.end()
 		l.p.mu.Lock()
 		delete(l.p.links, l)
 		l.p.mu.Unlock()
@@ -270,6 +284,10 @@ func (l *link) run(ctx context.Context) {
 	}
 	l.upstream = up
 	l.mu.Unlock()
+	// Before a byte goes through: the endpoint behind, if one of this
+	// package, looks when the first arrives.
+	l.upAddr = up.LocalAddr().String()
+	proxiedAddrs.Store(l.upAddr, struct{}{})
 
 	var wg sync.WaitGroup
 	wg.Go(func() { l.pump(l.client, up, &l.p.bytesUp) })
@@ -320,6 +338,9 @@ func (l *link) pump(src, dst net.Conn, delivered *atomic.Int64) {
 			}
 		}
 		if l.p.blackhole.Load() { // turned on while the chunk waited
+			if dst == l.client {
+				l.tap.hole()
+			}
 			l.p.dropped.Add(int64(len(c.data)))
 			l.p.changed.broadcast()
 			continue
@@ -344,6 +365,9 @@ func (l *link) read(src net.Conn, queue chan<- chunk) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			if l.p.blackhole.Load() {
+				if src != l.client {
+					l.tap.hole()
+				}
 				l.p.dropped.Add(int64(n))
 				l.p.changed.broadcast()
 			} else {
@@ -399,4 +423,12 @@ func writeSplit(w io.Writer, b []byte, n int, wrote func(int)) error {
 		b = b[k:]
 	}
 	return nil
+}
+
+// unregister removes the link's connection to the target from
+// proxiedAddrs. Idempotent.
+func (l *link) unregister() {
+	if l.upAddr != "" {
+		proxiedAddrs.Delete(l.upAddr)
+	}
 }

@@ -30,6 +30,7 @@ type ScriptedBroker struct {
 	acc     *acceptor
 	wg      sync.WaitGroup // connection goroutines
 	changed signal         // a connection is ready, or the broker closed
+	watch   *watch         // the protocol monitor of the clients' connections
 
 	mu      sync.Mutex // guards the fields below
 	connack []byte     // nil: default
@@ -46,6 +47,7 @@ func StartScriptedBroker() (*ScriptedBroker, error) {
 		return nil, fmt.Errorf("mqtttest: start scripted broker: %w", err)
 	}
 	s := &ScriptedBroker{all: make(map[*ScriptedConn]struct{})}
+	s.watch = newWatch("scripted broker", s.Addr)
 	s.acc = startAcceptor(ln, s.handle)
 	return s, nil
 }
@@ -56,6 +58,9 @@ func StartScriptedBroker() (*ScriptedBroker, error) {
 func NewScriptedBroker(t testing.TB) *ScriptedBroker {
 	t.Helper()
 	s, err := StartScriptedBroker()
+	if err == nil {
+		s.watch.attach(t)
+	}
 	return closeAtCleanup(t, s, err)
 }
 
@@ -140,7 +145,9 @@ func (s *ScriptedBroker) Close() error {
 
 // handle starts serving a connection the broker accepted.
 func (s *ScriptedBroker) handle(nc net.Conn) {
-	c := &ScriptedConn{conn: nc, done: make(chan struct{})}
+	// The CONNACK and whatever the test writes go through the tap, and so
+	// does what the client sends: the monitor sees both.
+	c := &ScriptedConn{conn: s.watch.tap(nc), done: make(chan struct{})}
 	s.mu.Lock()
 	s.all[c] = struct{}{}
 	s.mu.Unlock()
@@ -152,6 +159,7 @@ func (s *ScriptedBroker) handle(nc net.Conn) {
 func (s *ScriptedBroker) serve(c *ScriptedConn) {
 	defer func() {
 		_ = c.conn.Close()
+		c.conn.(*tapConn).end()
 		s.mu.Lock()
 		delete(s.all, c)
 		s.mu.Unlock()

@@ -187,6 +187,7 @@ func TestScriptedReadFrameSplit(t *testing.T) {
 
 func TestScriptedClientMisbehaves(t *testing.T) {
 	s := mqtttest.NewScriptedBroker(t)
+	s.AllowViolations() // the misbehaviour is the point
 	ctx := testCtx(t)
 
 	// A first frame that is not a CONNECT: closed, never handed over.
