@@ -48,6 +48,11 @@ type Client struct {
 	// rr is the state of Request shared by its calls (request.go).
 	rr requester
 
+	// authTurn, with Config.Auth, is held (1-buffered) by whoever runs an
+	// exchange of it, a connection attempt or Reauthenticate, so that its
+	// methods are never called for two exchanges at once.
+	authTurn chan struct{}
+
 	events       chan Event
 	eventsMu     sync.Mutex // serialises emit and the final close of events
 	eventsClosed bool
@@ -150,6 +155,9 @@ func Start(cfg Config) (*Client, error) {
 		firstUp:  make(chan struct{}),
 		up:       make(chan struct{}),
 		supDone:  make(chan struct{}),
+	}
+	if s.Auth != nil {
+		c.authTurn = make(chan struct{}, 1)
 	}
 	sess := newSession(c)
 	// Before anything runs: what the store holds is queued ahead of every

@@ -32,18 +32,26 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	}
 	c.runServer, c.runUp = shown, false
 	c.stats.attempts.Add(1)
-	connect, err := c.connectFor(ctx, server, shown)
 	var cn *conn.Conn
+	endTurn, err := c.takeAuthTurn(ctx)
 	if err == nil {
-		cn, err = conn.Open(ctx, server, conn.Config{
-			Connect:        connect,
-			ConnectTimeout: c.cfg.ConnectTimeout,
-			MaxPacketSize:  c.cfg.MaxPacketSize,
-			TLS:            c.cfg.TLS,
-			Inbound:        c.inbound,
-			Counters:       &c.stats.io,
-			Dial:           c.cfg.Dial,
-		})
+		var connect *codec.Connect
+		connect, err = c.connectFor(ctx, server, shown)
+		if err == nil {
+			cfg := conn.Config{
+				Connect:        connect,
+				ConnectTimeout: c.cfg.ConnectTimeout,
+				MaxPacketSize:  c.cfg.MaxPacketSize,
+				TLS:            c.cfg.TLS,
+				Inbound:        c.inbound,
+				Counters:       &c.stats.io,
+				Dial:           c.cfg.Dial,
+				Auth:           c.cfg.Auth,
+				TopicAliases:   c.cfg.TopicAliases,
+			}
+			cn, err = conn.Open(ctx, server, cfg)
+		}
+		endTurn()
 	}
 	if err != nil {
 		c.stats.attemptFailed(err)
@@ -91,29 +99,44 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 }
 
 // connectFor returns the CONNECT for one attempt to server (shown, as
-// errors show it): the one built at start, or, with Config.Credentials, a
-// copy of it with the credentials asked for now. Credentials' error fails
-// the attempt like a refused connection; so do credentials that CONNECT
+// errors show it): the one built at start, or a copy of it with the
+// credentials asked for now (Config.Credentials) and the Authentication
+// Data of a new exchange (Config.Auth's Start). Their errors fail the
+// attempt like a refused connection; so do credentials that CONNECT
 // cannot carry. Neither the password nor anything derived from it goes
 // into an error or a log.
 func (c *Client) connectFor(ctx context.Context, server, shown string) (*codec.Connect, error) {
-	creds := c.cfg.Credentials
-	if creds == nil {
+	creds, auth := c.cfg.Credentials, c.cfg.Auth
+	if creds == nil && auth == nil {
 		return c.connect, nil
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, c.cfg.ConnectTimeout,
-		fmt.Errorf("mqtt: Config.Credentials did not return within the connect timeout of %s", c.cfg.ConnectTimeout))
-	defer cancel()
-	user, pass, err := creds(ctx, server)
-	if err != nil {
-		return nil, fmt.Errorf("mqtt: credentials for %s: %w", shown, err)
-	}
-	if err := checkCredentials(user, pass, c.cfg.version); err != nil {
-		return nil, fmt.Errorf("mqtt: credentials for %s: %w", shown, err)
-	}
 	p := *c.connect // shares the will and properties, which nobody changes
-	p.Username, p.HasUsername = user, user != ""
-	p.Password, p.HasPassword = pass, pass != nil
+	if creds != nil {
+		ctx, cancel := context.WithTimeoutCause(ctx, c.cfg.ConnectTimeout,
+			fmt.Errorf("mqtt: Config.Credentials did not return within the connect timeout of %s", c.cfg.ConnectTimeout))
+		defer cancel()
+		user, pass, err := creds(ctx, server)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt: credentials for %s: %w", shown, err)
+		}
+		if err := checkCredentials(user, pass, c.cfg.version); err != nil {
+			return nil, fmt.Errorf("mqtt: credentials for %s: %w", shown, err)
+		}
+		p.Username, p.HasUsername = user, user != ""
+		p.Password, p.HasPassword = pass, pass != nil
+	}
+	if auth != nil {
+		ctx, cancel := context.WithTimeoutCause(ctx, c.cfg.ConnectTimeout,
+			fmt.Errorf("mqtt: Config.Auth's Start did not return within the connect timeout of %s", c.cfg.ConnectTimeout))
+		defer cancel()
+		data, err := authData(auth.Start(ctx, server))
+		if err != nil {
+			return nil, &AuthError{Server: shown, Method: c.cfg.authMethod, Op: "starting the exchange", Err: err}
+		}
+		props := *p.Properties // Version 5: CONNECT has properties
+		props.AuthenticationData = data
+		p.Properties = &props
+	}
 	return &p, nil
 }
 

@@ -104,9 +104,17 @@
 // answered: its limits, an assigned client identifier, response
 // information. [Config.Credentials] is asked for a username and password
 // before every connection attempt, for tokens that expire, and
-// [Config.Dial] replaces the client's dialer. Enhanced authentication
-// (AUTH) and outbound topic aliases are not supported. See
-// ExampleProperties, ExampleConfig_credentials and ExampleConfig_dial.
+// [Config.Dial] replaces the client's dialer. See ExampleProperties,
+// ExampleConfig_credentials and ExampleConfig_dial.
+//
+// [Config.Auth] runs MQTT 5 enhanced authentication (SCRAM and other
+// challenge-and-response methods) through an [Authenticator]: its data
+// goes in CONNECT, it answers the broker's AUTH challenges, and it checks
+// the broker's final data in CONNACK; [Client.Reauthenticate] runs the
+// exchange again on a live connection. [Config.TopicAliases] lets the
+// client replace a repeated topic by a two-byte alias, within the broker's
+// Topic Alias Maximum, afresh on every connection. See ExampleConfig_auth
+// and ExampleConfig_topicAliases.
 //
 // # Faults are tested, not hoped for
 //

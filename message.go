@@ -104,7 +104,7 @@ func checkMessage(m *Message, version byte) error {
 			return fmt.Errorf("message properties need MQTT 5 (Config.Version 5)")
 		}
 		if m.Properties.TopicAlias != nil {
-			return fmt.Errorf("set no TopicAlias: the client does not send topic aliases")
+			return fmt.Errorf("set no TopicAlias: the client chooses topic aliases itself (Config.TopicAliases)")
 		}
 		if m.Properties.PayloadFormat != nil && *m.Properties.PayloadFormat == 1 && !utf8.Valid(m.Payload) {
 			return fmt.Errorf("payload format is UTF-8 but the payload is not valid UTF-8")

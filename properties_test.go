@@ -98,7 +98,7 @@ func TestConnectPropertiesInvalid(t *testing.T) {
 		{5, mqtt.Properties{ReceiveMaximum: new(uint16(5))}, "set Config.MaxPending"},
 		{5, mqtt.Properties{MaximumPacketSize: new(uint32(5))}, "set Config.MaxPacketSize"},
 		{5, mqtt.Properties{TopicAliasMaximum: new(uint16(5))}, "set Config.TopicAliasMaximum"},
-		{5, mqtt.Properties{AuthenticationMethod: "SCRAM-SHA-1"}, "enhanced authentication (AUTH) is not supported"},
+		{5, mqtt.Properties{AuthenticationMethod: "SCRAM-SHA-1"}, "set Config.Auth"},
 		{5, mqtt.Properties{ContentType: "text/plain"}, "ContentType is set, but it is no CONNECT property"},
 		{5, mqtt.Properties{CorrelationData: []byte{}}, "CorrelationData is set"},
 		{5, mqtt.Properties{RequestProblemInfo: new(byte(2))}, "RequestProblemInfo is 2"},

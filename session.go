@@ -41,8 +41,9 @@ type session struct {
 	maxQoS     QoS  // the broker's Maximum QoS
 	noRetain   bool // the broker said Retain Available = 0
 	aliases    map[uint16]string
-	gen        uint64 // bumped whenever the broker lost the session
-	connectedN int    // how many connections this session has had
+	reauth     *reauthExchange // Client.Reauthenticate's exchange on cur; nil: none
+	gen        uint64          // bumped whenever the broker lost the session
+	connectedN int             // how many connections this session has had
 
 	// Outbound.
 	queue       opQueue            // publishes not yet given a packet identifier
@@ -278,6 +279,12 @@ func (s *session) control(r any) {
 		s.cancelReply(r)
 	case unsendableRequest:
 		s.unsendable(r.o, r.err)
+	case reauthBegin:
+		s.beginReauth(r)
+	case reauthSend:
+		s.sendReauth(r)
+	case reauthEnd:
+		s.endReauth(r)
 	case *disconnectRequest:
 		if s.phase != running {
 			r.reply <- errDisconnecting
@@ -512,6 +519,7 @@ func (s *session) sendOwed() bool {
 func (s *session) lost() {
 	cn := s.cur
 	s.cur = nil
+	s.reauth = nil // an exchange belongs to its connection; its caller sees cn end
 	// Frames the connection never wrote, then those held for the store's
 	// sync, which came after them.
 	s.unhold(append(cn.Drain(), s.held...))

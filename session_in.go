@@ -27,6 +27,8 @@ func (s *session) receive(p codec.Packet) {
 		s.onSuback(p)
 	case *codec.Unsuback:
 		s.onUnsuback(p)
+	case *codec.Auth:
+		s.onAuth(p)
 	default:
 		// conn screens out the rest; anything else is a new kind of bug.
 		s.protocolError(codec.ProtocolError, p.Type(), "unexpected %s", p.Type())

@@ -63,6 +63,22 @@ type Config struct {
 	// in-memory pipe for tests. The stream it returns is used as it is
 	// (TLS, if wanted, is its job); ConnectTimeout still bounds it.
 	Dial func(ctx context.Context, server string) (net.Conn, error)
+
+	// Auth continues the MQTT 5 enhanced authentication that Connect
+	// starts with an Authentication Method (section 4.12): it answers the
+	// broker's AUTH challenges before CONNACK and checks the CONNACK's
+	// Authentication Data. Required when Connect has an Authentication
+	// Method, and only then.
+	Auth Authenticator
+
+	// TopicAliases (MQTT 5) is how many Topic Aliases the writer may give
+	// the topics of outbound PUBLISH packets, within the broker's Topic
+	// Alias Maximum (CONNACK). The writer chooses them as it encodes
+	// (free aliases first, then the most recently used topics keep
+	// theirs): a topic goes whole, with its alias, the first time on the
+	// connection, and as the alias alone afterwards. The packets queued
+	// are not changed. Zero: none.
+	TopicAliases int
 }
 
 // Inbound is one frame from the broker, with the connection it came on, so
@@ -120,6 +136,11 @@ type Conn struct {
 	inbound   chan<- Inbound
 	connack   *codec.Connack
 	epoch     time.Time // origin of the liveness clocks below
+	// authMethod is the CONNECT's Authentication Method; "" for none.
+	authMethod string
+	// aliasMax is how many Topic Aliases the writer may use: the smaller
+	// of Config.TopicAliases and the broker's Topic Alias Maximum.
+	aliasMax int
 
 	// Owned by the reader (see idle.go).
 	idle  bool         // no frame expected soon: wait without a buffer
@@ -222,16 +243,27 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 		kick:      make(chan struct{}, 1),
 		drained:   make(chan struct{}, 1),
 	}
+	if p := cfg.Connect.Properties; p != nil && cfg.Connect.Version == codec.V5 {
+		c.authMethod = p.AuthenticationMethod
+	}
+	if (c.authMethod != "") != (cfg.Auth != nil) {
+		nc.Close()
+		return nil, errors.New("conn: an Authentication Method in CONNECT and Config.Auth go together: set both or neither")
+	}
 	c.br = newReader(liveReader{c})
-	if err := c.handshake(ctx, cfg.Connect); err != nil {
+	if err := c.handshake(ctx, cfg.Connect, cfg.Auth); err != nil {
 		nc.Close()
 		return nil, err
+	}
+	if p := c.connack.Properties; p != nil && p.TopicAliasMaximum != nil && c.version == codec.V5 {
+		c.aliasMax = min(max(cfg.TopicAliases, 0), int(*p.TopicAliasMaximum))
 	}
 	return c, nil
 }
 
-// handshake writes CONNECT and reads CONNACK, giving up when ctx ends.
-func (c *Conn) handshake(ctx context.Context, connect *codec.Connect) error {
+// handshake writes CONNECT and reads CONNACK, with the rounds of enhanced
+// authentication in between, giving up when ctx ends.
+func (c *Conn) handshake(ctx context.Context, connect *codec.Connect, auth Authenticator) error {
 	// Unblock the socket when ctx ends: a deadline in the past fails the
 	// pending read or write at once.
 	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
@@ -250,21 +282,13 @@ func (c *Conn) handshake(ctx context.Context, connect *codec.Connect) error {
 		stop()
 		return ctxErr(fmt.Errorf("conn: send CONNECT to %s: %w", c.server, err))
 	}
-	var p codec.Packet
-	legacy, err := c.v311Refusal()
-	if err == nil && !legacy {
-		p, err = codec.ReadPacket(c.br, c.version, c.maxPacket)
-	}
+	p, err := c.awaitConnack(ctx, auth)
 	if !stop() {
 		// ctx ended while we were waiting; whatever was read is moot.
 		return ctxErr(fmt.Errorf("conn: waiting for CONNACK from %s: %w", c.server, ctx.Err()))
 	}
 	if err != nil {
-		return c.readError(err, "waiting for CONNACK")
-	}
-	if legacy {
-		return &ConnectError{Server: c.server, ReasonCode: codec.UnsupportedProtocolVersion,
-			Hint: "the broker does not speak MQTT 5 (it answered with an MQTT 3.1.1 CONNACK refusing protocol level 5); use Version 4"}
+		return err
 	}
 	ack, ok := p.(*codec.Connack)
 	if !ok {
@@ -278,6 +302,21 @@ func (c *Conn) handshake(ctx context.Context, connect *codec.Connect) error {
 			e.ServerReference = ack.Properties.ServerReference
 		}
 		return e
+	}
+	if c.version == codec.V5 {
+		if err := c.checkConnackAuth(ack); err != nil {
+			return err
+		}
+	}
+	if auth != nil {
+		// The broker accepted the client; now the client checks the
+		// broker, if the method has it prove itself (SCRAM's server
+		// signature). The broker takes the connection as up, so it is
+		// told why it ends.
+		if err := auth.Done(ctx, AuthData(ack.Properties)); err != nil {
+			c.goodbye(codec.UnspecifiedError)
+			return &AuthError{Server: c.server, Method: c.authMethod, Op: "verifying the broker's final data", Err: err}
+		}
 	}
 	if ack.Properties != nil && ack.Properties.ServerKeepAlive != nil {
 		// The broker decides [MQTT-3.2.2-21].
@@ -379,7 +418,9 @@ func (c *Conn) Close() error {
 // Fail ends the connection with err, unless it has already ended. For a
 // *ProtocolError on an MQTT 5 connection it first tries, for at most a few
 // milliseconds and only if the writer is not mid-write, to tell the broker
-// why in a DISCONNECT (section 4.13.1). Nothing is written after it
+// why in a DISCONNECT (section 4.13.1); for an *AuthError (a failed
+// re-authentication) likewise, with Unspecified error [MQTT-4.12.1-2]: a
+// client may not send Not authorized. Nothing is written after it
 // [MQTT-3.14.4-1]: the writer checks, under the same lock, that the
 // connection has not failed before each write.
 func (c *Conn) Fail(err error) {
@@ -387,14 +428,18 @@ func (c *Conn) Fail(err error) {
 		c.err = err
 		close(c.dead)
 		var pe *ProtocolError
-		if c.version == codec.V5 && errors.As(err, &pe) && c.wmu.TryLock() {
+		var ae *AuthError
+		code, tell := codec.ReasonCode(0), false
+		switch {
+		case errors.As(err, &pe):
 			// Only a code DISCONNECT may carry [MQTT-3.14.2-1]: a decoding
 			// error can carry a CONNACK-only one.
-			frame, encErr := (&codec.Disconnect{ReasonCode: codec.DisconnectReason(pe.Code)}).AppendTo(nil, codec.V5)
-			if encErr == nil {
-				c.nc.SetWriteDeadline(time.Now().Add(disconnectWriteBudget))
-				c.nc.Write(frame)
-			}
+			code, tell = codec.DisconnectReason(pe.Code), true
+		case errors.As(err, &ae):
+			code, tell = codec.UnspecifiedError, true
+		}
+		if tell && c.version == codec.V5 && c.wmu.TryLock() {
+			c.goodbye(code)
 			c.wmu.Unlock()
 		}
 		c.nc.Close()

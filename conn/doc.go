@@ -1,8 +1,10 @@
 // Package conn is one MQTT network connection, used once.
 //
-// [Open] dials a server, sends CONNECT and waits for CONNACK. The returned
-// [Conn] then runs two goroutines, started by its owner (in this module, the
-// supervisor of the client):
+// [Open] dials a server, sends CONNECT and waits for CONNACK, answering
+// the broker's AUTH challenges in between when the CONNECT starts an MQTT
+// 5 enhanced authentication ([Config.Auth]). The returned [Conn] then runs
+// two goroutines, started by its owner (in this module, the supervisor of
+// the client):
 //
 //   - [Conn.ReadLoop] decodes frames and hands every one to the session on
 //     the channel given in [Config.Inbound]. It answers nothing itself; it
@@ -14,7 +16,9 @@
 //     not a single byte arrives within half an interval after that (the
 //     half-dead Wi-Fi case, where TCP stays open but nothing gets through).
 //     Every byte received counts, so a large message on a slow link is not
-//     mistaken for silence while it arrives.
+//     mistaken for silence while it arrives. With [Config.TopicAliases] it
+//     gives the topics of MQTT 5 PUBLISH packets Topic Aliases as it
+//     encodes them, so that the aliases follow what is really written.
 //
 // When anything fails, the Conn records one error saying what happened
 // ([Conn.Err]), closes [Conn.Done], closes the socket, and both loops

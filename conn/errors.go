@@ -51,6 +51,25 @@ func (e *ConnectError) Error() string {
 	return s
 }
 
+// AuthError means MQTT 5 enhanced authentication failed on the client's
+// side: its Authenticator returned an error, when it was asked to start
+// an exchange, to answer the broker's challenge, or to verify the
+// broker's final data (the broker failed to prove itself). A refusal by
+// the broker is a *ConnectError (CONNACK) or a *DisconnectError
+// (re-authentication) instead.
+type AuthError struct {
+	Server string // the server, as shown
+	Method string // the Authentication Method
+	Op     string // what the Authenticator was doing, in words
+	Err    error  // the Authenticator's error
+}
+
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("conn: enhanced authentication (%s) with %s failed while %s: %v", e.Method, e.Server, e.Op, e.Err)
+}
+
+func (e *AuthError) Unwrap() error { return e.Err }
+
 // ProtocolError means the broker sent something the protocol forbids: a
 // malformed frame, an absurd length, a packet a server may not send, an
 // acknowledgement for a packet identifier that is not in use. The connection

@@ -181,10 +181,17 @@ func (c *Conn) screen(p codec.Packet) error {
 		return &ProtocolError{Code: codec.ProtocolError, Packet: p.Type(),
 			Reason: fmt.Sprintf("a server may not send %s to a client", p.Type())}
 	case *codec.Auth:
-		// The client never starts enhanced authentication, so the server
-		// may not send AUTH [MQTT-4.12.0-6].
-		return &ProtocolError{Code: codec.ProtocolError, Packet: codec.TypeAuth,
-			Reason: "AUTH without an authentication method in CONNECT"}
+		// After CONNACK, AUTH answers the client's re-authentication
+		// (whether one is in progress is the session's to judge):
+		// Continue authentication or Success, never Re-authenticate,
+		// which only a client sends (section 3.15.2.1).
+		if err := c.checkAuth(p); err != nil {
+			return err
+		}
+		if p.ReasonCode == codec.ReAuthenticate {
+			return &ProtocolError{Code: codec.ProtocolError, Packet: codec.TypeAuth,
+				Reason: "AUTH with reason Re-authenticate (0x19), which only a client sends"}
+		}
 	case *codec.Disconnect:
 		e := &DisconnectError{ReasonCode: p.ReasonCode}
 		if p.Properties != nil {

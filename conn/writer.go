@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/robustmqtt/mqtt/codec"
@@ -34,6 +35,13 @@ func (c *Conn) WriteLoop(ctx context.Context) error {
 	defer stop()
 
 	w := writer{c: c}
+	if c.aliasMax > 0 {
+		var maxPacket int
+		if p := c.connack.Properties; p != nil && p.MaximumPacketSize != nil {
+			maxPacket = int(min(*p.MaximumPacketSize, math.MaxInt32))
+		}
+		w.aliases = newAliasTable(c.aliasMax, maxPacket)
+	}
 	var tick <-chan time.Time
 	if c.keepAlive > 0 {
 		w.timer = time.NewTimer(c.pingAfter())
@@ -70,6 +78,9 @@ type writer struct {
 	// not even a PINGREQ [MQTT-3.14.4-1]; what is queued after it stays
 	// for Drain.
 	goodbye bool
+	// aliases, with Config.TopicAliases, gives outbound topics their Topic
+	// Aliases; nil: none.
+	aliases *aliasTable
 }
 
 // keepalive decides whether a PINGREQ is due, fails the connection when the
@@ -164,7 +175,7 @@ func (w *writer) flush(ping bool) error {
 			continue // withdrawn before it was written
 		}
 		var err error
-		if buf, err = f.Packet.AppendTo(buf, c.version); err != nil {
+		if buf, err = w.encode(buf, f.Packet); err != nil {
 			// The session validates before queueing, so this is a bug
 			// or a limit that changed; fail the one packet, not the link.
 			if f.Track != nil {
@@ -194,6 +205,31 @@ func (w *writer) flush(ping bool) error {
 	}
 	w.buf = buf
 	return err
+}
+
+// encode appends p's frame to buf: with a Topic Alias if the table gives
+// it one, and whole if that frame fails to encode or, carrying topic and
+// alias, exceeds the broker's Maximum Packet Size (which the session
+// checked p against).
+func (w *writer) encode(buf []byte, p codec.Packet) ([]byte, error) {
+	if w.aliases == nil {
+		return p.AppendTo(buf, w.c.version)
+	}
+	pub, ok := p.(*codec.Publish)
+	if !ok {
+		return p.AppendTo(buf, w.c.version)
+	}
+	pkt, e, set := w.aliases.packet(pub)
+	if e == nil {
+		return p.AppendTo(buf, w.c.version)
+	}
+	start := len(buf)
+	out, err := pkt.AppendTo(buf, w.c.version)
+	if err == nil && !(set && w.aliases.tooLarge(len(out)-start)) {
+		return out, nil
+	}
+	w.aliases.forget(e)
+	return p.AppendTo(out[:start], w.c.version)
 }
 
 // write puts buf on the socket, bounded by a deadline derived from the
