@@ -499,59 +499,22 @@ func TestNothingAfterDisconnect(t *testing.T) {
 func TestPublishInSuccessiveBubbles(t *testing.T) {
 	for range 3 {
 		synctest.Test(t, func(t *testing.T) {
-			c, done := pipeClient(t)
-			if err := c.Publish(t.Context(), mqtt.Message{Topic: "bubble", QoS: 1}); err != nil {
+			pb := newPipeBroker(t, 4)
+			c, err := mqtt.Dial(t.Context(), mqtt.Config{Servers: []string{"tcp://pipe:1883"}, ClientID: "pipe", Dial: pb.dial})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pc := pb.accept(t)
+			res := make(chan error, 1)
+			go func() { res <- c.Publish(t.Context(), mqtt.Message{Topic: "bubble", QoS: 1}) }()
+			p := pipeNext[*codec.Publish](t, pc)
+			pc.write(t, &codec.Puback{PacketID: p.PacketID})
+			if err := <-res; err != nil {
 				t.Fatal(err)
 			}
 			c.Close()
-			<-done
 		})
 	}
-}
-
-// pipeClient dials a client over net.Pipe (Config.Dial) to a broker that
-// accepts the connection and acknowledges every QoS 1 PUBLISH; done is
-// closed when the broker's side ends.
-func pipeClient(t *testing.T) (*mqtt.Client, <-chan struct{}) {
-	t.Helper()
-	done := make(chan struct{})
-	dialer := func(ctx context.Context, server string) (net.Conn, error) {
-		client, broker := net.Pipe()
-		go func() {
-			defer close(done)
-			defer broker.Close()
-			br := bufio.NewReader(broker)
-			for {
-				p, err := codec.ReadPacket(br, 4, 0)
-				if err != nil {
-					return
-				}
-				var answer codec.Packet
-				switch p := p.(type) {
-				case *codec.Connect:
-					answer = &codec.Connack{}
-				case *codec.Publish:
-					answer = &codec.Puback{PacketID: p.PacketID}
-				case *codec.Pingreq:
-					answer = &codec.Pingresp{}
-				case *codec.Disconnect:
-					return
-				}
-				if answer != nil {
-					b, _ := answer.AppendTo(nil, 4)
-					if _, err := broker.Write(b); err != nil {
-						return
-					}
-				}
-			}
-		}()
-		return client, nil
-	}
-	c, err := mqtt.Dial(t.Context(), mqtt.Config{Servers: []string{"tcp://pipe:1883"}, ClientID: "pipe", Dial: dialer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, done
 }
 
 // An MQTT 5 message's expiry interval runs from the call, also while the
@@ -579,32 +542,13 @@ func TestExpiryRunsWhileWaitingForRoom(t *testing.T) {
 // over net.Pipe to a broker that accepts it and acknowledges nothing.
 func pipeClientV5NoAcks(t *testing.T) *mqtt.Client {
 	t.Helper()
-	dialer := func(ctx context.Context, server string) (net.Conn, error) {
-		client, broker := net.Pipe()
-		go func() {
-			defer broker.Close()
-			br := bufio.NewReader(broker)
-			for {
-				p, err := codec.ReadPacket(br, 5, 0)
-				if err != nil {
-					return
-				}
-				switch p.(type) {
-				case *codec.Connect:
-					b, _ := (&codec.Connack{}).AppendTo(nil, 5)
-					broker.Write(b)
-				case *codec.Pingreq:
-					broker.Write([]byte{0xD0, 0x00})
-				}
-			}
-		}()
-		return client, nil
-	}
+	pb := newPipeBroker(t, 5)
 	c, err := mqtt.Dial(t.Context(), mqtt.Config{Servers: []string{"tcp://pipe:1883"}, ClientID: "no-acks", Version: 5,
-		MaxInflight: 1, MaxQueued: 1, Dial: dialer})
+		MaxInflight: 1, MaxQueued: 1, Dial: pb.dial})
 	if err != nil {
 		t.Fatal(err)
 	}
+	pb.accept(t)
 	return c
 }
 
@@ -698,37 +642,19 @@ func TestStoredPublishKeepsItsExpiry(t *testing.T) {
 		}
 		time.Sleep(3 * time.Second) // the process is down longer than the interval
 
-		published := make(chan string, 1)
-		cfg.Dial = func(ctx context.Context, server string) (net.Conn, error) {
-			client, broker := net.Pipe()
-			go func() {
-				defer broker.Close()
-				br := bufio.NewReader(broker)
-				for {
-					p, err := codec.ReadPacket(br, 5, 0)
-					if err != nil {
-						return
-					}
-					switch p := p.(type) {
-					case *codec.Connect:
-						b, _ := (&codec.Connack{SessionPresent: true}).AppendTo(nil, 5)
-						broker.Write(b)
-					case *codec.Publish:
-						published <- p.Topic
-					}
-				}
-			}()
-			return client, nil
-		}
+		pb := newPipeBroker(t, 5)
+		pb.setConnack(t, &codec.Connack{SessionPresent: true})
+		cfg.Dial = pb.dial
 		second, err := mqtt.Start(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer second.Close()
+		pc := pb.accept(t)
 		for {
 			select {
-			case topic := <-published:
-				t.Fatalf("the expired message %q was sent", topic)
+			case p := <-pc.frames:
+				t.Fatalf("the expired message was sent: %+v", p)
 			case e := <-second.Events():
 				if e.Kind != mqtt.StoredPublishFailed {
 					continue
