@@ -124,7 +124,6 @@ var modelDimensions = []struct {
 // knownBugs lists the dimensions switched off by default because they find
 // a bug that is reported and not fixed yet.
 var knownBugs = map[string]string{
-	"staleinbound": "F10: a session loss the store could not record leaves stale inbound identifiers that swallow new messages",
 	// Not a bug any more but a documented limit (Config.ClientID): a
 	// ClientID reused without its Store meets the old client's identifiers.
 	"reuseid": "F4: a new client without a store, same ClientID, meets the old client's packet identifiers in the broker's session",

@@ -710,3 +710,51 @@ func TestWithdrawnWhenTheStoreFailsIsNotNever(t *testing.T) {
 		}
 	})
 }
+
+// deleteFails is a store whose Delete of inbound records fails while fail
+// is set.
+type deleteFails struct {
+	*store.Memory
+	fail atomic.Bool
+}
+
+func (s *deleteFails) Delete(key uint64) error {
+	if s.fail.Load() && key&(1<<63) != 0 {
+		return errors.New("disk gone")
+	}
+	return s.Memory.Delete(key)
+}
+
+// When the broker lost the session and the store cannot record that the
+// inbound QoS 2 identifiers are gone, the connection closes before
+// anything goes out, and the next one removes them: left in the store, a
+// restart would take new messages under those identifiers for duplicates
+// and swallow them (model finding F10).
+func TestSessionLossTheStoreCannotRecord(t *testing.T) {
+	sb := mqtttest.NewScriptedBroker(t)
+	st := &deleteFails{Memory: store.NewMemory()}
+	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "loss-unrecorded", Store: st})
+	sc := scripted(t, sb)
+	send(t, sc, 4, &codec.Publish{Topic: "t", Payload: []byte("x"), QoS: 2, PacketID: 7})
+	receive(t, c)
+	nextOf[*codec.Pubrec](t, sc, 4)
+	st.fail.Store(true)
+	sc.Close()
+	sc = scripted(t, sb) // Session Present 0: the delete fails
+	if b, err := sc.ReadFrame(testCtx(t)); !errors.Is(err, mqtttest.ErrClosed) {
+		t.Fatalf("the client sent % x (err %v), want the connection closed", b, err)
+	}
+	st.fail.Store(false)
+	sc = scripted(t, sb)
+	barrier(t, sc, 4)
+	inbound := 0
+	st.Load(func(k uint64, _ []byte) error {
+		if k&(1<<63) != 0 {
+			inbound++
+		}
+		return nil
+	})
+	if inbound != 0 {
+		t.Fatalf("%d inbound records left in the store after the broker lost the session", inbound)
+	}
+}

@@ -326,7 +326,10 @@ func (s *session) connected(cn *conn.Conn) {
 	// The flights to send again, listed before re-subscribing adds its own.
 	unfinished := s.flightsInOrder()
 	if !ack.SessionPresent {
-		unfinished = s.brokerLostSession(unfinished)
+		var ok bool
+		if unfinished, ok = s.brokerLostSession(unfinished); !ok {
+			return // the store failed: this connection is closed, the next one tries again
+		}
 	}
 	// Acknowledgements the application gave while we were away are not
 	// sent now: the broker re-sends every message it has no
@@ -388,12 +391,19 @@ func (s *session) adoptLimits(ack *codec.Connack) {
 //     free there): the client still owes it.
 //   - The subscriptions are made again.
 //
-// It returns the flights to send.
-func (s *session) brokerLostSession(unfinished []*flight) []*flight {
-	s.gen++
+// It returns the flights to send, or false when the store could not record
+// that the inbound identifiers are gone: then the connection is closed
+// before anything goes out, and the next one tries again (left in the
+// store, a restart would take the broker's new messages under those
+// identifiers for duplicates and swallow them).
+func (s *session) brokerLostSession(unfinished []*flight) ([]*flight, bool) {
 	for id := range s.in {
-		s.unstoreInbound(id)
+		if err := s.unstoreInbound(id); err != nil {
+			s.storeFailed(err)
+			return nil, false
+		}
 	}
+	s.gen++
 	clear(s.in)
 	again := unfinished[:0]
 	for _, f := range unfinished {
@@ -408,7 +418,7 @@ func (s *session) brokerLostSession(unfinished []*flight) []*flight {
 		again = append(again, f)
 	}
 	s.resubscribe()
-	return again
+	return again, true
 }
 
 // resendOwed sends again the flights a new connection inherits: SUBSCRIBE

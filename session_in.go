@@ -89,6 +89,17 @@ func (s *session) onPublish(p *codec.Publish) {
 		}
 	}
 	s.inQuota++
+	if st := s.in[p.PacketID]; st != nil && st.qos != p.QoS {
+		// Not a copy: a broker never reuses an identifier for another
+		// QoS while its flow is open, so the record is of a flow the
+		// broker no longer has (a session loss a failed store could not
+		// record before a restart). Forgotten; the message is new.
+		if err := s.unstoreInbound(p.PacketID); err != nil {
+			s.storeFailed(err)
+			return
+		}
+		delete(s.in, p.PacketID)
+	}
 	if st := s.in[p.PacketID]; st != nil {
 		// The broker sent it again (after a reconnect): it is the same
 		// message, not delivered again [MQTT-4.3.3-10]. It
