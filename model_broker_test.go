@@ -83,7 +83,11 @@ type inFlow struct {
 	owedOn *bconn // the connection the broker owes its answer on; nil: nothing owed now
 	inst   *instance
 	seq    uint64 // when its PUBLISH first came, in the session
-	recSeq uint64 // when the broker sent PUBREC; 0: not yet
+	// relSeq is when the broker first read a PUBREL for it: the order in
+	// which the client got the PUBRECs, as far as the broker can tell (a
+	// PUBREC it sent may reach the client later, or never); 0: not yet.
+	relSeq  uint64
+	relInst *instance // the client instance that sent that PUBREL
 }
 
 // The stages of a broker's publish to the client.
@@ -502,10 +506,14 @@ func (b *broker) onPubrel(bc *bconn, p *codec.Pubrel) {
 		switch {
 		case bc.newSeen:
 			w.violate("c%d: PUBREL %d for %s, owed from before the reconnect, after a new message [MQTT-4.4.0-1]", bc.n, p.PacketID, f.tag)
-		case f.recSeq < bc.lastRel:
+		case f.relSeq > 0 && f.relSeq < bc.lastRel && (f.relInst == bc.inst || w.d["relorder"]):
 			w.violate("c%d: PUBREL %d for %s re-sent out of the order of the PUBRECs [MQTT-4.6.0-4]", bc.n, p.PacketID, f.tag)
 		}
-		bc.lastRel = f.recSeq
+		bc.lastRel = max(bc.lastRel, f.relSeq)
+	}
+	if f != nil && f.relSeq == 0 {
+		b.sess.inSeq++
+		f.relSeq, f.relInst = b.sess.inSeq, bc.inst
 	}
 	switch {
 	case f == nil:
@@ -648,7 +656,7 @@ func (b *broker) connack(bc *bconn, code codec.ReasonCode, lim limits, lose bool
 		bc.pre, bc.preRel = map[uint16]string{}, map[uint16]bool{}
 		for id, f := range b.sess.in {
 			bc.pre[id] = f.tag
-			bc.preRel[id] = f.stage == inRel
+			bc.preRel[id] = f.stage == inRel || f.stage == inComp
 		}
 		for _, f := range b.outInOrder() {
 			switch f.stage {
@@ -769,10 +777,6 @@ func (b *broker) owed() []owedAck {
 					return
 				}
 				b.sess.got2[f.tag] = true
-				if f.recSeq == 0 {
-					b.sess.inSeq++
-					f.recSeq = b.sess.inSeq
-				}
 				f.stage = inRel
 			}})
 		case f.stage == inComp:
