@@ -100,6 +100,66 @@ func TestPubrelResentInPubrecOrder(t *testing.T) {
 	}
 }
 
+// [MQTT-4.6.0-4] across restarts (model F12): the store keeps the order
+// of the PUBRECs, so a new client on it sends the PUBRELs in that order,
+// and a PUBREC that comes after the restart takes its place after them.
+func TestPubrelOrderSurvivesTheStore(t *testing.T) {
+	sb := mqtttest.NewScriptedBroker(t)
+	st := store.NewMemory()
+	cfg := mqtt.Config{Servers: []string{sb.URL()}, ClientID: "rel-order-store", Store: st}
+	c := dial(t, cfg)
+	sc := scripted(t, sb)
+	ctx := testCtx(t)
+	var results []<-chan error
+	for _, topic := range []string{"a", "b", "c"} {
+		results = append(results, c.PublishAsync(ctx, mqtt.Message{Topic: topic, QoS: 2}))
+	}
+	a, b, cc := nextOf[*codec.Publish](t, sc, 4), nextOf[*codec.Publish](t, sc, 4), nextOf[*codec.Publish](t, sc, 4)
+	send(t, sc, 4, &codec.Pubrec{PacketID: b.PacketID}, &codec.Pubrec{PacketID: a.PacketID})
+	for _, want := range []uint16{b.PacketID, a.PacketID} {
+		if p := nextOf[*codec.Pubrel](t, sc, 4); p.PacketID != want {
+			t.Fatalf("live PUBREL %d, want %d", p.PacketID, want)
+		}
+	}
+	c.Close()
+	for _, res := range results {
+		if err := resultOf(t, res); !errors.Is(err, mqtt.ErrInStore) {
+			t.Fatalf("at Close: %v, want ErrInStore", err)
+		}
+	}
+
+	sb.SetConnack(sessionPresent)
+	c = dial(t, cfg)
+	sc = scripted(t, sb)
+	for _, want := range []uint16{b.PacketID, a.PacketID} {
+		if p := nextOf[*codec.Pubrel](t, sc, 4); p.PacketID != want {
+			t.Fatalf("after the restart, PUBREL %d, want %d: the order of the PUBRECs", p.PacketID, want)
+		}
+	}
+	if p := nextOf[*codec.Publish](t, sc, 4); p.PacketID != cc.PacketID || !p.Dup {
+		t.Fatalf("after the restart: PUBLISH %d DUP %t, want %d again with DUP", p.PacketID, p.Dup, cc.PacketID)
+	}
+	send(t, sc, 4, &codec.Pubrec{PacketID: cc.PacketID})
+	if p := nextOf[*codec.Pubrel](t, sc, 4); p.PacketID != cc.PacketID {
+		t.Fatalf("PUBREL %d, want %d", p.PacketID, cc.PacketID)
+	}
+	c.Close()
+
+	c = dial(t, cfg)
+	sc = scripted(t, sb)
+	for _, want := range []uint16{b.PacketID, a.PacketID, cc.PacketID} {
+		if p := nextOf[*codec.Pubrel](t, sc, 4); p.PacketID != want {
+			t.Fatalf("after the second restart, PUBREL %d, want %d: the order of the PUBRECs", p.PacketID, want)
+		}
+	}
+	for _, want := range []uint16{b.PacketID, a.PacketID, cc.PacketID} {
+		send(t, sc, 4, &codec.Pubcomp{PacketID: want})
+	}
+	if err := c.Disconnect(ctx); err != nil {
+		t.Fatalf("Disconnect once every flow is complete: %v", err)
+	}
+}
+
 // [MQTT-3.1.3-2]: a store holds one client's session. Another ClientID
 // (or protocol version) opening it is refused, so that a client named bob
 // never sends what alice accepted.

@@ -2,6 +2,8 @@ package mqtt
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/robustmqtt/mqtt/backoff"
@@ -42,6 +44,9 @@ const (
 	// caller, in an earlier Client, was told ErrInStore) ended with the
 	// error Err (it expired, or no longer fits the broker's limits, or the
 	// broker refused it), which no caller receives. Err names the topic.
+	// These events are never dropped: when failures come faster than
+	// Events is read, one event reports several (Count of them; Err
+	// joins them, StoredFailures lists them).
 	StoredPublishFailed
 )
 
@@ -73,7 +78,7 @@ type Event struct {
 	ClientID       string          // Connected: the client identifier in use (MQTT 5 brokers may assign one)
 	Attempt        backoff.Attempt // Reconnecting: which retry, since when, and why the last failed
 	Delay          time.Duration   // Reconnecting: how long until the attempt
-	Count          int             // MessagesDropped: how many
+	Count          int             // MessagesDropped: how many; StoredPublishFailed: how many publishes failed (1, more when merged)
 	Err            error           // ConnectionLost, GaveUp: why; Reconnecting: why the previous attempt failed (= Attempt.Err)
 
 	// Connack (Connected, MQTT 5) are the properties of the broker's
@@ -110,6 +115,9 @@ func (e Event) String() string {
 	case MessagesDropped:
 		return fmt.Sprintf("%d QoS 0 messages dropped: the application is behind", e.Count)
 	case StoredPublishFailed:
+		if e.Count > 1 {
+			return fmt.Sprintf("%d publishes restored from the store failed: %v", e.Count, e.Err)
+		}
 		return fmt.Sprintf("a publish restored from the store failed: %v", e.Err)
 	}
 	return e.Kind.String()
@@ -123,26 +131,93 @@ const eventBuffer = 8
 // the oldest event is dropped, so a reader that comes back sees the latest
 // state; but a Reconnecting event finding it full is dropped itself, so
 // that a burst of fast retries (backoff.Constant(0) makes thousands a
-// second) cannot push out the ConnectionLost before it. Safe from any
-// goroutine.
+// second) cannot push out the ConnectionLost before it. A
+// StoredPublishFailed event is never dropped, since nobody else hears of
+// that failure: it is merged into the newest one waiting instead (see
+// mergeStoredFailures). Safe from any goroutine.
 func (c *Client) emit(e Event) {
 	c.eventsMu.Lock()
 	defer c.eventsMu.Unlock()
 	if c.eventsClosed {
 		return
 	}
-	for {
+	select {
+	case c.events <- e:
+		return
+	default:
+	}
+	if e.Kind == Reconnecting {
+		return // the least news: the next retry reports again
+	}
+	// Full. Only emit sends, under eventsMu, and the reader only takes
+	// events out: what is taken out here fits back in.
+	waiting := make([]Event, 0, eventBuffer+1)
+	for more := true; more; {
 		select {
-		case c.events <- e:
-			return
+		case w := <-c.events:
+			waiting = append(waiting, w)
 		default:
-		}
-		if e.Kind == Reconnecting {
-			return // the least news: the next retry reports again
-		}
-		select {
-		case <-c.events: // drop the oldest
-		default:
+			more = false
 		}
 	}
+	for _, w := range makeRoom(append(waiting, e), cap(c.events)) {
+		c.events <- w
+	}
+}
+
+// makeRoom shortens events, oldest first, to at most n: it drops the oldest
+// event of another kind than StoredPublishFailed; when only those are left
+// it merges the newest two.
+func makeRoom(events []Event, n int) []Event {
+	for len(events) > n {
+		i := slices.IndexFunc(events, func(e Event) bool { return e.Kind != StoredPublishFailed })
+		if i < 0 {
+			last := len(events) - 1
+			events[last-1] = mergeStoredFailures(events[last-1], events[last])
+			events = events[:last]
+			continue
+		}
+		events = slices.Delete(events, i, i+1)
+	}
+	return events
+}
+
+// mergeStoredFailures makes one StoredPublishFailed event of two: Count
+// adds up, and Err joins the failures (errors.Is and errors.As find each;
+// StoredFailures lists them).
+func mergeStoredFailures(a, b Event) Event {
+	a.Count = max(a.Count, 1) + max(b.Count, 1)
+	a.Err = storedFailures(append(StoredFailures(a), StoredFailures(b)...))
+	return a
+}
+
+// storedFailures is the Err of a StoredPublishFailed event that reports
+// more than one failure.
+type storedFailures []error
+
+func (f storedFailures) Error() string {
+	var b strings.Builder
+	for i, err := range f {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+func (f storedFailures) Unwrap() []error { return f }
+
+// StoredFailures lists the failures a StoredPublishFailed event reports,
+// one error per publish, each naming its topic: usually one, more when
+// failures came faster than Events was read (Count says how many). It
+// returns nil for an event of another kind.
+func StoredFailures(e Event) []error {
+	if e.Kind != StoredPublishFailed || e.Err == nil {
+		return nil
+	}
+	if f, ok := e.Err.(storedFailures); ok {
+		return slices.Clone([]error(f))
+	}
+	return []error{e.Err}
 }

@@ -71,8 +71,8 @@ var modelSeeds = []struct {
 	{4, 323, "", "F7 (fixed in 5a3aff6): a withdrawn publish whose record deletion never synced (the sync failed) was sent by the next client"},
 	{15505509734414080539, 103, "", "F8 (fixed in 5a3aff6): a publish restored from the store was sent 43 s after the call with its whole 2 s expiry"},
 	{15315880520301843487, 406, "+staleinbound", "F10 (fixed in 55b34ab): a session loss whose record failed to sync left in(id 1); the next client answered a new QoS 1 message under id 1 with PUBREC"},
-	{3461300115784431897, 1000, "+storedevents", "F11: 28 restored publishes refused at once (Maximum QoS 0); 15 StoredPublishFailed events reached the application"},
-	{25, 183, "+relorder", "F12: PUBRECs came for ids 8, 7, 6; after a crash the next client re-sent PUBREL 6, 7, 8"},
+	{3461300115784431897, 1000, "+storedevents", "F11 (fixed: merged events, StoredFailures): 28 restored publishes refused at once (Maximum QoS 0); 15 StoredPublishFailed events reached the application"},
+	{25, 183, "+relorder", "F12 (fixed: the store keeps the PUBREC order): PUBRECs came for ids 8, 7, 6; after a crash the next client re-sent PUBREL 6, 7, 8"},
 	{15505509734414080539, 1000, "", "F9 (fixed in 5a3aff6): a publish kept in the store (ErrInStore) was refused by the next client's limits and dropped without a word"},
 }
 
@@ -128,8 +128,6 @@ var modelDimensions = []struct {
 // knownBugs lists the dimensions switched off by default because they find
 // a bug that is reported and not fixed yet.
 var knownBugs = map[string]string{
-	"relorder":     "F12: the store does not keep the order of the PUBRECs: after a restart PUBRELs go in the order the messages were accepted",
-	"storedevents": "F11: StoredPublishFailed events are dropped (drop-oldest, 8 deep) when many restored publishes fail at once",
 	// Not a bug any more but a documented limit (Config.ClientID): a
 	// ClientID reused without its Store meets the old client's identifiers.
 	"reuseid": "F4: a new client without a store, same ClientID, meets the old client's packet identifiers in the broker's session",

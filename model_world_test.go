@@ -241,9 +241,9 @@ func (w *world) events() {
 					break
 				}
 				w.logf("  client %d event: %v", inst.n, e)
-				if e.Kind == mqtt.StoredPublishFailed && e.Err != nil {
+				for _, err := range mqtt.StoredFailures(e) {
 					for _, topic := range []string{"t/0", "t/1", "t/2"} {
-						if strings.Contains(e.Err.Error(), topic) {
+						if strings.Contains(err.Error(), topic) {
 							w.storedFailed[topic]++
 						}
 					}

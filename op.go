@@ -164,7 +164,7 @@ func (o *op) finish(err error) {
 		// Its caller was told ErrInStore by an earlier client: nobody
 		// reads this result, so the application hears of it here.
 		o.c.cfg.Logger.Warn("mqtt: a publish restored from the store failed", "err", err)
-		o.c.emit(Event{Kind: StoredPublishFailed, Err: err})
+		o.c.emit(Event{Kind: StoredPublishFailed, Err: err, Count: 1})
 	}
 	o.result <- err
 	select {

@@ -46,18 +46,19 @@ type session struct {
 	connectedN int             // how many connections this session has had
 
 	// Outbound.
-	queue       opQueue            // publishes not yet given a packet identifier
-	flights     map[uint16]*flight // by packet identifier: publishes, subscribes, unsubscribes
-	seq         uint64             // order in which flights were first sent
-	nextID      uint16             // last packet identifier handed out
-	pubInflight int                // flights that are publishes
-	resend      []*flight          // publishes owed again on cur, waiting for room in its window
-	resendN     int                // how many of resend are still owed (the rest ended meanwhile)
-	settled     map[uint16]bool    // identifiers whose publish flow ended on cur
-	waitingCtl  []*ctlOp           // subscribes/unsubscribes waiting for a connection
-	latest      map[string]*pubOp  // LatestPerTopic: the newest queued publish per topic
-	sentQoS0    fifo[*pubOp]       // QoS 0 publishes handed to cur and maybe not written yet
-	flushes     []*flushWaiter     // Flush calls waiting
+	queue          opQueue            // publishes not yet given a packet identifier
+	flights        map[uint16]*flight // by packet identifier: publishes, subscribes, unsubscribes
+	seq            uint64             // order in which flights were first sent
+	restoredRelSeq uint64             // the highest PUBREC place restored from the store
+	nextID         uint16             // last packet identifier handed out
+	pubInflight    int                // flights that are publishes
+	resend         []*flight          // publishes owed again on cur, waiting for room in its window
+	resendN        int                // how many of resend are still owed (the rest ended meanwhile)
+	settled        map[uint16]bool    // identifiers whose publish flow ended on cur
+	waitingCtl     []*ctlOp           // subscribes/unsubscribes waiting for a connection
+	latest         map[string]*pubOp  // LatestPerTopic: the newest queued publish per topic
+	sentQoS0       fifo[*pubOp]       // QoS 0 publishes handed to cur and maybe not written yet
+	flushes        []*flushWaiter     // Flush calls waiting
 
 	// Config.Store (see session_store.go).
 	storeSeq   uint64         // the last key given to an outbound record

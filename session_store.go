@@ -30,8 +30,13 @@ import (
 // version is the protocol level the frame was encoded at; flags bit 0 says
 // that PUBREC came (PUBREL is owed), bit 1 that an expiry deadline follows
 // the header: 8 bytes, Unix nanoseconds, when the MQTT 5 Message Expiry
-// Interval runs out (the frame keeps the interval as given); id is the
-// packet identifier, 0 while the message has not been sent.
+// Interval runs out (the frame keeps the interval as given); bit 2 that
+// the PUBREC's place follows (after the deadline, if any): 8 bytes, a
+// number that grows with each PUBREC the session receives, across
+// restarts, so that PUBRELs go again in the order the PUBRECs came
+// [MQTT-4.6.0-4]. A released record without it (written before bit 2
+// existed) takes its place in the order of acceptance. id is the packet
+// identifier, 0 while the message has not been sent.
 const (
 	recSession   = 'S'
 	sessionKey   = 0
@@ -39,6 +44,7 @@ const (
 	recInbound   = 'I'
 	flagReleased = 1
 	flagExpires  = 2
+	flagRelOrder = 4
 	recHeader    = 5
 	inboundKey   = 1 << 63
 )
@@ -64,8 +70,13 @@ func (s *session) restore() error {
 		}
 		return s.restorePublish(key, v)
 	})
-	if err != nil || named {
+	if err != nil {
 		return err
+	}
+	// PUBRECs to come take places after those of the restored flights.
+	s.seq = max(s.seq, s.restoredRelSeq)
+	if named {
+		return nil
 	}
 	owner := append([]byte{recSession, s.cfg.version}, s.cfg.ClientID...)
 	return s.storePut(sessionKey, owner, sessionNamed)
@@ -107,6 +118,14 @@ func (s *session) restorePublish(key uint64, v []byte) error {
 		expires = time.Unix(0, int64(binary.BigEndian.Uint64(frame)))
 		frame = frame[8:]
 	}
+	var relSeq uint64
+	if flags&flagRelOrder != 0 {
+		if len(frame) < 8 || flags&flagReleased == 0 {
+			return bad("PUBREC order cut short, or without PUBREC")
+		}
+		relSeq = binary.BigEndian.Uint64(frame)
+		frame = frame[8:]
+	}
 	p, n, err := codec.Decode(frame, version, 0)
 	if err != nil {
 		return bad("%w", err)
@@ -141,6 +160,11 @@ func (s *session) restorePublish(key uint64, v []byte) error {
 	o.fl = flight{seq: s.seq, kind: codec.TypePublish, pub: o}
 	if flags&flagReleased != 0 {
 		o.fl.relNeeded = true
+		o.fl.relSeq = o.fl.seq
+		if relSeq != 0 {
+			o.fl.relSeq = relSeq
+			s.restoredRelSeq = max(s.restoredRelSeq, relSeq)
+		}
 		o.rel = codec.Pubrel{PacketID: id}
 	}
 	s.flights[id] = &o.fl
@@ -275,9 +299,15 @@ func (s *session) putPublish(o *pubOp, flags byte, c storeChange) error {
 	if !o.expires.IsZero() {
 		flags |= flagExpires
 	}
+	if flags&flagReleased != 0 {
+		flags |= flagRelOrder
+	}
 	b := append(s.recBuf[:0], recPublish, s.cfg.version, flags, byte(o.id>>8), byte(o.id))
 	if !o.expires.IsZero() {
 		b = binary.BigEndian.AppendUint64(b, uint64(o.expires.UnixNano()))
+	}
+	if flags&flagRelOrder != 0 {
+		b = binary.BigEndian.AppendUint64(b, o.fl.relSeq)
 	}
 	p := o.pkt
 	if p.PacketID == 0 {
