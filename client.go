@@ -76,6 +76,8 @@ type Client struct {
 	redirect        string // a broker's Server Reference to try next; "" for none
 	runServer       string // the server of the current run, as shown: password redacted
 	runUp           bool   // the current run reached CONNACK
+	runUpAt         time.Time
+	takeover        takeoverWatch
 	connectedBefore bool
 	lastErrMu       sync.Mutex
 	lastErr         error // the latest connection failure, for the errors of Dial and WaitConnected
@@ -146,6 +148,7 @@ func Start(cfg Config) (*Client, error) {
 		conns:    make(chan *conn.Conn),
 		inbound:  make(chan conn.Inbound, 16),
 		adm:      admission{maxN: s.MaxQueued, maxBytes: s.MaxQueuedBytes},
+		takeover: takeoverWatch{stableAfter: s.StableAfter},
 		stats:    newCounters(),
 		progress: make(chan struct{}, 1),
 		messages: make(chan Message),

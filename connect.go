@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/robustmqtt/mqtt/codec"
 	"github.com/robustmqtt/mqtt/conn"
@@ -72,9 +73,15 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	}
 	g.Up() // CONNACK is in: up, even if a loop fails the next instant
 	c.stats.up()
-	g.Go(cn.ReadLoop)
-	g.GoInline(cn.WriteLoop) // on the supervisor goroutine: one goroutine less per client
-	c.runUp = true
+	// The loops' error says whether another client with the same ClientID
+	// took the connection over, so that the strategy sees it too.
+	upAt, watch := time.Now(), c.takeover
+	lossCause := func(loop func(context.Context) error) func(context.Context) error {
+		return func(ctx context.Context) error { return watch.cause(loop(ctx), time.Since(upAt)) }
+	}
+	g.Go(lossCause(cn.ReadLoop))
+	g.GoInline(lossCause(cn.WriteLoop)) // on the supervisor goroutine: one goroutine less per client
+	c.runUp, c.runUpAt = true, upAt
 
 	ack := cn.Connack()
 	e := Event{Kind: Connected, Server: shown, SessionPresent: ack.SessionPresent, ClientID: c.cfg.ClientID,
@@ -158,6 +165,12 @@ func (c *Client) onSupervisorEvent(e supervisor.Event) {
 			c.followRedirect(e.Err, c.runServer)
 			c.cfg.Logger.Info("mqtt: connection lost", "server", c.runServer, "err", e.Err)
 			c.emit(Event{Kind: ConnectionLost, Server: c.runServer, Err: e.Err})
+			if c.takeover.lost(e.Err, time.Since(c.runUpAt)) {
+				c.cfg.Logger.Warn("mqtt: another client uses the same ClientID; each connection takes the session from the other", "client_id", c.cfg.ClientID, "server", c.runServer)
+				c.emit(Event{Kind: ClientIDConflict, Server: c.runServer, ClientID: c.cfg.ClientID, Err: e.Err})
+			}
+		} else {
+			c.takeover.attemptFailed()
 		}
 	case supervisor.Retrying:
 		if c.stopping.Load() {

@@ -48,6 +48,13 @@ const (
 	// Events is read, one event reports several (Count of them; Err
 	// joins them, StoredFailures lists them).
 	StoredPublishFailed
+	// ClientIDConflict: another connection with the same ClientID took
+	// the session over (Err wraps ErrClientIDConflict, and says whether
+	// the broker said so or the client suspects it); reported once, at
+	// the first such loss after any other kind of loss, while each
+	// ConnectionLost of the conflict says it again. ClientID is the
+	// identifier in conflict.
+	ClientIDConflict
 )
 
 func (k EventKind) String() string {
@@ -66,6 +73,8 @@ func (k EventKind) String() string {
 		return "messages dropped"
 	case StoredPublishFailed:
 		return "stored publish failed"
+	case ClientIDConflict:
+		return "client ID conflict"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
@@ -119,6 +128,8 @@ func (e Event) String() string {
 			return fmt.Sprintf("%d publishes restored from the store failed: %v", e.Count, e.Err)
 		}
 		return fmt.Sprintf("a publish restored from the store failed: %v", e.Err)
+	case ClientIDConflict:
+		return fmt.Sprintf("another client uses client ID %q on %s: %v", e.ClientID, e.Server, e.Err)
 	}
 	return e.Kind.String()
 }

@@ -582,3 +582,50 @@ func ExampleConfig_topicAliases() {
 	// TopicAliases  0: 65000 bytes for 1000 readings
 	// TopicAliases 10: 28040 bytes for 1000 readings
 }
+
+// Two clients started by mistake with one ClientID take the session from
+// each other. Both hear of it (ErrClientIDConflict, in the ConnectionLost
+// error, the ClientIDConflict event and the strategy's Attempt.Err), and
+// this strategy makes a client step aside after three retries of the
+// conflict, leaving the session to the other.
+func ExampleErrClientIDConflict() {
+	broker, err := mqtttest.StartBroker()
+	if err != nil {
+		panic(err)
+	}
+	defer broker.Close()
+
+	stepAside := backoff.Func(func(a backoff.Attempt) (time.Duration, bool) {
+		if errors.Is(a.Err, mqtt.ErrClientIDConflict) && a.N > 3 {
+			return 0, false
+		}
+		return backoff.Exponential{Initial: 10 * time.Millisecond, Max: time.Second}.Next(a)
+	})
+	cfg := mqtt.Config{Servers: []string{broker.URL()}, ClientID: "door-3", Version: 5, Backoff: stepAside}
+	first, err := mqtt.Dial(context.Background(), cfg)
+	if err != nil {
+		panic(err)
+	}
+	defer first.Close()
+	second, err := mqtt.Dial(context.Background(), cfg) // the mistake
+	if err != nil {
+		panic(err)
+	}
+	defer second.Close()
+
+	for e := range first.Events() {
+		if e.Kind == mqtt.ClientIDConflict {
+			fmt.Println(e.Kind, "on", e.ClientID)
+			break
+		}
+	}
+	select {
+	case <-first.Done():
+		fmt.Println("one stepped aside:", errors.Is(first.Err(), mqtt.ErrClientIDConflict))
+	case <-second.Done():
+		fmt.Println("one stepped aside:", errors.Is(second.Err(), mqtt.ErrClientIDConflict))
+	}
+	// Output:
+	// client ID conflict on door-3
+	// one stepped aside: true
+}

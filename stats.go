@@ -71,6 +71,7 @@ type ConnectionStats struct {
 
 // LostStats counts lost connections by reason.
 type LostStats struct {
+	TakenOver    uint64 // another connection with the same ClientID took the session (ErrClientIDConflict)
 	KeepAlive    uint64 // the broker stopped answering (ErrKeepAliveTimeout)
 	ServerClosed uint64 // the broker closed the connection without a reason
 	Disconnected uint64 // an MQTT 5 DISCONNECT from the broker (*DisconnectError)
@@ -95,6 +96,7 @@ const (
 // Loss reasons, the index of counters.lost.
 const (
 	lostKeepAlive = iota
+	lostTakenOver
 	lostServerClosed
 	lostDisconnected
 	lostProtocol
@@ -170,6 +172,8 @@ func (c *counters) down(err error) {
 	var de *DisconnectError
 	var pe *ProtocolError
 	switch {
+	case errors.Is(err, ErrClientIDConflict):
+		c.lost[lostTakenOver].Add(1)
 	case errors.Is(err, ErrKeepAliveTimeout):
 		c.lost[lostKeepAlive].Add(1)
 	case errors.Is(err, conn.ErrServerClosed):
@@ -223,6 +227,7 @@ func (c *Client) Stats() Stats {
 		Failed:     k.failed.Load(),
 		Redirected: k.redirected.Load(),
 		Lost: LostStats{
+			TakenOver:    k.lost[lostTakenOver].Load(),
 			KeepAlive:    k.lost[lostKeepAlive].Load(),
 			ServerClosed: k.lost[lostServerClosed].Load(),
 			Disconnected: k.lost[lostDisconnected].Load(),

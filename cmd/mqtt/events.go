@@ -45,6 +45,10 @@ func (r *reporter) report(e mqtt.Event) {
 		}
 	case mqtt.MessagesDropped:
 		say("%d QoS 0 messages dropped: stdout is too slow", e.Count)
+	case mqtt.ClientIDConflict:
+		say("another client uses the client ID %q: each connection takes the session from the other; give each its own -i", e.ClientID)
+	case mqtt.StoredPublishFailed:
+		say("%v", e)
 	case mqtt.Reconnecting:
 		if r.o.debug {
 			say("retrying in %s (retry %d): %v", e.Delay.Round(time.Millisecond), e.Attempt.N, e.Attempt.Err)
