@@ -73,6 +73,7 @@ var modelSeeds = []struct {
 	{15315880520301843487, 406, "+staleinbound", "F10 (fixed in 55b34ab): a session loss whose record failed to sync left in(id 1); the next client answered a new QoS 1 message under id 1 with PUBREC"},
 	{3461300115784431897, 1000, "+storedevents", "F11 (fixed: merged events, StoredFailures): 28 restored publishes refused at once (Maximum QoS 0); 15 StoredPublishFailed events reached the application"},
 	{25, 183, "+relorder", "F12 (fixed: the store keeps the PUBREC order): PUBRECs came for ids 8, 7, 6; after a crash the next client re-sent PUBREL 6, 7, 8"},
+	{8065614833154356426, 254, "", "O2 (tolerated, a model fix): a QoS 1 publish acknowledged in session 1 whose removal never synced was sent again by later clients into session 2 after newer ones; re-sent before them, it looked out of order"},
 	{15505509734414080539, 1000, "", "F9 (fixed in 5a3aff6): a publish kept in the store (ErrInStore) was refused by the next client's limits and dropped without a word"},
 }
 

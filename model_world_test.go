@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,6 +76,15 @@ type msgRec struct {
 	neverSent bool               // its result promised that it never will be
 	acks      []codec.ReasonCode // PUBACK / PUBREC codes the broker sent for it
 	comps     int                // PUBCOMPs the broker sent for it
+}
+
+// ackedOnce reports whether the broker acknowledged the message (PUBACK
+// or PUBCOMP with a success code) at least once.
+func (m *msgRec) ackedOnce() bool {
+	if m.comps > 0 {
+		return true
+	}
+	return m.qos == 1 && slices.ContainsFunc(m.acks, func(c codec.ReasonCode) bool { return c < 0x80 })
 }
 
 // inMsg is one message the broker published.
