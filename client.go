@@ -68,8 +68,16 @@ type Client struct {
 	up          chan struct{}      // closed while a connection is up; see setUp
 	cancelRun   context.CancelFunc // stops the supervisor
 	stopping    atomic.Bool        // set when the session stops the supervisor
-	supDone     chan struct{}      // closed when the supervisor has returned
-	supErr      error              // set before supDone is closed
+
+	// A QoS 0 Publish writes on the connection itself (publishNow) while
+	// direct is set: the session sets it at the end of each turn that
+	// leaves nothing waiting to be written, and clears it otherwise.
+	// inTransit counts publishes handed to the session (or about to be)
+	// that it has not yet accounted for in direct.
+	direct    atomic.Pointer[conn.Conn]
+	inTransit atomic.Int64
+	supDone   chan struct{} // closed when the supervisor has returned
+	supErr    error         // set before supDone is closed
 
 	// Owned by the supervisor goroutine (Start and OnEvent run there).
 	serverIdx       int
@@ -283,6 +291,11 @@ func (c *Client) setUp(isUp bool) {
 // message's QueuePolicy decides: by default Publish waits for room until
 // ctx ends.
 func (c *Client) Publish(ctx context.Context, m Message) error {
+	if m.QoS == AtMostOnce {
+		if err, done := c.publishNow(ctx, &m); done {
+			return err
+		}
+	}
 	ch, _ := c.resultChans.Get().(chan error)
 	if ch == nil {
 		ch = make(chan error, 1)
@@ -292,6 +305,40 @@ func (c *Client) Publish(ctx context.Context, m Message) error {
 	// else sends on the channel.
 	c.resultChans.Put(ch)
 	return err
+}
+
+// publishNow writes a QoS 0 message on the caller's goroutine, the way
+// a direct write would, when nothing the client accepted before waits to
+// be written (a sequential caller's previous message included): no
+// hand-off to the session and the writer, and no wake-up to deliver the
+// result. It reports false when the message must take the queue instead:
+// no connection, something accepted earlier not yet written (inTransit,
+// or the session's queue, see session.allowDirect, or the connection's),
+// a retained or expiring message, a message that does not validate (the
+// queue's path says what is wrong), or a ctx that already ended.
+func (c *Client) publishNow(ctx context.Context, m *Message) (err error, done bool) {
+	// inTransit first: the session clears direct before it counts the
+	// publishes it took in as no longer in transit.
+	if c.inTransit.Load() != 0 {
+		return nil, false
+	}
+	cn := c.direct.Load()
+	if cn == nil || m.Retain || m.Properties != nil && m.Properties.MessageExpiry != nil || ctx.Err() != nil {
+		return nil, false
+	}
+	if validateMessage(m, c.cfg.version) != nil {
+		return nil, false
+	}
+	pkt := codec.Publish{Topic: m.Topic, Payload: m.Payload, Properties: m.Properties}
+	written, err := cn.WriteNow(&pkt)
+	if !written {
+		return nil, false
+	}
+	if err != nil {
+		err = fmt.Errorf("%w: the connection failed while a QoS 0 message was being written: %w", ErrOutcomeUnknown, err)
+	}
+	c.stats.published(int8(AtMostOnce), err)
+	return err, true
 }
 
 // PublishAsync is Publish without the wait: the returned channel receives
@@ -343,9 +390,11 @@ func (c *Client) publish(ctx context.Context, m Message, result chan error) chan
 	if c.cfg.Store != nil && m.QoS > AtMostOnce {
 		o.stored = make(chan struct{})
 	}
+	c.inTransit.Add(1)
 	select {
 	case c.pubs <- o:
 	case <-c.done:
+		c.inTransit.Add(-1)
 		o.finish(ErrClosed)
 	}
 	if o.stored != nil {

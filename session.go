@@ -50,6 +50,7 @@ type session struct {
 	flights        map[uint16]*flight // by packet identifier: publishes, subscribes, unsubscribes
 	seq            uint64             // order in which flights were first sent
 	restoredRelSeq uint64             // the highest PUBREC place restored from the store
+	takenIn        int64              // publishes taken from c.pubs this turn (see allowDirect)
 	nextID         uint16             // last packet identifier handed out
 	pubInflight    int                // flights that are publishes
 	resend         []*flight          // publishes owed again on cur, waiting for room in its window
@@ -214,6 +215,29 @@ func (s *session) run() {
 		if s.phase == stopped {
 			return
 		}
+		s.allowDirect()
+	}
+}
+
+// allowDirect runs at the end of every turn: it lets a QoS 0 Publish write
+// on the connection itself (Client.publishNow) only while that cannot
+// overtake anything accepted before it, which is while nothing waits in the
+// session to be written: no queue, nothing owed from before the
+// connection, nothing held for the store. What waits in the connection's
+// own queue the writer of the direct path sees under its lock. Then the
+// publishes taken in this turn stop counting as in transit, after direct
+// says whether they wait.
+func (s *session) allowDirect() {
+	var cn *conn.Conn
+	if s.phase == running && s.cur != nil && s.resendN == 0 && s.queue.len() == 0 && len(s.held) == 0 {
+		cn = s.cur
+	}
+	if s.c.direct.Load() != cn {
+		s.c.direct.Store(cn)
+	}
+	if s.takenIn > 0 {
+		s.c.inTransit.Add(-s.takenIn)
+		s.takenIn = 0
 	}
 }
 
@@ -660,6 +684,7 @@ func (s *session) closeNow() {
 // channels. err is why the client stopped (nil for Close/Disconnect).
 func (s *session) shutdown(err error) {
 	c := s.c
+	c.direct.Store(nil)    // every Publish takes the queue, which says ErrClosed
 	c.stopping.Store(true) // the connection's end is not news now
 	c.cancelRun()
 	<-c.supDone

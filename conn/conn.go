@@ -167,6 +167,12 @@ type Conn struct {
 	// the frames a flush put back unwritten.
 	flushMu sync.Mutex
 	queued  atomic.Int32 // len(queue), for the reader without the lock
+	// saidGoodbye is set, under flushMu, once a DISCONNECT was encoded:
+	// nothing follows it, not even a PINGREQ [MQTT-3.14.4-1]; what is
+	// queued after it stays for Drain.
+	saidGoodbye atomic.Bool
+	// nowBuf is WriteNow's encode buffer, guarded by flushMu.
+	nowBuf []byte
 
 	// wmu serialises writes on nc between the writer and the best-effort
 	// DISCONNECT of a failing connection.

@@ -36,11 +36,7 @@ func (c *Conn) WriteLoop(ctx context.Context) error {
 
 	w := writer{c: c}
 	if c.aliasMax > 0 {
-		var maxPacket int
-		if p := c.connack.Properties; p != nil && p.MaximumPacketSize != nil {
-			maxPacket = int(min(*p.MaximumPacketSize, math.MaxInt32))
-		}
-		w.aliases = newAliasTable(c.aliasMax, maxPacket)
+		w.aliases = newAliasTable(c.aliasMax, c.brokerMaxPacket())
 	}
 	var tick <-chan time.Time
 	if c.keepAlive > 0 {
@@ -74,10 +70,6 @@ type writer struct {
 	batch    []Frame // frames taken from the queue, reused
 	timer    *time.Timer
 	pingSent int64 // when the outstanding PINGREQ was written; 0: none
-	// goodbye is set once a DISCONNECT was encoded: nothing follows it,
-	// not even a PINGREQ [MQTT-3.14.4-1]; what is queued after it stays
-	// for Drain.
-	goodbye bool
 	// aliases, with Config.TopicAliases, gives outbound topics their Topic
 	// Aliases; nil: none.
 	aliases *aliasTable
@@ -87,7 +79,7 @@ type writer struct {
 // last one went unanswered for too long, and re-arms the timer.
 func (w *writer) keepalive() (ping bool, err error) {
 	c := w.c
-	if c.keepAlive <= 0 || w.goodbye {
+	if c.keepAlive <= 0 || c.saidGoodbye.Load() {
 		return false, nil
 	}
 	k := int64(c.pingAfter())
@@ -143,11 +135,11 @@ const maxWriteBatch = 64 << 10
 // maxWriteBatch bytes, and writes it in one call.
 func (w *writer) flush(ping bool) error {
 	c := w.c
-	if w.goodbye {
-		return nil
-	}
 	c.flushMu.Lock() // Drain waits for the frames a flush puts back
 	defer c.flushMu.Unlock()
+	if c.saidGoodbye.Load() {
+		return nil
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -167,7 +159,7 @@ func (w *writer) flush(ping bool) error {
 	}
 	claimed := w.batch[:0] // frames that will be written, in place
 	for i, f := range w.batch {
-		if len(buf) >= maxWriteBatch || w.goodbye {
+		if len(buf) >= maxWriteBatch || c.saidGoodbye.Load() {
 			c.putBack(w.batch[i:])
 			break
 		}
@@ -185,12 +177,12 @@ func (w *writer) flush(ping bool) error {
 		}
 		claimed = append(claimed, f)
 		if _, ok := f.Packet.(*codec.Disconnect); ok {
-			w.goodbye = true
+			c.saidGoodbye.Store(true)
 		}
 	}
 	var err error
 	if len(buf) > 0 {
-		err = w.write(buf)
+		err = c.write(buf)
 	}
 	for i, f := range claimed {
 		if f.Track != nil {
@@ -234,8 +226,7 @@ func (w *writer) encode(buf []byte, p codec.Packet) ([]byte, error) {
 
 // write puts buf on the socket, bounded by a deadline derived from the
 // keepalive so that a link whose send buffer never drains is declared dead.
-func (w *writer) write(buf []byte) error {
-	c := w.c
+func (c *Conn) write(buf []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.Err(); err != nil {
@@ -243,6 +234,11 @@ func (w *writer) write(buf []byte) error {
 		// nothing more goes out [MQTT-3.14.4-1].
 		return err
 	}
+	return c.writeHeld(buf)
+}
+
+// writeHeld is write with wmu held and the connection checked alive.
+func (c *Conn) writeHeld(buf []byte) error {
 	if c.keepAlive > 0 {
 		c.nc.SetWriteDeadline(time.Now().Add(c.keepAlive + c.keepAlive/2))
 	}
@@ -254,4 +250,55 @@ func (w *writer) write(buf []byte) error {
 	}
 	c.lastWrite.Store(c.now())
 	return nil
+}
+
+// WriteNow encodes the PUBLISH p and writes it on the caller's
+// goroutine, without the writer: for a publish whose caller waits for it
+// to be written, it saves two goroutine wake-ups (the writer's and the
+// caller's own). It does so only when that keeps the order of the frames
+// and the rules of the connection, and otherwise reports false, writing
+// nothing, for the caller to Send p instead: when frames wait in the queue
+// (the writer's batch in progress finishes first, under flushMu), the
+// connection has failed or said DISCONNECT, Topic Aliases are on (the
+// writer owns their table), or p does not encode within the broker's
+// Maximum Packet Size. When it wrote, err is nil or the write's error,
+// with which the connection has then failed.
+func (c *Conn) WriteNow(p *codec.Publish) (written bool, err error) {
+	if c.aliasMax > 0 {
+		return false, nil
+	}
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	c.mu.Lock()
+	free := !c.closed && len(c.queue) == 0
+	c.mu.Unlock()
+	if !free || c.saidGoodbye.Load() {
+		return false, nil
+	}
+	buf, err := p.AppendTo(c.nowBuf[:0], c.version)
+	if limit := c.brokerMaxPacket(); err != nil || limit > 0 && len(buf) > limit {
+		return false, nil
+	}
+	if cap(buf) <= maxKeptBuffer {
+		c.nowBuf = buf
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.Err() != nil {
+		return false, nil // failed meanwhile: nothing written
+	}
+	if err := c.writeHeld(buf); err != nil {
+		c.Fail(err)
+		return true, err
+	}
+	return true, nil
+}
+
+// brokerMaxPacket is the broker's Maximum Packet Size, 0 when it announced
+// none.
+func (c *Conn) brokerMaxPacket() int {
+	if p := c.connack.Properties; p != nil && p.MaximumPacketSize != nil {
+		return int(min(*p.MaximumPacketSize, math.MaxInt32))
+	}
+	return 0
 }
