@@ -55,7 +55,7 @@ type session struct {
 	pubInflight    int                // flights that are publishes
 	resend         []*flight          // publishes owed again on cur, waiting for room in its window
 	resendN        int                // how many of resend are still owed (the rest ended meanwhile)
-	settled        map[uint16]bool    // identifiers whose publish flow ended on cur
+	settled        *idSet             // identifiers whose publish flow ended on cur; nil until the first
 	waitingCtl     []*ctlOp           // subscribes/unsubscribes waiting for a connection
 	latest         map[string]*pubOp  // LatestPerTopic: the newest queued publish per topic
 	sentQoS0       fifo[*pubOp]       // QoS 0 publishes handed to cur and maybe not written yet
@@ -148,7 +148,6 @@ func newSession(c *Client) *session {
 		c:       c,
 		cfg:     c.cfg,
 		flights: make(map[uint16]*flight),
-		settled: make(map[uint16]bool),
 		in:      make(map[uint16]*inState),
 		latest:  make(map[string]*pubOp),
 		maxQoS:  ExactlyOnce,
@@ -175,20 +174,18 @@ func (s *session) run() {
 			inbound = nil // flow control: the reader waits, TCP holds the broker back
 		}
 		select {
+		// Whatever else waits on the same channel is taken in the same
+		// turn: one wake-up for a burst, and with a store one sync.
 		case o := <-c.pubs:
 			s.acceptPublish(o)
-			if s.cfg.Store != nil {
-				takeWaiting(c.pubs, s.acceptPublish, always)
-			}
+			takeWaiting(c.pubs, s.acceptPublish, always)
 		case r := <-c.ctrl:
 			s.control(r)
 		case cn := <-c.conns:
 			s.connected(cn)
 		case in := <-inbound:
 			s.inbound(in)
-			if s.cfg.Store != nil {
-				takeWaiting(c.inbound, s.inbound, s.inboundOpen)
-			}
+			takeWaiting(c.inbound, s.inbound, s.inboundOpen)
 		case <-connDone:
 			s.lost()
 		case deliver <- head:
@@ -336,7 +333,9 @@ func (s *session) connected(cn *conn.Conn) {
 	s.connectedN++
 	s.aliases = nil
 	s.inQuota, s.overrunSaid = 0, false
-	clear(s.settled)
+	if s.settled != nil {
+		clear(s.settled[:])
+	}
 	ack := cn.Connack()
 	s.resumed = ack.SessionPresent
 	s.arrivals = fifo[arrival]{}

@@ -364,7 +364,10 @@ func (s *session) endFlight(id uint16) {
 		s.c.stats.inflight.Store(int64(s.pubInflight))
 		s.unstore(&f.pub.op, pubAcked)
 		f.pub.inFlight = false
-		s.settled[id] = true
+		if s.settled == nil {
+			s.settled = new(idSet)
+		}
+		s.settled.add(id)
 	} else if f.ctl != nil {
 		f.ctl.inFlight = false
 	}
@@ -586,6 +589,14 @@ func (s *session) onPubcomp(p *codec.Pubcomp) {
 	s.checkDrained()
 }
 
+// idSet is a set of packet identifiers: 8 KiB, where a map that a busy
+// connection fills with every identifier takes a megabyte and a hash per
+// acknowledgement.
+type idSet [1 << 16 / 64]uint64
+
+func (s *idSet) add(id uint16)      { s[id/64] |= 1 << (id % 64) }
+func (s *idSet) has(id uint16) bool { return s[id/64]&(1<<(id%64)) != 0 }
+
 // lateAck reports whether an acknowledgement that matches no flight is a
 // late duplicate for a flow that already ended on this connection, which is
 // ignored. Brokers send those after a reconnect when they re-send a stored
@@ -593,7 +604,7 @@ func (s *session) onPubcomp(p *codec.Pubcomp) {
 // (mochi-mqtt v2.7 does, for PUBCOMP). An identifier never used on this
 // connection is a protocol error.
 func (s *session) lateAck(id uint16, t codec.PacketType) bool {
-	if !s.settled[id] {
+	if s.settled == nil || !s.settled.has(id) {
 		return false
 	}
 	s.cfg.Logger.Debug("mqtt: ignoring a late duplicate acknowledgement", "packet", t.String(), "id", id)
