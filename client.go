@@ -76,8 +76,14 @@ type Client struct {
 	// that it has not yet accounted for in direct.
 	direct    atomic.Pointer[conn.Conn]
 	inTransit atomic.Int64
-	supDone   chan struct{} // closed when the supervisor has returned
-	supErr    error         // set before supDone is closed
+	// inlineAck is the session's handler of acknowledgements on the
+	// reader's goroutine (conn.Config.Inline).
+	inlineAck func(conn.Inbound) bool
+	// wantProgress is set while a Flush or a Disconnect waits for
+	// publishes to finish: only then does a finish signal progress.
+	wantProgress atomic.Bool
+	supDone      chan struct{} // closed when the supervisor has returned
+	supErr       error         // set before supDone is closed
 
 	// Owned by the supervisor goroutine (Start and OnEvent run there).
 	serverIdx       int
@@ -171,6 +177,7 @@ func Start(cfg Config) (*Client, error) {
 		c.authTurn = make(chan struct{}, 1)
 	}
 	sess := newSession(c)
+	c.inlineAck = sess.inlineAck
 	// Before anything runs: what the store holds is queued ahead of every
 	// publish made after Start returns, connected or not.
 	if s.Store != nil {
@@ -290,6 +297,15 @@ func (c *Client) setUp(isUp bool) {
 // sent. When the queue is full (Config.MaxQueued, MaxQueuedBytes), the
 // message's QueuePolicy decides: by default Publish waits for room until
 // ctx ends.
+//
+// A QoS 0 Publish with nothing waiting ahead of it writes the frame on the
+// caller's goroutine instead of handing it to the session and the writer,
+// which makes a loop of them about as fast as writes on a bare socket.
+// With a ctx that has no deadline, a cancellation that comes while that
+// write waits for a full socket to drain is noticed when the write ends
+// (at the latest after 1.5 keepalives, when the connection is declared
+// dead); a ctx with a deadline always takes the queue, which withdraws
+// the message at the deadline.
 func (c *Client) Publish(ctx context.Context, m Message) error {
 	if m.QoS == AtMostOnce {
 		if err, done := c.publishNow(ctx, &m); done {
@@ -315,7 +331,10 @@ func (c *Client) Publish(ctx context.Context, m Message) error {
 // no connection, something accepted earlier not yet written (inTransit,
 // or the session's queue, see session.allowDirect, or the connection's),
 // a retained or expiring message, a message that does not validate (the
-// queue's path says what is wrong), or a ctx that already ended.
+// queue's path says what is wrong), or a ctx that already ended or has a
+// deadline (the queue's path withdraws the message at the deadline even
+// when the socket is full; a write on the caller's goroutine would not
+// return before it drains or the connection fails).
 func (c *Client) publishNow(ctx context.Context, m *Message) (err error, done bool) {
 	// inTransit first: the session clears direct before it counts the
 	// publishes it took in as no longer in transit.
@@ -324,6 +343,9 @@ func (c *Client) publishNow(ctx context.Context, m *Message) (err error, done bo
 	}
 	cn := c.direct.Load()
 	if cn == nil || m.Retain || m.Properties != nil && m.Properties.MessageExpiry != nil || ctx.Err() != nil {
+		return nil, false
+	}
+	if _, bounded := ctx.Deadline(); bounded {
 		return nil, false
 	}
 	if validateMessage(m, c.cfg.version) != nil {

@@ -45,6 +45,7 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 				MaxPacketSize:  c.cfg.MaxPacketSize,
 				TLS:            c.cfg.TLS,
 				Inbound:        c.inbound,
+				Inline:         c.inlineAck,
 				Counters:       &c.stats.io,
 				Dial:           c.cfg.Dial,
 				Auth:           c.cfg.Auth,

@@ -167,9 +167,11 @@ func (o *op) finish(err error) {
 		o.c.emit(Event{Kind: StoredPublishFailed, Err: err, Count: 1})
 	}
 	o.result <- err
-	select {
-	case o.c.progress <- struct{}{}:
-	default:
+	if o.c.wantProgress.Load() {
+		select {
+		case o.c.progress <- struct{}{}:
+		default:
+		}
 	}
 }
 

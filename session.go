@@ -51,15 +51,23 @@ type session struct {
 	seq            uint64             // order in which flights were first sent
 	restoredRelSeq uint64             // the highest PUBREC place restored from the store
 	takenIn        int64              // publishes taken from c.pubs this turn (see allowDirect)
-	nextID         uint16             // last packet identifier handed out
-	pubInflight    int                // flights that are publishes
-	resend         []*flight          // publishes owed again on cur, waiting for room in its window
-	resendN        int                // how many of resend are still owed (the rest ended meanwhile)
-	settled        *idSet             // identifiers whose publish flow ended on cur; nil until the first
-	waitingCtl     []*ctlOp           // subscribes/unsubscribes waiting for a connection
-	latest         map[string]*pubOp  // LatestPerTopic: the newest queued publish per topic
-	sentQoS0       fifo[*pubOp]       // QoS 0 publishes handed to cur and maybe not written yet
-	flushes        []*flushWaiter     // Flush calls waiting
+
+	// mu is held by whichever goroutine handles the session's state: the
+	// session loop for each turn, or a reader handling an acknowledgement
+	// inline (inlineAck). One owner at a time; the loop never holds it
+	// while it waits.
+	mu          sync.Mutex
+	wake        chan struct{}     // 1-buffered: inlineAck changed the loop's waitKey
+	inlineErr   error             // a store failure met inline: the loop stops with it
+	nextID      uint16            // last packet identifier handed out
+	pubInflight int               // flights that are publishes
+	resend      []*flight         // publishes owed again on cur, waiting for room in its window
+	resendN     int               // how many of resend are still owed (the rest ended meanwhile)
+	settled     *idSet            // identifiers whose publish flow ended on cur; nil until the first
+	waitingCtl  []*ctlOp          // subscribes/unsubscribes waiting for a connection
+	latest      map[string]*pubOp // LatestPerTopic: the newest queued publish per topic
+	sentQoS0    fifo[*pubOp]      // QoS 0 publishes handed to cur and maybe not written yet
+	flushes     []*flushWaiter    // Flush calls waiting
 
 	// Config.Store (see session_store.go).
 	storeSeq   uint64         // the last key given to an outbound record
@@ -151,6 +159,7 @@ func newSession(c *Client) *session {
 		in:      make(map[uint16]*inState),
 		latest:  make(map[string]*pubOp),
 		maxQoS:  ExactlyOnce,
+		wake:    make(chan struct{}, 1),
 	}
 }
 
@@ -158,62 +167,173 @@ func newSession(c *Client) *session {
 func (s *session) run() {
 	c := s.c
 	var stopErr error
-	defer func() { s.shutdown(stopErr) }()
+	defer func() {
+		s.mu.Lock() // held to the end: nothing is handled inline any more
+		s.shutdown(stopErr)
+	}()
 	for {
+		s.mu.Lock()
+		key := s.waitKey()
 		var deliver chan<- Message
 		var head Message
-		if s.pending.len() > 0 && s.phase < goodbye {
+		if key.deliver {
 			deliver, head = c.messages, s.pending.front().msg
 		}
+		finalFrame, turns := s.finalFrame, s.turns
+		s.mu.Unlock()
 		var connDone <-chan struct{}
-		if s.cur != nil {
-			connDone = s.cur.Done()
+		if key.cur != nil {
+			connDone = key.cur.Done()
 		}
 		inbound := c.inbound
-		if s.inboundPaused() {
+		if key.paused {
 			inbound = nil // flow control: the reader waits, TCP holds the broker back
 		}
+		var o *pubOp
+		var r any
+		var cn *conn.Conn
+		var in conn.Inbound
+		var t routeTurn
+		var what int
 		select {
-		// Whatever else waits on the same channel is taken in the same
-		// turn: one wake-up for a burst, and with a store one sync.
-		case o := <-c.pubs:
-			s.acceptPublish(o)
-			takeWaiting(c.pubs, s.acceptPublish, always)
-		case r := <-c.ctrl:
-			s.control(r)
-		case cn := <-c.conns:
-			s.connected(cn)
-		case in := <-inbound:
-			s.inbound(in)
-			takeWaiting(c.inbound, s.inbound, s.inboundOpen)
+		case o = <-c.pubs:
+			what = 1
+		case r = <-c.ctrl:
+			what = 2
+		case cn = <-c.conns:
+			what = 3
+		case in = <-inbound:
+			what = 4
 		case <-connDone:
-			s.lost()
+			what = 5
 		case deliver <- head:
-			s.delivered()
-		case t := <-s.turns:
-			s.routeTurn(t)
+			what = 6
+		case t = <-turns:
+			what = 7
 		case <-c.progress:
-			s.checkFlushes()
-			s.checkDrained()
-		case <-s.finalFrame:
+			what = 8
+		case <-s.wake:
+			what = 9
+		case <-finalFrame:
 			return
 		case <-c.supDone:
 			stopErr = c.supErr
 			return
 		case <-c.closing:
+			s.mu.Lock()
 			s.closeNow()
+			s.mu.Unlock()
 			return
 		}
-		if err := s.endTurn(); err != nil {
+		s.mu.Lock()
+		switch what {
+		// Whatever else waits on the same channel is taken in the same
+		// turn: one wake-up for a burst, and with a store one sync.
+		case 1:
+			s.acceptPublish(o)
+			takeWaiting(c.pubs, s.acceptPublish, always)
+		case 2:
+			s.control(r)
+		case 3:
+			s.connected(cn)
+		case 4:
+			s.takeInbound(in)
+			takeWaiting(c.inbound, s.takeInbound, s.inboundOpen)
+		case 5:
+			if key.cur == s.cur {
+				s.lost()
+			}
+		case 6:
+			s.delivered()
+		case 7:
+			s.routeTurn(t)
+		case 8:
+			s.checkFlushes()
+			s.checkDrained()
+		case 9:
+			// Something handled inline changed what this loop waits for,
+			// or stopped the session.
+		}
+		err := s.inlineErr
+		if err == nil {
+			err = s.endTurn()
+		}
+		if err != nil {
+			s.mu.Unlock()
 			s.cfg.Logger.Error("mqtt: store failure", "err", err)
 			stopErr = err
 			return
 		}
-		if s.phase == stopped {
+		stop := s.phase == stopped
+		if !stop {
+			s.allowDirect()
+		}
+		s.mu.Unlock()
+		if stop {
 			return
 		}
+	}
+}
+
+// waitKey is what the session loop waits on besides its fixed channels.
+// When an acknowledgement handled inline (inlineAck) changes it, the loop
+// is woken to wait on the new one.
+// Acknowledgements never change the messages waiting for the application,
+// so their place in the queue stands for the message offered.
+type waitKey struct {
+	deliver                 bool // a message waits for the application
+	pendingLen, pendingHead int  // where the message offered is
+	cur                     *conn.Conn
+	paused                  bool // inbound flow control: the reader waits
+	phase                   phase
+}
+
+func (s *session) waitKey() waitKey {
+	return waitKey{
+		deliver:    s.pending.len() > 0 && s.phase < goodbye,
+		pendingLen: s.pending.len(), pendingHead: s.pending.head,
+		cur: s.cur, paused: s.inboundPaused(), phase: s.phase,
+	}
+}
+
+// takeInbound handles a frame the reader sent through the channel, and
+// tells its connection it was taken, which lets the reader hand the next
+// acknowledgement over inline.
+func (s *session) takeInbound(in conn.Inbound) {
+	s.inbound(in)
+	in.Conn.Taken()
+}
+
+// inlineAck handles, on the reader's goroutine, an acknowledgement (PUBACK,
+// PUBREC, PUBCOMP) of the current connection, when the session is not busy
+// (the lock is free) and the reader has nothing waiting in the channel
+// (see conn.Config.Inline): the publisher gets its result without a
+// wake-up of the session goroutine. Everything the session loop does at
+// the end of a turn happens here too; if that changes what the loop waits
+// on, or stops the session, the loop is woken. It reports false, changing
+// nothing, when the frame must go through the channel.
+func (s *session) inlineAck(in conn.Inbound) bool {
+	if !s.mu.TryLock() {
+		return false
+	}
+	defer s.mu.Unlock()
+	if s.phase >= goodbye || in.Conn != s.cur || s.inboundPaused() || s.inlineErr != nil {
+		return false
+	}
+	before := s.waitKey()
+	s.inbound(in)
+	if err := s.endTurn(); err != nil {
+		s.inlineErr = err
+	} else if s.phase != stopped {
 		s.allowDirect()
 	}
+	if s.inlineErr != nil || s.waitKey() != before {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true
 }
 
 // allowDirect runs at the end of every turn: it lets a QoS 0 Publish write
@@ -244,6 +364,9 @@ func (s *session) allowDirect() {
 // which give no result: an op whose ctx already ended), then the store's
 // changes are committed, and again until nothing is left to commit.
 func (s *session) endTurn() error {
+	// Before the checks: a publish that finishes after them signals
+	// progress, one that finished before is seen by them.
+	s.c.wantProgress.Store(len(s.flushes) > 0 || s.phase == draining)
 	for {
 		if s.phase == draining {
 			s.checkDrained()

@@ -54,6 +54,13 @@ type Config struct {
 	// fails, so the receiver must keep draining it. Required before
 	// ReadLoop runs.
 	Inbound chan<- Inbound
+	// Inline, if not nil, is offered each acknowledgement (PUBACK,
+	// PUBREC, PUBCOMP) on the reader's goroutine before the channel, but
+	// only while every frame this connection sent through Inbound has been
+	// reported handled with Conn.Taken, so that frames are handled in
+	// order. It reports whether it handled the frame; if not, the frame
+	// goes through Inbound. It must not block.
+	Inline func(Inbound) bool
 
 	// Counters, if not nil, count the bytes read and written.
 	Counters *Counters
@@ -134,6 +141,8 @@ type Conn struct {
 	keepAlive time.Duration
 	maxPacket int
 	inbound   chan<- Inbound
+	inline    func(Inbound) bool
+	pendingIn atomic.Int32 // frames sent through inbound and not yet Taken
 	connack   *codec.Connack
 	epoch     time.Time // origin of the liveness clocks below
 	// authMethod is the CONNECT's Authentication Method; "" for none.
@@ -244,6 +253,7 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 		keepAlive: time.Duration(cfg.Connect.KeepAlive) * time.Second,
 		maxPacket: cfg.MaxPacketSize,
 		inbound:   cfg.Inbound,
+		inline:    cfg.Inline,
 		epoch:     time.Now(),
 		dead:      make(chan struct{}),
 		kick:      make(chan struct{}, 1),

@@ -82,10 +82,17 @@ func (c *Conn) handOff(in Inbound) bool {
 		}
 		c.stalled.Store(false)
 	}
+	// An acknowledgement, when nothing of this connection waits in the
+	// channel before it, is offered to be handled at once.
+	if c.inline != nil && in.Packet == nil && in.Refused == nil && c.pendingIn.Load() == 0 && c.inline(in) {
+		return true
+	}
+	c.pendingIn.Add(1)
 	select {
 	case c.inbound <- in:
 		return true
 	case <-c.dead:
+		c.pendingIn.Add(-1)
 		return false
 	default:
 	}
@@ -101,9 +108,15 @@ func (c *Conn) handOff(in Inbound) bool {
 	case c.inbound <- in:
 		return true
 	case <-c.dead:
+		c.pendingIn.Add(-1)
 		return false
 	}
 }
+
+// Taken tells the connection that the receiver has handled a frame it got
+// through Config.Inbound: once every frame handed over so is handled, the
+// next acknowledgement may be offered to Config.Inline.
+func (c *Conn) Taken() { c.pendingIn.Add(-1) }
 
 // queueLen is how many frames wait in the send queue.
 func (c *Conn) queueLen() int { return int(c.queued.Load()) }

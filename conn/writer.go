@@ -258,16 +258,16 @@ func (c *Conn) writeHeld(buf []byte) error {
 // caller's own). It does so only when that keeps the order of the frames
 // and the rules of the connection, and otherwise reports false, writing
 // nothing, for the caller to Send p instead: when frames wait in the queue
-// (the writer's batch in progress finishes first, under flushMu), the
-// connection has failed or said DISCONNECT, Topic Aliases are on (the
-// writer owns their table), or p does not encode within the broker's
-// Maximum Packet Size. When it wrote, err is nil or the write's error,
-// with which the connection has then failed.
+// or the writer is writing (a socket that does not drain keeps its
+// writer, not the caller, waiting), the connection has failed or said
+// DISCONNECT, Topic Aliases are on (the writer owns their table), or p
+// does not encode within the broker's Maximum Packet Size. When it wrote,
+// err is nil or the write's error, with which the connection has then
+// failed. The write is bounded like the writer's, by 1.5 keepalives.
 func (c *Conn) WriteNow(p *codec.Publish) (written bool, err error) {
-	if c.aliasMax > 0 {
+	if c.aliasMax > 0 || !c.flushMu.TryLock() {
 		return false, nil
 	}
-	c.flushMu.Lock()
 	defer c.flushMu.Unlock()
 	c.mu.Lock()
 	free := !c.closed && len(c.queue) == 0
