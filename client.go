@@ -78,7 +78,8 @@ type Client struct {
 	inTransit atomic.Int64
 	// inlineAck is the session's handler of acknowledgements on the
 	// reader's goroutine (conn.Config.Inline).
-	inlineAck func(conn.Inbound) bool
+	inlineAck     func(conn.Inbound) bool
+	inlinePublish func(*pubOp) bool // the session's, see session.inlinePublish
 	// wantProgress is set while a Flush or a Disconnect waits for
 	// publishes to finish: only then does a finish signal progress.
 	wantProgress atomic.Bool
@@ -177,7 +178,7 @@ func Start(cfg Config) (*Client, error) {
 		c.authTurn = make(chan struct{}, 1)
 	}
 	sess := newSession(c)
-	c.inlineAck = sess.inlineAck
+	c.inlineAck, c.inlinePublish = sess.inlineAck, sess.inlinePublish
 	// Before anything runs: what the store holds is queued ahead of every
 	// publish made after Start returns, connected or not.
 	if s.Store != nil {
@@ -412,12 +413,16 @@ func (c *Client) publish(ctx context.Context, m Message, result chan error) chan
 	if c.cfg.Store != nil && m.QoS > AtMostOnce {
 		o.stored = make(chan struct{})
 	}
-	c.inTransit.Add(1)
-	select {
-	case c.pubs <- o:
-	case <-c.done:
-		c.inTransit.Add(-1)
-		o.finish(ErrClosed)
+	// The session takes it on this goroutine when it is free and nothing
+	// of this caller's is in transit; otherwise through c.pubs.
+	if c.inTransit.Load() != 0 || !c.inlinePublish(o) {
+		c.inTransit.Add(1)
+		select {
+		case c.pubs <- o:
+		case <-c.done:
+			c.inTransit.Add(-1)
+			o.finish(ErrClosed)
+		}
 	}
 	if o.stored != nil {
 		// Accepted means durable: wait for the store, unless the

@@ -230,8 +230,8 @@ func (s *session) run() {
 		// Whatever else waits on the same channel is taken in the same
 		// turn: one wake-up for a burst, and with a store one sync.
 		case 1:
-			s.acceptPublish(o)
-			takeWaiting(c.pubs, s.acceptPublish, always)
+			s.takePublish(o)
+			takeWaiting(c.pubs, s.takePublish, always)
 		case 2:
 			s.control(r)
 		case 3:
@@ -296,6 +296,31 @@ func (s *session) waitKey() waitKey {
 	}
 }
 
+// takePublish accepts a publish that came through c.pubs, which stops
+// being in transit at the end of the turn (see allowDirect).
+func (s *session) takePublish(o *pubOp) {
+	s.takenIn++
+	s.acceptPublish(o)
+}
+
+// inlinePublish accepts o on its caller's goroutine, when the session is
+// not busy (the lock is free): the caller does what the session loop
+// would, and the loop is not woken unless what it waits on changed. The
+// caller has nothing of its own in transit (Client.publish checks), so its
+// publishes stay in order. It reports false, changing nothing, when o
+// must go through c.pubs.
+func (s *session) inlinePublish(o *pubOp) bool {
+	if !s.mu.TryLock() {
+		return false
+	}
+	defer s.mu.Unlock()
+	if s.phase == stopped || s.inlineErr != nil {
+		return false
+	}
+	s.inline(func() { s.acceptPublish(o) })
+	return true
+}
+
 // takeInbound handles a frame the reader sent through the channel, and
 // tells its connection it was taken, which lets the reader hand the next
 // acknowledgement over inline.
@@ -320,8 +345,16 @@ func (s *session) inlineAck(in conn.Inbound) bool {
 	if s.phase >= goodbye || in.Conn != s.cur || s.inboundPaused() || s.inlineErr != nil {
 		return false
 	}
+	s.inline(func() { s.inbound(in) })
+	return true
+}
+
+// inline runs handle, a turn's work, off the session loop with s.mu held,
+// then what the loop does at the end of a turn; it wakes the loop when
+// what the loop waits on changed, or a store failure must stop it.
+func (s *session) inline(handle func()) {
 	before := s.waitKey()
-	s.inbound(in)
+	handle()
 	if err := s.endTurn(); err != nil {
 		s.inlineErr = err
 	} else if s.phase != stopped {
@@ -333,7 +366,6 @@ func (s *session) inlineAck(in conn.Inbound) bool {
 		default:
 		}
 	}
-	return true
 }
 
 // allowDirect runs at the end of every turn: it lets a QoS 0 Publish write

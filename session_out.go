@@ -15,7 +15,6 @@ import (
 
 // acceptPublish takes a new publish into the queue.
 func (s *session) acceptPublish(o *pubOp) {
-	s.takenIn++ // see allowDirect
 	if o.done() {
 		return // its ctx ended before it arrived, and it was withdrawn
 	}
