@@ -92,6 +92,7 @@ type Client struct {
 	runServer       string // the server of the current run, as shown: password redacted
 	runUp           bool   // the current run reached CONNACK
 	runUpAt         time.Time
+	runPresent      bool // the current run's CONNACK said Session Present
 	takeover        takeoverWatch
 	connectedBefore bool
 	lastErrMu       sync.Mutex

@@ -76,15 +76,15 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	c.stats.up()
 	// The loops' error says whether another client with the same ClientID
 	// took the connection over, so that the strategy sees it too.
-	upAt, watch := time.Now(), c.takeover
+	ack := cn.Connack()
+	upAt, watch, present := time.Now(), c.takeover, ack.SessionPresent
 	lossCause := func(loop func(context.Context) error) func(context.Context) error {
-		return func(ctx context.Context) error { return watch.cause(loop(ctx), time.Since(upAt)) }
+		return func(ctx context.Context) error { return watch.cause(loop(ctx), time.Since(upAt), present) }
 	}
 	g.Go(lossCause(cn.ReadLoop))
 	g.GoInline(lossCause(cn.WriteLoop)) // on the supervisor goroutine: one goroutine less per client
-	c.runUp, c.runUpAt = true, upAt
+	c.runUp, c.runUpAt, c.runPresent = true, upAt, present
 
-	ack := cn.Connack()
 	e := Event{Kind: Connected, Server: shown, SessionPresent: ack.SessionPresent, ClientID: c.cfg.ClientID,
 		// A copy: the session reads the CONNACK's limits, the application
 		// may change what it is given.
@@ -166,7 +166,7 @@ func (c *Client) onSupervisorEvent(e supervisor.Event) {
 			c.followRedirect(e.Err, c.runServer)
 			c.cfg.Logger.Info("mqtt: connection lost", "server", c.runServer, "err", e.Err)
 			c.emit(Event{Kind: ConnectionLost, Server: c.runServer, Err: e.Err})
-			if c.takeover.lost(e.Err, time.Since(c.runUpAt)) {
+			if c.takeover.lost(e.Err, time.Since(c.runUpAt), c.runPresent) {
 				c.cfg.Logger.Warn("mqtt: another client uses the same ClientID; each connection takes the session from the other", "client_id", c.cfg.ClientID, "server", c.runServer)
 				c.emit(Event{Kind: ClientIDConflict, Server: c.runServer, ClientID: c.cfg.ClientID, Err: e.Err})
 			}

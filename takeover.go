@@ -19,9 +19,14 @@ import (
 // over). An MQTT 3.1.1 broker just closes the connection, so there the
 // client suspects it when the broker closed the last takeoverSuspectAfter
 // (3) connections in a row without saying why (no DISCONNECT, or one with
-// reason 0x00), each within Config.StableAfter of accepting it; a broker that closes connections for other reasons
-// (an authorization plugin, restarts faster than StableAfter) can look
-// the same, and the error says "suspected".
+// reason 0x00), each within Config.StableAfter of accepting it with the
+// session present. The session being present is what tells twins (who
+// keep the session alive between them) from a broker whose session
+// handling crashes (ejabberd 23.01 while a cluster node rejoins), which
+// loses it; so a client with CleanStart is never suspected, only told by
+// an MQTT 5 broker. A broker that closes connections for other reasons
+// (an authorization plugin, restarts faster than StableAfter) can still
+// look the same, and the error says "suspected".
 //
 // The error of the lost connection (Event ConnectionLost, and the
 // Attempt.Err that Config.Backoff sees) wraps it, so a strategy can give
@@ -49,38 +54,41 @@ type takeoverWatch struct {
 	inConflict bool
 }
 
-// cause returns the error of a connection that was up for upFor and ended
-// with err: err itself, or an error wrapping ErrClientIDConflict and err
-// when the connection was taken over. It changes nothing, so the run's
-// loops can call it on a copy of w taken when the connection came up.
-func (w takeoverWatch) cause(err error, upFor time.Duration) error {
+// cause returns the error of a connection that was up for upFor, with the
+// session present or not, and ended with err: err itself, or an error
+// wrapping ErrClientIDConflict and err when the connection was taken over.
+// It changes nothing, so the run's loops can call it on a copy of w taken
+// when the connection came up.
+func (w takeoverWatch) cause(err error, upFor time.Duration, present bool) error {
 	var de *DisconnectError
 	if errors.As(err, &de) && de.ReasonCode == codec.SessionTakenOver {
 		return fmt.Errorf("%w (the broker said so: reason 0x8E, session taken over); give each client its own ClientID: %w", ErrClientIDConflict, err)
 	}
-	if n := w.quietCloses + 1; w.quietClose(err, upFor) && n >= takeoverSuspectAfter {
+	if n := w.quietCloses + 1; w.quietClose(err, upFor, present) && n >= takeoverSuspectAfter {
 		return fmt.Errorf("%w (suspected: the broker closed the last %d connections without a word, each within %s of accepting it); give each client its own ClientID: %w",
 			ErrClientIDConflict, n, w.stableAfter, err)
 	}
 	return err
 }
 
-// quietClose reports whether a connection that was up for upFor ended
-// because the broker closed it soon after accepting it, without saying
-// why: a plain close, or a DISCONNECT with reason 0x00, which is what
-// mochi-mqtt v2.7 sends a 3.1.1 client it takes a session from (3.1.1 has
-// no DISCONNECT from the broker, so it carries no reason).
-func (w takeoverWatch) quietClose(err error, upFor time.Duration) bool {
+// quietClose reports whether a connection that resumed the session
+// (present) and was up for upFor ended because the broker closed it soon
+// after accepting it, without saying why: a plain close, or a DISCONNECT
+// with reason 0x00, which is what mochi-mqtt v2.7 sends a 3.1.1 client it
+// takes a session from (3.1.1 has no DISCONNECT from the broker, so it
+// carries no reason).
+func (w takeoverWatch) quietClose(err error, upFor time.Duration, present bool) bool {
 	var de *DisconnectError
 	quiet := errors.Is(err, conn.ErrServerClosed) || errors.As(err, &de) && de.ReasonCode == codec.NormalDisconnection
-	return quiet && upFor < w.stableAfter
+	return quiet && present && upFor < w.stableAfter
 }
 
-// lost notes a live connection that was up for upFor and ended with err
-// (as cause made it). It reports whether the loss begins a conflict: the
-// first taken-over connection after any other kind of loss.
-func (w *takeoverWatch) lost(err error, upFor time.Duration) (begins bool) {
-	if w.quietClose(err, upFor) {
+// lost notes a live connection that was up for upFor, with the session
+// present or not, and ended with err (as cause made it). It reports
+// whether the loss begins a conflict: the first taken-over connection
+// after any other kind of loss.
+func (w *takeoverWatch) lost(err error, upFor time.Duration, present bool) (begins bool) {
+	if w.quietClose(err, upFor, present) {
 		w.quietCloses++
 	} else {
 		w.quietCloses = 0
