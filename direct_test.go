@@ -73,3 +73,31 @@ func TestDirectPublishKeepsTheOrder(t *testing.T) {
 	c.Close()
 	<-b
 }
+
+// A SUBSCRIBE sent again on a new connection takes a new packet
+// identifier. mochi-mqtt v2.7 refuses one that equals an identifier of its
+// own messages in flight to the client, with 0x91 even in a 3.1.1 SUBACK
+// (a protocol error there: the client reconnects), and sends those
+// messages again on the new connection: the same identifier would be
+// refused again, forever (found by the shared-subscription test).
+func TestSubscribeSentAgainTakesANewIdentifier(t *testing.T) {
+	sb := mqtttest.NewScriptedBroker(t)
+	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "resub-id"})
+	sc := scripted(t, sb)
+	done := make(chan error, 1)
+	go func() { done <- c.Subscribe(testCtx(t), mqtt.Subscription{Filter: "jobs", QoS: 1}) }()
+	first := nextOf[*codec.Subscribe](t, sc, 4)
+	if err := sc.Write([]byte{0x90, 0x03, byte(first.PacketID >> 8), byte(first.PacketID), 0x91}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, c, mqtt.ConnectionLost)
+	sc = scripted(t, sb)
+	again := nextOf[*codec.Subscribe](t, sc, 4)
+	if again.PacketID == first.PacketID {
+		t.Fatalf("SUBSCRIBE sent again under the refused identifier %d", first.PacketID)
+	}
+	send(t, sc, 4, &codec.Suback{PacketID: again.PacketID, ReasonCodes: []codec.ReasonCode{1}})
+	if err := <-done; err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+}

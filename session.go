@@ -600,6 +600,34 @@ func (s *session) brokerLostSession(unfinished []*flight) ([]*flight, bool) {
 	return again, true
 }
 
+// renumber gives a SUBSCRIBE or UNSUBSCRIBE sent again on a new connection
+// a new packet identifier, which MQTT allows (only PUBLISH and PUBREL keep
+// theirs). mochi-mqtt v2.7 refuses a SUBSCRIBE whose identifier equals one
+// of its own messages in flight to the client (0x91, in a 3.1.1 SUBACK
+// too, where it is a protocol error); it sends those again on the new
+// connection, so the same identifier would be refused again, forever.
+func (s *session) renumber(f *flight) {
+	id, ok := s.allocID()
+	if !ok {
+		return
+	}
+	delete(s.flights, controlID(f.pkt))
+	switch p := f.pkt.(type) {
+	case *codec.Subscribe:
+		q := *p // a copy: a writer may still hold the old one
+		q.PacketID = id
+		f.pkt = &q
+	case *codec.Unsubscribe:
+		q := *p
+		q.PacketID = id
+		f.pkt = &q
+	}
+	if f.ctl != nil {
+		f.ctl.id = id
+	}
+	s.flights[id] = f
+}
+
 // resendOwed sends again the flights a new connection inherits: SUBSCRIBE
 // and UNSUBSCRIBE at once; PUBLISH (DUP if the broker may have seen it)
 // and PUBREL in their original order [MQTT-4.4.0-1], ahead of every new
@@ -619,6 +647,7 @@ func (s *session) resendOwed(unfinished []*flight) {
 				}
 				continue
 			}
+			s.renumber(f)
 			s.send(conn.Frame{Packet: f.pkt, Track: trackerOf(f.ctl)})
 			continue
 		}
