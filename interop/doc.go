@@ -26,4 +26,14 @@
 //	apt-get install mosquitto mosquitto-clients
 //
 // With MQTT_REQUIRE_MOSQUITTO=1 (as in CI) they fail instead.
+//
+// TestTwinClientsOnMosquitto runs two clients with one ClientID and checks
+// that both are told (ErrClientIDConflict) and that a strategy can make one
+// step aside. TestSharedSubscriptions runs four consumer processes in one
+// $share group against Mosquitto and mochi, kills one and stops another
+// mid-stream, and accounts for every job (docs/shared-subscriptions.md).
+// TestClusterFailover runs a two-node ejabberd cluster
+// (scripts/cluster/start.sh) and kills the node a publisher is on: it is
+// opt-in, with MQTT_CLUSTER=1, or MQTT_REQUIRE_CLUSTER=1 (as in CI) to fail
+// instead of skipping where ejabberd cannot be installed or started.
 package interop
