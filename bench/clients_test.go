@@ -41,11 +41,23 @@ func clientID(kind string) string {
 }
 
 // publisher is a client under test that publishes the 64-byte payload to
-// one topic at one QoS.
+// one topic at one QoS, in one of two styles, chosen by its window:
+//
+//   - sync (window 1): the synchronous call a user writes in a loop, which
+//     returns once the message is written (QoS 0) or acknowledged (QoS 1:
+//     PUBACK, QoS 2: PUBCOMP): robustmqtt Publish, paho.mqtt.golang
+//     Publish(...).Wait(), paho.golang Publish; raw writes the frame and
+//     reads its acknowledgement in the same goroutine.
+//   - pipelined (window n > 1): at most n publishes unfinished, each
+//     client's own way (robustmqtt PublishAsync, paho.mqtt.golang tokens,
+//     paho.golang n goroutines calling Publish, raw batches). At QoS 0
+//     nothing is tracked: PublishAsync and tokens are ignored, paho.golang
+//     (which has no asynchronous call) calls Publish, raw writes 100 frames
+//     at a time.
 type publisher interface {
-	// publish starts one publish. With a window of n, at most n publishes
-	// are unfinished: publish first waits for the oldest when n are. With
-	// QoS 0 nothing is tracked (PublishAsync for all, results ignored).
+	// publish publishes one message: in the sync style it returns with the
+	// result; pipelined, it first waits for the oldest unfinished publish
+	// when n are unfinished.
 	publish() error
 	// finish waits for every unfinished publish; after QoS 0 it publishes
 	// one QoS 1 message and waits for its PUBACK, which the broker sends
@@ -79,6 +91,9 @@ func newPublisher(ctx context.Context, kind, addr, topic string, qos byte, win i
 		}
 		return newPahoV5Pub(c, topic, qos, win), nil
 	case raw:
+		if win <= 1 {
+			return dialRawSyncPub(ctx, addr, topic, qos)
+		}
 		return dialRawPub(ctx, addr, topic, qos, win)
 	}
 	return nil, fmt.Errorf("bench: no publisher %q", kind)
@@ -185,14 +200,15 @@ func dialOurs(ctx context.Context, kind, addr string, edit func(*mqtt.Config)) (
 }
 
 type oursPub struct {
-	c   *mqtt.Client
-	msg mqtt.Message
-	win *ring[<-chan error]
+	c    *mqtt.Client
+	msg  mqtt.Message
+	sync bool // Publish; otherwise PublishAsync
+	win  *ring[<-chan error]
 }
 
 func newOursPub(c *mqtt.Client, topic string, qos byte, win int) *oursPub {
-	p := &oursPub{c: c, msg: mqtt.Message{Topic: topic, Payload: payload, QoS: mqtt.QoS(qos)}}
-	if qos > 0 {
+	p := &oursPub{c: c, msg: mqtt.Message{Topic: topic, Payload: payload, QoS: mqtt.QoS(qos)}, sync: win <= 1}
+	if qos > 0 && !p.sync {
 		p.win = newRing(win, func(ch <-chan error) error { return <-ch })
 	}
 	return p
@@ -201,6 +217,9 @@ func newOursPub(c *mqtt.Client, topic string, qos byte, win int) *oursPub {
 func (p *oursPub) publish() error {
 	// context.Background: a ctx that can end costs a context.AfterFunc per
 	// publish (see the README).
+	if p.sync {
+		return p.c.Publish(context.Background(), p.msg)
+	}
 	if p.win == nil {
 		p.c.PublishAsync(context.Background(), p.msg)
 		return nil
@@ -213,8 +232,11 @@ func (p *oursPub) publish() error {
 }
 
 func (p *oursPub) finish() error {
-	if p.win == nil {
+	if p.msg.QoS == 0 {
 		return p.c.Publish(context.Background(), mqtt.Message{Topic: barrierT, Payload: payload, QoS: mqtt.AtLeastOnce})
+	}
+	if p.win == nil {
+		return nil // each Publish returned with its result
 	}
 	return p.win.drain()
 }
@@ -275,18 +297,26 @@ type pahoV3Pub struct {
 	c     pahomqtt.Client
 	topic string
 	qos   byte
+	sync  bool // Publish(...).Wait(); otherwise tokens in a ring
 	win   *ring[pahomqtt.Token]
 }
 
 func newPahoV3Pub(c pahomqtt.Client, topic string, qos byte, win int) *pahoV3Pub {
-	p := &pahoV3Pub{c: c, topic: topic, qos: qos}
-	if qos > 0 {
+	p := &pahoV3Pub{c: c, topic: topic, qos: qos, sync: win <= 1}
+	if qos > 0 && !p.sync {
 		p.win = newRing(win, waitToken)
 	}
 	return p
 }
 
 func (p *pahoV3Pub) publish() error {
+	if p.sync {
+		// The call a user writes; its token completes once the message is
+		// written (QoS 0) or acknowledged (QoS 1: PUBACK, QoS 2: PUBCOMP).
+		t := p.c.Publish(p.topic, p.qos, false, payload)
+		t.Wait()
+		return t.Error()
+	}
 	if p.win == nil {
 		p.c.Publish(p.topic, 0, false, payload)
 		return nil
@@ -299,8 +329,11 @@ func (p *pahoV3Pub) publish() error {
 }
 
 func (p *pahoV3Pub) finish() error {
-	if p.win == nil {
+	if p.qos == 0 {
 		return waitToken(p.c.Publish(barrierT, 1, false, payload))
+	}
+	if p.win == nil {
+		return nil // each publish waited for its own result
 	}
 	return p.win.drain()
 }
@@ -353,8 +386,11 @@ func closePahoV5(c *paho.Client) {
 }
 
 // pahoV5Pub publishes with paho.golang, whose Publish blocks until the
-// publish is complete: pipelining takes one goroutine per publish in
-// flight, here a pool of win workers fed by an unbuffered channel.
+// publish is complete (QoS 0: written): the sync style calls it in the
+// loop; pipelining takes one goroutine per publish in flight, here a pool
+// of win workers fed by an unbuffered channel. At QoS 0 both call Publish
+// in the loop: paho.golang has no asynchronous call, and its QoS 0
+// Publish writes at once.
 type pahoV5Pub struct {
 	c    *paho.Client
 	pub  paho.Publish
@@ -383,9 +419,9 @@ func newPahoV5Pub(c *paho.Client, topic string, qos byte, win int) *pahoV5Pub {
 }
 
 func (p *pahoV5Pub) send(pub *paho.Publish) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	_, err := p.c.Publish(ctx, pub)
+	// context.Background, as for robustmqtt; Publish bounds its wait for
+	// an acknowledgement with the client's PacketTimeout itself.
+	_, err := p.c.Publish(context.Background(), pub)
 	return err
 }
 

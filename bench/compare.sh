@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every benchmark of bench/ in one go and prints the comparison tables
-# (robustmqtt against paho.mqtt.golang, paho.golang and the raw ceiling,
-# medians over the runs, every target of issue 6 checked).
+# (robustmqtt against paho.mqtt.golang, paho.golang and the raw ceiling, each
+# row one kind of call for every client, against the mochi broker and the
+# sink, medians over the runs, every target of issue 17 checked).
 #
-#   ./compare.sh                  # 5 rounds, -benchtime 1s: about 7 minutes on 2 cores
+#   ./compare.sh                  # 5 rounds, -benchtime 1s: about 15 minutes on 2 cores
 #   COUNT=1 ./compare.sh          # one quick pass
 #   BENCH=Publish ./compare.sh    # only some benchmarks (a go test -bench pattern)
 #   ./compare.sh old-results.txt  # only print the tables of an earlier run
@@ -33,6 +34,12 @@ mkdir -p results
 	echo "go: $(go version)"
 	echo "kernel: $(uname -srm)"
 	echo "cpus: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'))"
+	# The library measured: its commit, and whether the tree differed from it.
+	if rev=$(git -C .. rev-parse --short HEAD 2>/dev/null); then
+		echo "library: $rev$(git -C .. status --porcelain -- . ':!bench' 2>/dev/null | grep -q . && echo ' with uncommitted changes')"
+	else
+		echo "library: ${LIBRARY:-not a git checkout}"
+	fi
 	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "broker: $([ "${ROBUSTMQTT_BENCH_BROKER_IN_PROCESS:-}" = 1 ] && echo 'in process' || echo 'child process')"
 	echo "command: $count rounds of go test -run '^\$' -bench '$bench' -benchtime $benchtime -count 1"

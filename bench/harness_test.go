@@ -18,14 +18,14 @@ import (
 const smokeMessages = 300
 
 func TestPublishers(t *testing.T) {
-	addr := brokerAddr(t)
-	for _, qos := range []byte{0, 1, 2} {
-		for _, win := range []int{1, window} {
+	for _, broker := range brokers {
+		addr := brokerAddrOf(t, broker)
+		for _, m := range publishModes {
 			for _, kind := range throughputClients {
-				t.Run(fmt.Sprintf("qos=%d/win=%d/client=%s", qos, win, kind), func(t *testing.T) {
+				t.Run(fmt.Sprintf("broker=%s/mode=%s/client=%s", broker, m.name, kind), func(t *testing.T) {
 					ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 					defer cancel()
-					p, err := newPublisher(ctx, kind, addr, topic, qos, win)
+					p, err := newPublisher(ctx, kind, addr, topic, m.qos, m.win)
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -15,36 +15,63 @@ const benchTimeout = 2 * time.Minute
 // throughputClients are compared in BenchmarkPublish and BenchmarkRoundTrip.
 var throughputClients = []string{robust, robust5, pahoV3, pahoV5, raw}
 
-// BenchmarkPublish publishes 64-byte messages from one client to the broker
-// in the child process (nobody subscribes), in four modes:
+// brokers are the brokers BenchmarkPublish runs against, each in a child
+// process of its own: mochi routes (as a real broker does, and it is slower
+// than some clients), the sink only acknowledges.
+var brokers = []string{mochiBroker, sinkBroker}
+
+// publishMode is one way of publishing: a QoS and a window (1: the
+// synchronous call, see publisher).
+type publishMode struct {
+	name string
+	qos  byte
+	win  int
+}
+
+// publishModes are BenchmarkPublish's modes, synchronous first.
+var publishModes = []publishMode{
+	{"qos0-sync", 0, 1},
+	{"qos1-sync", 1, 1},
+	{"qos2-sync", 2, 1},
+	{"qos0-async", 0, window},
+	{"qos1-win100", 1, window},
+	{"qos2-win100", 2, window},
+}
+
+// BenchmarkPublish publishes 64-byte messages from one client to a broker
+// in a child process (nobody subscribes), against each broker (mochi,
+// sink), in six modes:
 //
-//	qos0         PublishAsync for every message, results ignored; one QoS 1
-//	             publish at the end waits for the broker to have read them all
-//	qos1-sync    QoS 1, one at a time: each waits for its PUBACK
-//	qos1-win100  QoS 1, 100 in flight: before a publish, wait for the result
-//	             of the one 100 earlier
+//	qos0-sync    the synchronous call in a loop, QoS 0: it returns once the
+//	             message is written (robustmqtt Publish, paho.mqtt.golang
+//	             Publish(...).Wait(), paho.golang Publish; raw: one Write)
+//	qos1-sync    the same at QoS 1: each returns on its PUBACK (raw writes
+//	             and reads the PUBACK in one goroutine)
+//	qos2-sync    the same at QoS 2: each returns on its PUBCOMP
+//	qos0-async   QoS 0 without waiting: robustmqtt PublishAsync and
+//	             paho.mqtt.golang Publish, results ignored; paho.golang
+//	             Publish (it has no asynchronous call); raw writes 100
+//	             frames at a time
+//	qos1-win100  QoS 1, 100 in flight: before a publish, wait for the
+//	             result of the one 100 earlier (PublishAsync, tokens,
+//	             100 goroutines calling paho.golang's Publish, raw batches)
 //	qos2-win100  the same with QoS 2 (PUBREC, PUBREL, PUBCOMP)
 //
-// One op is one message; msgs/s is b.N over the elapsed time including the
-// final wait; allocs/op and B/op are the client's alone (the broker is in
-// another process).
+// A QoS 0 run ends with one QoS 1 publish, whose PUBACK the broker sends
+// after reading every earlier frame. One op is one message; msgs/s is b.N
+// over the elapsed time including the final wait; allocs/op and B/op are
+// the client's alone (the broker is in another process). The synchronous
+// modes also time every call: p50-ns and p99-ns are its median and 99th
+// percentile.
 func BenchmarkPublish(b *testing.B) {
-	addr := brokerAddr(b)
-	modes := []struct {
-		name string
-		qos  byte
-		win  int
-	}{
-		{"qos0", 0, 0},
-		{"qos1-sync", 1, 1},
-		{"qos1-win100", 1, window},
-		{"qos2-win100", 2, window},
-	}
-	for _, m := range modes {
-		for _, kind := range throughputClients {
-			b.Run(fmt.Sprintf("mode=%s/client=%s", m.name, kind), func(b *testing.B) {
-				benchPublish(b, addr, kind, m.qos, m.win)
-			})
+	for _, broker := range brokers {
+		addr := brokerAddrOf(b, broker)
+		for _, m := range publishModes {
+			for _, kind := range throughputClients {
+				b.Run(fmt.Sprintf("broker=%s/mode=%s/client=%s", broker, m.name, kind), func(b *testing.B) {
+					benchPublish(b, addr, kind, m.qos, m.win)
+				})
+			}
 		}
 	}
 }
@@ -57,10 +84,23 @@ func benchPublish(b *testing.B, addr, kind string, qos byte, win int) {
 		b.Fatal(err)
 	}
 	defer p.close()
+	var lat *latencies
+	if win <= 1 {
+		lat = new(latencies) // before the loop: its allocation is not counted
+	}
 	cpu := startCPU()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := p.publish(); err != nil {
+		if lat == nil {
+			if err := p.publish(); err != nil {
+				b.Fatal(err)
+			}
+			continue
+		}
+		start := time.Now()
+		err := p.publish()
+		lat.record(time.Since(start))
+		if err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -70,6 +110,10 @@ func benchPublish(b *testing.B, addr, kind string, qos byte, win int) {
 	}
 	b.StopTimer()
 	report(b, cpu)
+	if lat != nil {
+		b.ReportMetric(lat.quantile(0.50), "p50-ns")
+		b.ReportMetric(lat.quantile(0.99), "p99-ns")
+	}
 }
 
 // report reports messages per second over the measured time, and the CPU
@@ -79,15 +123,16 @@ func report(b *testing.B, cpu cpuClock) {
 	b.ReportMetric(float64(cpu.since().Nanoseconds())/float64(b.N), "cpu-ns/msg")
 }
 
-// BenchmarkRoundTrip is QoS 1 end to end: one client publishes, the broker
-// in the child process routes, a second client of the same kind receives
+// BenchmarkRoundTrip is QoS 1 end to end: one client publishes, the mochi
+// broker in its child process routes (the sink does not), a second client
+// of the same kind receives
 // (and acknowledges) every message. At most 100 messages are between the
 // publisher's call and the subscriber's receipt. One op is one message
 // received; allocs/op and B/op are both clients' together.
 func BenchmarkRoundTrip(b *testing.B) {
 	addr := brokerAddr(b)
 	for _, kind := range throughputClients {
-		b.Run("mode=qos1-win100/client="+kind, func(b *testing.B) {
+		b.Run("broker="+mochiBroker+"/mode=qos1-win100/client="+kind, func(b *testing.B) {
 			benchRoundTrip(b, addr, kind)
 		})
 	}

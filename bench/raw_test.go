@@ -13,10 +13,12 @@ import (
 )
 
 // The raw client is the ceiling: MQTT 3.1.1 frames encoded before the
-// benchmark starts, written in batches on a bare TCP connection, and a
-// reader that only counts acknowledgements (and, for QoS 2, answers each
-// PUBREC with a pre-encoded PUBREL). No client that encodes, tracks and
-// reports each message can beat it.
+// benchmark starts, on a bare TCP connection. Pipelined (rawPub), written
+// in batches, with a reader that only counts acknowledgements (and, for
+// QoS 2, answers each PUBREC with a pre-encoded PUBREL); synchronous
+// (rawSyncPub), one frame written and its acknowledgement read in the same
+// goroutine. No client that encodes, tracks and reports each message can
+// beat it.
 
 // rawFrames is how many distinct PUBLISH frames are pre-encoded, with
 // packet identifiers 1..rawFrames, used in turn. More than the window, so
@@ -95,6 +97,9 @@ func rawReadLoop(nc net.Conn, fn func(h byte, body []byte, out []byte) []byte) e
 	var out []byte
 	have := 0
 	for {
+		if have == len(buf) { // one frame larger than the buffer
+			buf = append(buf, make([]byte, len(buf))...)
+		}
 		n, err := nc.Read(buf[have:])
 		if err != nil {
 			return err
@@ -130,22 +135,31 @@ type rawPub struct {
 	err    error         // why the reader exited; read after done
 }
 
-func dialRawPub(ctx context.Context, addr, topic string, qos byte, win int) (*rawPub, error) {
-	p := &rawPub{qos: qos, win: win, signal: make(chan struct{}, 1), stop: ctx.Done(), done: make(chan struct{})}
+// rawFrameSet pre-encodes rawFrames PUBLISH frames to topic at qos, back to
+// back (packet identifiers 1..rawFrames when qos > 0), and the PUBREL of
+// each identifier; size is the length of one PUBLISH frame.
+func rawFrameSet(topic string, qos byte) (frames, rels []byte, size int, err error) {
 	for id := uint16(1); id <= rawFrames; id++ {
 		pkt := codec.Publish{Topic: topic, Payload: payload, QoS: codec.QoS(qos)}
 		if qos > 0 {
 			pkt.PacketID = id
 		}
-		var err error
-		if p.frames, err = pkt.AppendTo(p.frames, codec.V311); err != nil {
-			return nil, err
+		if frames, err = pkt.AppendTo(frames, codec.V311); err != nil {
+			return nil, nil, 0, err
 		}
-		if p.rels, err = (&codec.Pubrel{PacketID: id}).AppendTo(p.rels, codec.V311); err != nil {
-			return nil, err
+		if rels, err = (&codec.Pubrel{PacketID: id}).AppendTo(rels, codec.V311); err != nil {
+			return nil, nil, 0, err
 		}
 	}
-	p.size = len(p.frames) / rawFrames
+	return frames, rels, len(frames) / rawFrames, nil
+}
+
+func dialRawPub(ctx context.Context, addr, topic string, qos byte, win int) (*rawPub, error) {
+	p := &rawPub{qos: qos, win: win, signal: make(chan struct{}, 1), stop: ctx.Done(), done: make(chan struct{})}
+	var err error
+	if p.frames, p.rels, p.size, err = rawFrameSet(topic, qos); err != nil {
+		return nil, err
+	}
 	nc, err := rawConnect(ctx, addr)
 	if err != nil {
 		return nil, err
@@ -234,11 +248,7 @@ func (p *rawPub) finish() error {
 		return err
 	}
 	if p.qos == 0 {
-		b, err := (&codec.Publish{Topic: barrierT, Payload: payload, QoS: codec.QoS1, PacketID: barrierID}).AppendTo(nil, codec.V311)
-		if err != nil {
-			return err
-		}
-		if _, err := p.nc.Write(b); err != nil {
+		if err := writeBarrier(p.nc); err != nil {
 			return err
 		}
 		p.sent++
@@ -251,10 +261,98 @@ func (p *rawPub) finish() error {
 	return nil
 }
 
+// writeBarrier writes the QoS 1 publish that ends a QoS 0 run.
+func writeBarrier(nc net.Conn) error {
+	b, err := (&codec.Publish{Topic: barrierT, Payload: payload, QoS: codec.QoS1, PacketID: barrierID}).AppendTo(nil, codec.V311)
+	if err == nil {
+		_, err = nc.Write(b)
+	}
+	return err
+}
+
 func (p *rawPub) close() {
 	p.nc.Write([]byte{0xE0, 0x00}) // DISCONNECT
 	p.nc.Close()
 	<-p.done
+}
+
+// rawSyncPub is the raw client's synchronous loop: each publish writes one
+// pre-encoded frame and, in the same goroutine, reads its acknowledgement
+// (QoS 1: the PUBACK; QoS 2: the PUBREC, then writes the PUBREL and reads
+// the PUBCOMP). No reader goroutine, no batching: one write per message
+// and one read per acknowledgement, the least a synchronous call can do.
+type rawSyncPub struct {
+	nc     net.Conn
+	qos    byte
+	frames []byte
+	rels   []byte
+	size   int
+	next   int     // the next frame's index, 0..rawFrames-1
+	ack    [4]byte // the acknowledgement read
+}
+
+func dialRawSyncPub(ctx context.Context, addr, topic string, qos byte) (*rawSyncPub, error) {
+	p := &rawSyncPub{qos: qos}
+	var err error
+	if p.frames, p.rels, p.size, err = rawFrameSet(topic, qos); err != nil {
+		return nil, err
+	}
+	if p.nc, err = rawConnect(ctx, addr); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *rawSyncPub) publish() error {
+	i := p.next
+	p.next = (p.next + 1) % rawFrames
+	if _, err := p.nc.Write(p.frames[i*p.size : (i+1)*p.size]); err != nil {
+		return err
+	}
+	id := uint16(i + 1)
+	switch p.qos {
+	case 1:
+		return p.expect(0x40, id)
+	case 2:
+		if err := p.expect(0x50, id); err != nil {
+			return err
+		}
+		if _, err := p.nc.Write(p.rels[i*4 : (i+1)*4]); err != nil {
+			return err
+		}
+		return p.expect(0x70, id)
+	}
+	return nil
+}
+
+// expect reads one 4-byte acknowledgement and checks its type and packet
+// identifier: nothing else arrives on this connection (no keepalive, no
+// subscription).
+func (p *rawSyncPub) expect(first byte, id uint16) error {
+	if _, err := io.ReadFull(p.nc, p.ack[:]); err != nil {
+		return fmt.Errorf("raw: reading the acknowledgement: %w", err)
+	}
+	if p.ack[0] != first || p.ack[1] != 2 || binary.BigEndian.Uint16(p.ack[2:]) != id {
+		return fmt.Errorf("raw: got % x, want %#x for packet %d", p.ack, first, id)
+	}
+	return nil
+}
+
+func (p *rawSyncPub) finish() error {
+	if p.qos > 0 {
+		return nil // each publish read its own acknowledgement
+	}
+	if err := writeBarrier(p.nc); err != nil {
+		return err
+	}
+	return p.expect(0x40, barrierID)
+}
+
+func (p *rawSyncPub) push() error { return nil }
+
+func (p *rawSyncPub) close() {
+	p.nc.Write([]byte{0xE0, 0x00}) // DISCONNECT
+	p.nc.Close()
 }
 
 // rawSub is the raw subscriber: it acknowledges each QoS 1 PUBLISH with a
