@@ -83,7 +83,7 @@ func validateMessage(m *Message, version byte) error {
 	if m.QoS > AtMostOnce {
 		p.PacketID = 1 // any: it only takes its two bytes
 	}
-	_, err := codec.Size(&p, version)
+	_, err := p.Size(version)
 	return err
 }
 

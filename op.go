@@ -105,12 +105,7 @@ func (o *op) Written(err error) {
 		// and a QoS 1/2 flight is ended by the session.
 		err = fmt.Errorf("%w: %w", ErrInvalidMessage, err)
 		if !o.finishOnWrite {
-			go func() {
-				select {
-				case o.c.ctrl <- unsendableRequest{o: o, err: err}:
-				case <-o.c.done:
-				}
-			}()
+			go o.unsendable(err)
 			return
 		}
 		o.finish(err)
@@ -123,6 +118,16 @@ func (o *op) Written(err error) {
 		err = fmt.Errorf("%w: the connection failed while a QoS 0 message was being written: %w", ErrOutcomeUnknown, err)
 	}
 	o.finish(err)
+}
+
+// unsendable tells the session that the writer could not encode o's
+// packet. Its own function, so that Written, on every write's path, does
+// not move err to the heap for a goroutine it almost never starts.
+func (o *op) unsendable(err error) {
+	select {
+	case o.c.ctrl <- unsendableRequest{o: o, err: err}:
+	case <-o.c.done:
+	}
 }
 
 // armWatchers records that stopCancel and stopExpiry are set, so that

@@ -51,11 +51,32 @@ func frameBody(p sizer, version byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return n, checkRemaining(p.Type(), n)
+}
+
+// checkRemaining refuses a Remaining Length over the protocol's limit.
+func checkRemaining(t PacketType, n int) error {
 	if n > maxRemaining {
-		return 0, errorf(PacketTooLarge, p.Type(), -1,
-			"remaining length %d is more than the protocol allows (%d)", n, maxRemaining)
+		return errorf(PacketTooLarge, t, -1, "remaining length %d is more than the protocol allows (%d)", n, maxRemaining)
 	}
-	return n, nil
+	return nil
+}
+
+// Size is the package's Size for a PUBLISH, without the interface: the
+// caller's Publish can stay on its stack (Size(p, ...) moves it to the
+// heap), which makes a check before every publish free of allocations.
+func (p *Publish) Size(version byte) (int, error) {
+	if err := checkVersion(version); err != nil {
+		return 0, err
+	}
+	n, err := p.bodyLen(version)
+	if err != nil {
+		return 0, err
+	}
+	if err := checkRemaining(TypePublish, n); err != nil {
+		return 0, err
+	}
+	return 1 + varintLen(n) + n, nil
 }
 
 // Size reports how many bytes p's frame takes at protocol level version, fixed header
