@@ -25,7 +25,7 @@ type Client struct {
 	// Requests into the session goroutine, which owns all session state.
 	pubs    chan *pubOp
 	ctrl    chan any          // *ctlOp, cancelRequest, ackRequest, *disconnectRequest
-	conns   chan *conn.Conn   // a new connection, from the supervisor
+	conns   chan newConn      // a new connection, from the supervisor
 	inbound chan conn.Inbound // frames, from connection readers
 
 	// adm bounds the publishes accepted and not yet finished.
@@ -87,16 +87,19 @@ type Client struct {
 	supErr       error         // set before supDone is closed
 
 	// Owned by the supervisor goroutine (Start and OnEvent run there).
-	serverIdx       int
-	redirect        string // a broker's Server Reference to try next; "" for none
-	runServer       string // the server of the current run, as shown: password redacted
-	runUp           bool   // the current run reached CONNACK
-	runUpAt         time.Time
-	runPresent      bool // the current run's CONNACK said Session Present
-	takeover        takeoverWatch
-	connectedBefore bool
-	lastErrMu       sync.Mutex
-	lastErr         error // the latest connection failure, for the errors of Dial and WaitConnected
+	serverIdx  int
+	redirect   string // a broker's Server Reference to try next; "" for none
+	runServer  string // the server of the current run, as shown: password redacted
+	runUp      bool   // the current run reached CONNACK
+	runUpAt    time.Time
+	runPresent bool // the current run's CONNACK said Session Present
+	// connectUnanswered: since the last CONNACK, an attempt's CONNECT may
+	// have reached the broker without its answer reaching the client.
+	connectUnanswered bool
+	takeover          takeoverWatch
+	connectedBefore   bool
+	lastErrMu         sync.Mutex
+	lastErr           error // the latest connection failure, for the errors of Dial and WaitConnected
 }
 
 // Dial validates cfg, connects to the first server that answers, retrying
@@ -161,7 +164,7 @@ func Start(cfg Config) (*Client, error) {
 		connect:  s.connectPacket(),
 		pubs:     make(chan *pubOp),
 		ctrl:     make(chan any),
-		conns:    make(chan *conn.Conn),
+		conns:    make(chan newConn),
 		inbound:  make(chan conn.Inbound, 16),
 		adm:      admission{maxN: s.MaxQueued, maxBytes: s.MaxQueuedBytes},
 		takeover: takeoverWatch{stableAfter: s.StableAfter},
@@ -698,6 +701,16 @@ type inboundAck struct {
 
 // ackRequest is a Message.Ack call.
 type ackRequest struct{ a *inboundAck }
+
+// newConn is a connection the supervisor hands to the session.
+type newConn struct {
+	cn *conn.Conn
+	// presentUnproven: the CONNACK says Session Present, but an earlier
+	// attempt's CONNECT may have reached the broker unanswered since the
+	// last connection; a broker that had lost the session may have made
+	// the one it now calls present (see conn.ConnectMayHaveArrived).
+	presentUnproven bool
+}
 
 // lastError is the latest connection failure, for the errors of Dial and
 // WaitConnected.

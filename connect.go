@@ -56,6 +56,9 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 		endTurn()
 	}
 	if err != nil {
+		if conn.ConnectMayHaveArrived(err) {
+			c.connectUnanswered = true
+		}
 		c.stats.attemptFailed(err)
 		if !redirected {
 			c.serverIdx = (c.serverIdx + 1) % len(c.cfg.Servers)
@@ -66,8 +69,10 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	}
 	// The session must know the connection before its first frame, so
 	// the reader starts only once the session has taken it.
+	nc := newConn{cn: cn, presentUnproven: c.connectUnanswered && cn.Connack().SessionPresent}
+	c.connectUnanswered = false
 	select {
-	case c.conns <- cn:
+	case c.conns <- nc:
 	case <-ctx.Done():
 		cn.Close()
 		return context.Cause(ctx)

@@ -191,7 +191,7 @@ func (s *session) run() {
 		}
 		var o *pubOp
 		var r any
-		var cn *conn.Conn
+		var cn newConn
 		var in conn.Inbound
 		var t routeTurn
 		var what int
@@ -478,7 +478,8 @@ func (s *session) control(r any) {
 // asks: adopt the limits its CONNACK announced, deal with a session the
 // broker lost, send again what the session owes (resendOwed), then new
 // work.
-func (s *session) connected(cn *conn.Conn) {
+func (s *session) connected(nc newConn) {
+	cn := nc.cn
 	if s.cur != nil {
 		// The old connection's end and the new one arrived together and
 		// select picked the new one first: settle the old one now.
@@ -509,6 +510,14 @@ func (s *session) connected(cn *conn.Conn) {
 		if unfinished, ok = s.brokerLostSession(unfinished); !ok {
 			return // the store failed: this connection is closed, the next one tries again
 		}
+	} else if nc.presentUnproven {
+		// The session the broker calls present may be one it made for an
+		// unanswered CONNECT after losing ours: subscribing again costs a
+		// SUBACK if the subscriptions are there, and saves them if not.
+		// Flights go again as for a kept session; a broker that does not
+		// know them takes the PUBLISHes as new and completes the PUBRELs.
+		s.cfg.Logger.Info("mqtt: an earlier CONNECT went unanswered, so the session the broker calls present may be new; subscribing again")
+		s.resubscribe(true)
 	}
 	// Acknowledgements the application gave while we were away are not
 	// sent now: the broker re-sends every message it has no
@@ -596,7 +605,7 @@ func (s *session) brokerLostSession(unfinished []*flight) ([]*flight, bool) {
 		}
 		again = append(again, f)
 	}
-	s.resubscribe()
+	s.resubscribe(false)
 	return again, true
 }
 

@@ -439,11 +439,25 @@ func subscribePacket(id uint16, subs []Subscription) *codec.Subscribe {
 // resubscribe sends everything the client is subscribed to again, after the
 // broker lost the session: up to resubscribeBatch filters per SUBSCRIBE,
 // fewer when that would exceed the broker's Maximum Packet Size. A filter
-// that does not fit alone is left out, and said so.
-func (s *session) resubscribe() {
+// that does not fit alone is left out, and said so. maybeKept: the broker
+// may still have them (the session it calls present is unproven), so under
+// MQTT 5 retained messages are asked for only where a subscription is new
+// (Retain Handling 1 where the application asked for 0).
+func (s *session) resubscribe(maybeKept bool) {
+	packet := func(subs []Subscription) *codec.Subscribe {
+		p := s.resubscribePacket(subs)
+		if maybeKept && s.cfg.version == codec.V5 {
+			for i := range p.Subscriptions {
+				if p.Subscriptions[i].RetainHandling == 0 {
+					p.Subscriptions[i].RetainHandling = 1
+				}
+			}
+		}
+		return p
+	}
 	for start := 0; start < len(s.subs); {
 		n := s.sameSubID(start, min(resubscribeBatch, len(s.subs)-start))
-		pkt := s.resubscribePacket(s.subs[start : start+n])
+		pkt := packet(s.subs[start : start+n])
 		for size, ok := s.fitsPacket(pkt); !ok; size, ok = s.fitsPacket(pkt) {
 			if n == 1 {
 				s.cfg.Logger.Error("mqtt: cannot subscribe again after the broker lost the session: the SUBSCRIBE is larger than the broker's Maximum Packet Size",
@@ -451,7 +465,7 @@ func (s *session) resubscribe() {
 				break
 			}
 			n /= 2
-			pkt = s.resubscribePacket(s.subs[start : start+n])
+			pkt = packet(s.subs[start : start+n])
 		}
 		start += n
 		if _, ok := s.fitsPacket(pkt); !ok {

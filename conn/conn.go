@@ -143,8 +143,11 @@ type Conn struct {
 	inbound   chan<- Inbound
 	inline    func(Inbound) bool
 	pendingIn atomic.Int32 // frames sent through inbound and not yet Taken
-	connack   *codec.Connack
-	epoch     time.Time // origin of the liveness clocks below
+	// connectWritten: the handshake began writing CONNECT (see
+	// ConnectMayHaveArrived).
+	connectWritten bool
+	connack        *codec.Connack
+	epoch          time.Time // origin of the liveness clocks below
 	// authMethod is the CONNECT's Authentication Method; "" for none.
 	authMethod string
 	// aliasMax is how many Topic Aliases the writer may use: the smaller
@@ -269,6 +272,10 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 	c.br = newReader(liveReader{c})
 	if err := c.handshake(ctx, cfg.Connect, cfg.Auth); err != nil {
 		nc.Close()
+		var refused *ConnectError
+		if c.connectWritten && !errors.As(err, &refused) {
+			err = &connectSent{err}
+		}
 		return nil, err
 	}
 	if p := c.connack.Properties; p != nil && p.TopicAliasMaximum != nil && c.version == codec.V5 {
@@ -294,6 +301,7 @@ func (c *Conn) handshake(ctx context.Context, connect *codec.Connect, auth Authe
 		stop()
 		return fmt.Errorf("conn: cannot encode CONNECT: %w", err)
 	}
+	c.connectWritten = true // from here on the broker may have it
 	if _, err := c.nc.Write(frame); err != nil {
 		stop()
 		return ctxErr(fmt.Errorf("conn: send CONNECT to %s: %w", c.server, err))

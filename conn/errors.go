@@ -111,3 +111,23 @@ func (e *DisconnectError) Error() string {
 	}
 	return s
 }
+
+// connectSent marks the error of a connection attempt whose CONNECT may
+// have reached the broker (it was written, whole or in part) while no
+// answer came back: the broker may have made or resumed the session.
+type connectSent struct{ err error }
+
+func (e *connectSent) Error() string { return e.err.Error() }
+func (e *connectSent) Unwrap() error { return e.err }
+
+// ConnectMayHaveArrived reports whether err, from Open or Establish, is
+// that of an attempt whose CONNECT may have reached the broker without its
+// CONNACK reaching the client (not a refusal, which creates no session,
+// nor a failure before CONNECT was written). A broker that had lost the
+// client's session may then have made a new one, and will say Session
+// Present to the next CONNECT although nothing of the client's old
+// session is in it: its subscriptions must be made again.
+func ConnectMayHaveArrived(err error) bool {
+	var e *connectSent
+	return errors.As(err, &e)
+}
