@@ -12,8 +12,8 @@ import (
 // nothing else. While the reader waits on such a connection, it waits for
 // one byte on the socket with its buffer back in a pool, and takes a
 // buffer again when the next frame begins. A connection counts as idle
-// from its CONNACK until the first frame, and after a PINGRESP that came
-// alone: a busy connection rarely sends PINGREQ (it pings only after a
+// from its CONNACK until the first frame, and after a PINGRESP, SUBACK or
+// UNSUBACK that came alone: a busy connection rarely sends PINGREQ (it pings only after a
 // keepalive interval without sending), so its reader keeps its buffer and
 // pays nothing.
 

@@ -52,6 +52,13 @@ func (c *Conn) ReadLoop(ctx context.Context) error {
 			c.idle = c.br.Buffered() == 0
 			continue
 		}
+		switch p.(type) {
+		case *codec.Suback, *codec.Unsuback:
+			// Alone, the end of a subscriber's setup: most then wait
+			// quietly for messages (found by bench/fleet: 4 KiB more per
+			// client until the first PINGRESP).
+			c.idle = c.br.Buffered() == 0
+		}
 		if !c.handOff(Inbound{Conn: c, Packet: p}) {
 			return c.err
 		}
