@@ -79,7 +79,7 @@ type Client struct {
 	// inlineAck is the session's handler of acknowledgements on the
 	// reader's goroutine (conn.Config.Inline).
 	inlineAck     func(conn.Inbound) bool
-	inlinePublish func(*pubOp) bool // the session's, see session.inlinePublish
+	inlinePublish func(o *pubOp, callerFlushes bool) bool // the session's, see session.inlinePublish
 	// wantProgress is set while a Flush or a Disconnect waits for
 	// publishes to finish: only then does a finish signal progress.
 	wantProgress atomic.Bool
@@ -321,7 +321,7 @@ func (c *Client) Publish(ctx context.Context, m Message) error {
 	if ch == nil {
 		ch = make(chan error, 1)
 	}
-	err := <-c.publish(ctx, m, ch)
+	err := <-c.publish(ctx, m, ch, true)
 	// Safe to reuse: a publish sends its one result once, and nothing
 	// else sends on the channel.
 	c.resultChans.Put(ch)
@@ -376,12 +376,12 @@ func (c *Client) publishNow(ctx context.Context, m *Message) (err error, done bo
 // is durably stored. Publish costs one allocation less per message: its
 // result channel is recycled.
 func (c *Client) PublishAsync(ctx context.Context, m Message) <-chan error {
-	return c.publish(ctx, m, make(chan error, 1))
+	return c.publish(ctx, m, make(chan error, 1), false)
 }
 
 // publish is PublishAsync with the result channel supplied: empty, with a
-// buffer of one.
-func (c *Client) publish(ctx context.Context, m Message, result chan error) chan error {
+// buffer of one. waits: the caller (Publish) waits for the result.
+func (c *Client) publish(ctx context.Context, m Message, result chan error, waits bool) chan error {
 	o := &pubOp{}
 	o.init(c, ctx, result)
 	if err := validateMessage(&m, c.cfg.version); err != nil {
@@ -419,7 +419,10 @@ func (c *Client) publish(ctx context.Context, m Message, result chan error) chan
 	}
 	// The session takes it on this goroutine when it is free and nothing
 	// of this caller's is in transit; otherwise through c.pubs.
-	if c.inTransit.Load() != 0 || !c.inlinePublish(o) {
+	// A caller that waits anyway, with no deadline to keep, also writes
+	// the frame itself (see Publish).
+	_, bounded := ctx.Deadline()
+	if c.inTransit.Load() != 0 || !c.inlinePublish(o, waits && !bounded) {
 		c.inTransit.Add(1)
 		select {
 		case c.pubs <- o:

@@ -56,18 +56,22 @@ type session struct {
 	// session loop for each turn, or a reader handling an acknowledgement
 	// inline (inlineAck). One owner at a time; the loop never holds it
 	// while it waits.
-	mu          sync.Mutex
-	wake        chan struct{}     // 1-buffered: inlineAck changed the loop's waitKey
-	inlineErr   error             // a store failure met inline: the loop stops with it
-	nextID      uint16            // last packet identifier handed out
-	pubInflight int               // flights that are publishes
-	resend      []*flight         // publishes owed again on cur, waiting for room in its window
-	resendN     int               // how many of resend are still owed (the rest ended meanwhile)
-	settled     *idSet            // identifiers whose publish flow ended on cur; nil until the first
-	waitingCtl  []*ctlOp          // subscribes/unsubscribes waiting for a connection
-	latest      map[string]*pubOp // LatestPerTopic: the newest queued publish per topic
-	sentQoS0    fifo[*pubOp]      // QoS 0 publishes handed to cur and maybe not written yet
-	flushes     []*flushWaiter    // Flush calls waiting
+	mu        sync.Mutex
+	wake      chan struct{} // 1-buffered: inlineAck changed the loop's waitKey
+	inlineErr error         // a store failure met inline: the loop stops with it
+	// callerFlushes: frames are queued without waking the writer, and
+	// flushOwed is the connection the inline caller must flush after.
+	callerFlushes bool
+	flushOwed     *conn.Conn
+	nextID        uint16            // last packet identifier handed out
+	pubInflight   int               // flights that are publishes
+	resend        []*flight         // publishes owed again on cur, waiting for room in its window
+	resendN       int               // how many of resend are still owed (the rest ended meanwhile)
+	settled       *idSet            // identifiers whose publish flow ended on cur; nil until the first
+	waitingCtl    []*ctlOp          // subscribes/unsubscribes waiting for a connection
+	latest        map[string]*pubOp // LatestPerTopic: the newest queued publish per topic
+	sentQoS0      fifo[*pubOp]      // QoS 0 publishes handed to cur and maybe not written yet
+	flushes       []*flushWaiter    // Flush calls waiting
 
 	// Config.Store (see session_store.go).
 	storeSeq   uint64         // the last key given to an outbound record
@@ -309,15 +313,28 @@ func (s *session) takePublish(o *pubOp) {
 // caller has nothing of its own in transit (Client.publish checks), so its
 // publishes stay in order. It reports false, changing nothing, when o
 // must go through c.pubs.
-func (s *session) inlinePublish(o *pubOp) bool {
+//
+// callerFlushes: the caller waits for the result anyway and may block on
+// the socket (a synchronous Publish whose ctx has no deadline), so the
+// frames this turn queues are written on its goroutine (conn.FlushNow)
+// instead of waking the writer for them.
+func (s *session) inlinePublish(o *pubOp, callerFlushes bool) bool {
 	if !s.mu.TryLock() {
 		return false
 	}
-	defer s.mu.Unlock()
 	if s.phase == stopped || s.inlineErr != nil {
+		s.mu.Unlock()
 		return false
 	}
+	s.callerFlushes = callerFlushes
 	s.inline(func() { s.acceptPublish(o) })
+	s.callerFlushes = false
+	owed := s.flushOwed
+	s.flushOwed = nil
+	s.mu.Unlock()
+	if owed != nil {
+		owed.FlushNow()
+	}
 	return true
 }
 

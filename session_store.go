@@ -421,6 +421,10 @@ func (s *session) send(f conn.Frame) bool {
 		s.held = append(s.held, f)
 		return true
 	}
+	if s.callerFlushes {
+		s.flushOwed = s.cur
+		return s.cur.SendQuiet(f)
+	}
 	return s.cur.Send(f)
 }
 

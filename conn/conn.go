@@ -185,6 +185,7 @@ type Conn struct {
 	saidGoodbye atomic.Bool
 	// nowBuf is WriteNow's encode buffer, guarded by flushMu.
 	nowBuf []byte
+	fs     flushState // guarded by flushMu
 
 	// wmu serialises writes on nc between the writer and the best-effort
 	// DISCONNECT of a failing connection.
@@ -280,6 +281,9 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 	}
 	if p := c.connack.Properties; p != nil && p.TopicAliasMaximum != nil && c.version == codec.V5 {
 		c.aliasMax = min(max(cfg.TopicAliases, 0), int(*p.TopicAliasMaximum))
+	}
+	if c.aliasMax > 0 {
+		c.fs.aliases = newAliasTable(c.aliasMax, c.brokerMaxPacket())
 	}
 	return c, nil
 }
@@ -476,19 +480,32 @@ func (c *Conn) Fail(err error) {
 // Send queues f for the writer and returns at once. It reports false, and
 // queues nothing, once the connection has ended or been drained.
 func (c *Conn) Send(f Frame) bool {
+	if !c.SendQuiet(f) {
+		return false
+	}
+	c.wakeWriter()
+	return true
+}
+
+// SendQuiet is Send without waking the writer: the caller promises to
+// call FlushNow (or Send) right after.
+func (c *Conn) SendQuiet(f Frame) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed {
-		c.mu.Unlock()
 		return false
 	}
 	c.queue = append(c.queue, f)
 	c.queued.Store(int32(min(len(c.queue), math.MaxInt32)))
-	c.mu.Unlock()
+	return true
+}
+
+// wakeWriter tells the writer that frames wait.
+func (c *Conn) wakeWriter() {
 	select {
 	case c.kick <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 // Drain stops the queue and returns the frames the writer never took, in

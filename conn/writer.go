@@ -35,9 +35,6 @@ func (c *Conn) WriteLoop(ctx context.Context) error {
 	defer stop()
 
 	w := writer{c: c}
-	if c.aliasMax > 0 {
-		w.aliases = newAliasTable(c.aliasMax, c.brokerMaxPacket())
-	}
 	var tick <-chan time.Time
 	if c.keepAlive > 0 {
 		w.timer = time.NewTimer(c.pingAfter())
@@ -56,7 +53,7 @@ func (c *Conn) WriteLoop(ctx context.Context) error {
 			c.Fail(err)
 			return c.err
 		}
-		if err := w.flush(ping); err != nil {
+		if err := c.flush(ping); err != nil {
 			c.Fail(err)
 			return c.err
 		}
@@ -66,13 +63,8 @@ func (c *Conn) WriteLoop(ctx context.Context) error {
 // writer is the state owned by the WriteLoop goroutine.
 type writer struct {
 	c        *Conn
-	buf      []byte  // encode buffer, reused
-	batch    []Frame // frames taken from the queue, reused
 	timer    *time.Timer
 	pingSent int64 // when the outstanding PINGREQ was written; 0: none
-	// aliases, with Config.TopicAliases, gives outbound topics their Topic
-	// Aliases; nil: none.
-	aliases *aliasTable
 }
 
 // keepalive decides whether a PINGREQ is due, fails the connection when the
@@ -131,12 +123,43 @@ func (c *Conn) pingAfter() time.Duration {
 // leaves.
 const maxWriteBatch = 64 << 10
 
+// flushState is what a flush works with, guarded by Conn.flushMu: whoever
+// holds it (the writer, or a caller in FlushNow) flushes.
+type flushState struct {
+	buf   []byte  // encode buffer, reused
+	batch []Frame // frames taken from the queue, reused
+	// aliases, with Config.TopicAliases, gives outbound topics their Topic
+	// Aliases; nil: none.
+	aliases *aliasTable
+}
+
 // flush takes what is queued, encodes it after an optional PINGREQ, up to
 // maxWriteBatch bytes, and writes it in one call.
-func (w *writer) flush(ping bool) error {
-	c := w.c
+func (c *Conn) flush(ping bool) error {
 	c.flushMu.Lock() // Drain waits for the frames a flush puts back
 	defer c.flushMu.Unlock()
+	return c.flushHeld(ping)
+}
+
+// FlushNow writes what is queued on the caller's goroutine when the writer
+// is not writing (otherwise it wakes the writer, which then does): a caller
+// that queued its frame with SendQuiet and waits for the answer anyway
+// saves the writer's wake-up. A write that fails fails the connection.
+func (c *Conn) FlushNow() {
+	if !c.flushMu.TryLock() {
+		c.wakeWriter()
+		return
+	}
+	err := c.flushHeld(false)
+	c.flushMu.Unlock()
+	if err != nil {
+		c.Fail(err)
+	}
+}
+
+// flushHeld is flush with flushMu held.
+func (c *Conn) flushHeld(ping bool) error {
+	w := &c.fs
 	if c.saidGoodbye.Load() {
 		return nil
 	}
@@ -167,7 +190,7 @@ func (w *writer) flush(ping bool) error {
 			continue // withdrawn before it was written
 		}
 		var err error
-		if buf, err = w.encode(buf, f.Packet); err != nil {
+		if buf, err = c.encode(buf, f.Packet); err != nil {
 			// The session validates before queueing, so this is a bug
 			// or a limit that changed; fail the one packet, not the link.
 			if f.Track != nil {
@@ -203,25 +226,26 @@ func (w *writer) flush(ping bool) error {
 // it one, and whole if that frame fails to encode or, carrying topic and
 // alias, exceeds the broker's Maximum Packet Size (which the session
 // checked p against).
-func (w *writer) encode(buf []byte, p codec.Packet) ([]byte, error) {
-	if w.aliases == nil {
-		return p.AppendTo(buf, w.c.version)
+func (c *Conn) encode(buf []byte, p codec.Packet) ([]byte, error) {
+	aliases := c.fs.aliases
+	if aliases == nil {
+		return p.AppendTo(buf, c.version)
 	}
 	pub, ok := p.(*codec.Publish)
 	if !ok {
-		return p.AppendTo(buf, w.c.version)
+		return p.AppendTo(buf, c.version)
 	}
-	pkt, e, set := w.aliases.packet(pub)
+	pkt, e, set := aliases.packet(pub)
 	if e == nil {
-		return p.AppendTo(buf, w.c.version)
+		return p.AppendTo(buf, c.version)
 	}
 	start := len(buf)
-	out, err := pkt.AppendTo(buf, w.c.version)
-	if err == nil && !(set && w.aliases.tooLarge(len(out)-start)) {
+	out, err := pkt.AppendTo(buf, c.version)
+	if err == nil && !(set && aliases.tooLarge(len(out)-start)) {
 		return out, nil
 	}
-	w.aliases.forget(e)
-	return p.AppendTo(out[:start], w.c.version)
+	aliases.forget(e)
+	return p.AppendTo(out[:start], c.version)
 }
 
 // write puts buf on the socket, bounded by a deadline derived from the
