@@ -34,6 +34,14 @@
 // therefore randomises each delay by default ([FullJitter]); the other
 // [Jitter] modes trade spread for predictability.
 //
+// Measured with 10,000 clients and Mosquitto stopped for 5 s (bench/fleet):
+// every strategy retries the whole fleet within the first second, while the
+// broker is down; once it listens again, [Default] brings the fleet back at
+// about 2,300 connections a second, where [Constant] (2 s) and an
+// exponential without jitter bring all 10,000 within a second. The price of
+// full jitter is the tail: 99% back after 21 s and the last after 60 s,
+// against 10-11 s; a lower Max bounds it.
+//
 // # Writing your own
 //
 // [Func] turns a function into a Strategy, and the wrappers [MaxAttempts] and
