@@ -78,26 +78,23 @@ func textWidth(s string, scale int) int {
 // drawText draws s with its top left corner at (x, y), each font pixel a
 // scale×scale square.
 func drawText(img *image.RGBA, x, y int, s string, scale int, c color.Color) {
-	for _, r := range strings.ToUpper(s) {
-		g, ok := glyphs[r]
-		if !ok {
-			g = glyphs['?']
-		}
-		for row, bits := range g {
-			for col := range 5 {
-				if bits&(0x10>>col) != 0 {
-					fillRect(img, x+col*scale, y+row*scale, scale, scale, c)
-				}
-			}
-		}
-		x += 6 * scale
-	}
+	drawGlyphs(img, s, scale, c, func(i, row, col int) (int, int) {
+		return x + (6*i+col)*scale, y + row*scale
+	})
 }
 
 // drawTextUp draws s rotated a quarter turn anticlockwise (reading
 // upwards), its baseline's start at (x, y): for the y axis's label.
 func drawTextUp(img *image.RGBA, x, y int, s string, scale int, c color.Color) {
-	for _, r := range strings.ToUpper(s) {
+	drawGlyphs(img, s, scale, c, func(i, row, col int) (int, int) {
+		return x + row*scale, y - (6*i+col+1)*scale
+	})
+}
+
+// drawGlyphs draws the font pixels of s, the i-th character's pixel at
+// (row, col) where place puts it.
+func drawGlyphs(img *image.RGBA, s string, scale int, c color.Color, place func(i, row, col int) (x, y int)) {
+	for i, r := range []rune(strings.ToUpper(s)) {
 		g, ok := glyphs[r]
 		if !ok {
 			g = glyphs['?']
@@ -105,11 +102,11 @@ func drawTextUp(img *image.RGBA, x, y int, s string, scale int, c color.Color) {
 		for row, bits := range g {
 			for col := range 5 {
 				if bits&(0x10>>col) != 0 {
-					fillRect(img, x+row*scale, y-(col+1)*scale, scale, scale, c)
+					px, py := place(i, row, col)
+					fillRect(img, px, py, scale, scale, c)
 				}
 			}
 		}
-		y -= 6 * scale
 	}
 }
 
