@@ -29,7 +29,9 @@ type Stats struct {
 
 	// BytesWritten and BytesRead count the MQTT bytes of every
 	// connection (CONNECT, PINGREQ and all), above TLS and WebSocket
-	// framing.
+	// framing. A write is counted when it returns, which can be a moment
+	// after the acknowledgement it brought was read (and a QoS 1/2
+	// Publish returned); after Close the counts are final.
 	BytesWritten, BytesRead uint64
 
 	// Connected says whether a connection is up now. TimeConnected and
