@@ -150,6 +150,14 @@ func (s *session) fits(p *codec.Publish) error {
 // in-flight window has room. The queue is strictly first in, first out.
 func (s *session) pump() {
 	defer s.c.stats.inflight.Store(int64(s.pubInflight))
+	if s.cur != nil && s.cur.Err() != nil {
+		// The connection died and the loop has not taken the news yet
+		// (a publish taken in on its caller's goroutine, or in the same
+		// turn as the end): what is queued stays queued, as it would a
+		// moment later, instead of going into flight on a dead link
+		// (where LatestPerTopic could no longer supersede it).
+		s.lost()
+	}
 	if s.resendN > 0 && !s.sendOwed() {
 		return // what the session owes goes before anything new
 	}
@@ -201,7 +209,7 @@ func (s *session) pump() {
 			// The connection died under us; lost() runs next. A QoS 1/2
 			// publish has its flight and goes again from there.
 			if o.pkt.QoS == AtMostOnce {
-				s.queue.pushFront([]*pubOp{o})
+				s.requeue([]*pubOp{o})
 			}
 			return
 		}
@@ -212,6 +220,26 @@ func (s *session) pump() {
 			s.sentQoS0.push(o)
 		}
 	}
+}
+
+// requeue puts QoS 0 publishes that were taken for a connection that died
+// before writing them back at the front of the queue, in their order, as
+// waiting messages again: a LatestPerTopic one is again the one a newer
+// publish to its topic supersedes, or, if a newer one already waits (it
+// came while this one was out of the queue), is superseded by it now.
+func (s *session) requeue(ops []*pubOp) {
+	back := ops[:0]
+	for _, o := range ops {
+		if o.policy == LatestPerTopic {
+			if newer := s.latest[o.pkt.Topic]; newer != nil && newer != o && !newer.done() {
+				s.dropQueued(o, fmt.Errorf("%w: publish to %s was still waiting when a newer one came", ErrSuperseded, o.pkt.Topic))
+				continue
+			}
+			s.latest[o.pkt.Topic] = o
+		}
+		back = append(back, o)
+	}
+	s.queue.pushFront(back)
 }
 
 // popQueued removes o, the front of the queue, from the queue.

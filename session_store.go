@@ -475,7 +475,7 @@ func (s *session) unhold(frames []conn.Frame) {
 			back = append(back, o)
 		}
 	}
-	s.queue.pushFront(back)
+	s.requeue(back)
 }
 
 // closeStore syncs the store when the session ends. The application owns
