@@ -185,11 +185,10 @@ func (s *supervisor) next(out outcome) backoff.Attempt {
 // runOnce performs one run: Start, then waiting for it to come up and to
 // fail. It returns after every member has returned.
 func (s *supervisor) runOnce(ctx context.Context) outcome {
+	g := newGroup(ctx)
 	// Cancelled on return, so that members stop even if Start or OnEvent
 	// panics out of Run; on the normal path they have all returned already.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	g := newGroup(ctx)
+	defer g.cancel(nil)
 
 	if err := s.start(g.ctx, g); err != nil {
 		g.fail(err)
