@@ -72,7 +72,7 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	nc := newConn{cn: cn, presentUnproven: c.connectUnanswered && cn.Connack().SessionPresent}
 	c.connectUnanswered = false
 	select {
-	case c.conns <- nc:
+	case c.ctrl <- nc:
 	case <-ctx.Done():
 		cn.Close()
 		return context.Cause(ctx)

@@ -152,6 +152,18 @@ func (c *Client) emit(e Event) {
 	if c.eventsClosed {
 		return
 	}
+	if c.events == nil {
+		// Nobody asked for the channel yet: keep what it would hold.
+		if len(c.unread) == eventBuffer && e.Kind == Reconnecting {
+			return
+		}
+		u := c.unread
+		if len(u) == cap(u) && len(u) == eventBuffer {
+			u = append(make([]Event, 0, eventBuffer+1), u...) // not 16
+		}
+		c.unread = makeRoom(append(u, e), eventBuffer)
+		return
+	}
 	select {
 	case c.events <- e:
 		return

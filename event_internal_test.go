@@ -11,19 +11,22 @@ import (
 // and an application waiting for ConnectionLost never saw it); other
 // events still make room by dropping the oldest.
 func TestEmitKeepsNewsOverRetries(t *testing.T) {
-	c := &Client{events: make(chan Event, eventBuffer)}
+	eachEventsStart(t, testEmitKeepsNewsOverRetries)
+}
+
+func testEmitKeepsNewsOverRetries(t *testing.T, c *Client, events func() <-chan Event) {
 	c.emit(Event{Kind: ConnectionLost, Err: errors.New("gone")})
 	for i := range 1000 {
 		c.emit(Event{Kind: Reconnecting, Delay: 0, Count: i})
 	}
-	if e := <-c.events; e.Kind != ConnectionLost {
+	if e := <-events(); e.Kind != ConnectionLost {
 		t.Fatalf("first event %v, want the ConnectionLost before the retries", e)
 	}
 	for range eventBuffer {
 		c.emit(Event{Kind: Connected})
 	}
 	for range eventBuffer {
-		if e := <-c.events; e.Kind != Connected {
+		if e := <-events(); e.Kind != Connected {
 			t.Fatalf("got %v; a full buffer should have dropped the old retries for the news", e)
 		}
 	}
@@ -34,7 +37,10 @@ func TestEmitKeepsNewsOverRetries(t *testing.T) {
 // which the broker's new Maximum Packet Size fits none of 20 stored
 // publishes) is never dropped: the events merge, each failure kept.
 func TestEmitNeverDropsStoredFailures(t *testing.T) {
-	c := &Client{events: make(chan Event, eventBuffer)}
+	eachEventsStart(t, testEmitNeverDropsStoredFailures)
+}
+
+func testEmitNeverDropsStoredFailures(t *testing.T, c *Client, events func() <-chan Event) {
 	c.emit(Event{Kind: ConnectionLost, Err: errors.New("gone")})
 	const n = 3 * eventBuffer
 	for i := range n {
@@ -45,7 +51,7 @@ func TestEmitNeverDropsStoredFailures(t *testing.T) {
 	count := 0
 	for more := true; more; {
 		select {
-		case e := <-c.events:
+		case e := <-events():
 			if e.Kind == ConnectionLost {
 				t.Errorf("the oldest event of another kind should have made room first: %v", e)
 			}
@@ -67,5 +73,55 @@ func TestEmitNeverDropsStoredFailures(t *testing.T) {
 		if want := fmt.Sprintf("publish %d to t/%d failed", i, i); err.Error() != want {
 			t.Fatalf("failure %d is %q, want %q, in order", i, err, want)
 		}
+	}
+}
+
+// eachEventsStart runs test twice: once with the Events channel made
+// before the first event (an application that reads events from the
+// start), once with the events kept until the test's first read makes it
+// (emit holds them meanwhile, to the same rules).
+func eachEventsStart(t *testing.T, test func(t *testing.T, c *Client, events func() <-chan Event)) {
+	t.Run("channel first", func(t *testing.T) {
+		c := &Client{}
+		ch := c.Events()
+		test(t, c, func() <-chan Event { return ch })
+	})
+	t.Run("channel made later", func(t *testing.T) {
+		c := &Client{}
+		test(t, c, c.Events)
+	})
+}
+
+// A client whose events nobody asked for keeps them until Events is
+// called, in order, as the channel would have; after the client stopped,
+// Events still hands them out, then reports the channel closed.
+func TestEventsAskedForLate(t *testing.T) {
+	c := &Client{}
+	for i := range 3 {
+		c.emit(Event{Kind: Connected, Count: i})
+	}
+	if len(c.unread) != 3 || c.events != nil {
+		t.Fatalf("before Events: %d kept, channel made: %t; want 3 kept and no channel", len(c.unread), c.events != nil)
+	}
+	c.eventsMu.Lock()
+	c.eventsClosed = true // what the session does when the client stops
+	c.eventsMu.Unlock()
+	c.emit(Event{Kind: Connected, Count: 99}) // after the stop: dropped
+	var got []int
+	for e := range c.Events() {
+		got = append(got, e.Count)
+	}
+	if fmt.Sprint(got) != "[0 1 2]" {
+		t.Fatalf("events %v, want [0 1 2] and then the channel closed", got)
+	}
+	if c.Events() != c.Events() {
+		t.Fatal("Events returned two different channels")
+	}
+	d := &Client{}
+	for range 2 * eventBuffer {
+		d.emit(Event{Kind: Connected})
+	}
+	if len(d.unread) != eventBuffer || cap(d.unread) > eventBuffer+1 {
+		t.Fatalf("%d kept in a slice of %d, want %d in at most %d", len(d.unread), cap(d.unread), eventBuffer, eventBuffer+1)
 	}
 }

@@ -173,10 +173,7 @@ func (o *op) finish(err error) {
 	}
 	o.result <- err
 	if o.c.wantProgress.Load() {
-		select {
-		case o.c.progress <- struct{}{}:
-		default:
-		}
+		o.c.wakeSession()
 	}
 }
 

@@ -157,13 +157,10 @@ const (
 
 func newSession(c *Client) *session {
 	return &session{
-		c:       c,
-		cfg:     c.cfg,
-		flights: make(map[uint16]*flight),
-		in:      make(map[uint16]*inState),
-		latest:  make(map[string]*pubOp),
-		maxQoS:  ExactlyOnce,
-		wake:    make(chan struct{}, 1),
+		c:      c,
+		cfg:    c.cfg,
+		maxQoS: ExactlyOnce,
+		wake:   make(chan struct{}, 1),
 	}
 }
 
@@ -195,7 +192,6 @@ func (s *session) run() {
 		}
 		var o *pubOp
 		var r any
-		var cn newConn
 		var in conn.Inbound
 		var t routeTurn
 		var what int
@@ -204,8 +200,6 @@ func (s *session) run() {
 			what = 1
 		case r = <-c.ctrl:
 			what = 2
-		case cn = <-c.conns:
-			what = 3
 		case in = <-inbound:
 			what = 4
 		case <-connDone:
@@ -214,20 +208,23 @@ func (s *session) run() {
 			what = 6
 		case t = <-turns:
 			what = 7
-		case <-c.progress:
-			what = 8
 		case <-s.wake:
 			what = 9
 		case <-finalFrame:
 			return
-		case <-c.supDone:
-			stopErr = c.supErr
-			return
-		case <-c.closing:
-			s.mu.Lock()
-			s.closeNow()
-			s.mu.Unlock()
-			return
+		}
+		if what == 9 {
+			select {
+			case <-c.supDone:
+				stopErr = c.supErr
+				return
+			case <-c.closing:
+				s.mu.Lock()
+				s.closeNow()
+				s.mu.Unlock()
+				return
+			default:
+			}
 		}
 		s.mu.Lock()
 		switch what {
@@ -238,8 +235,6 @@ func (s *session) run() {
 			takeWaiting(c.pubs, s.takePublish, always)
 		case 2:
 			s.control(r)
-		case 3:
-			s.connected(cn)
 		case 4:
 			s.takeInbound(in)
 			takeWaiting(c.inbound, s.takeInbound, s.inboundOpen)
@@ -251,12 +246,10 @@ func (s *session) run() {
 			s.delivered()
 		case 7:
 			s.routeTurn(t)
-		case 8:
-			s.checkFlushes()
-			s.checkDrained()
 		case 9:
 			// Something handled inline changed what this loop waits for,
-			// or stopped the session.
+			// or stopped the session; or a publish finished while a Flush
+			// or Disconnect waits (c.progress): endTurn checks them.
 		}
 		err := s.inlineErr
 		if err == nil {
@@ -455,6 +448,8 @@ func (s *session) control(r any) {
 	switch r := r.(type) {
 	case *ctlOp:
 		s.acceptControl(r)
+	case newConn:
+		s.connected(r)
 	case cancelRequest:
 		s.cancel(r.o)
 	case expireRequest:
@@ -651,7 +646,7 @@ func (s *session) renumber(f *flight) {
 	if f.ctl != nil {
 		f.ctl.id = id
 	}
-	s.flights[id] = f
+	s.putFlight(id, f)
 }
 
 // resendOwed sends again the flights a new connection inherits: SUBSCRIBE
@@ -962,7 +957,9 @@ func (s *session) shutdown(err error) {
 	close(c.messages)
 	c.eventsMu.Lock()
 	c.eventsClosed = true
-	close(c.events)
+	if c.events != nil {
+		close(c.events)
+	} // otherwise Events makes it closed
 	c.eventsMu.Unlock()
 	close(c.done)
 }
@@ -987,3 +984,27 @@ var errDisconnecting = errors.New("mqtt: Disconnect is already in progress")
 
 // errDraining answers calls made while a graceful Disconnect is under way.
 var errDraining = fmt.Errorf("%w: Disconnect is in progress; no new work is accepted", ErrClosed)
+
+// putFlight, putIn and putLatest store into the session's maps, which are
+// made on first use: a client that never publishes at QoS 1 or 2, never
+// receives at QoS 2 or never uses LatestPerTopic carries none of them.
+func (s *session) putFlight(id uint16, f *flight) {
+	if s.flights == nil {
+		s.flights = make(map[uint16]*flight)
+	}
+	s.flights[id] = f
+}
+
+func (s *session) putIn(id uint16, st *inState) {
+	if s.in == nil {
+		s.in = make(map[uint16]*inState)
+	}
+	s.in[id] = st
+}
+
+func (s *session) putLatest(topic string, o *pubOp) {
+	if s.latest == nil {
+		s.latest = make(map[string]*pubOp)
+	}
+	s.latest[topic] = o
+}

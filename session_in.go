@@ -110,7 +110,7 @@ func (s *session) onPublish(p *codec.Publish) {
 		return
 	}
 	st := &inState{qos: p.QoS, gen: s.gen}
-	s.in[p.PacketID] = st
+	s.putIn(p.PacketID, st)
 	s.arrivals.push(arrival{id: p.PacketID, gen: s.gen})
 	if s.cfg.ManualAck {
 		m.ack = &inboundAck{client: s.c, id: p.PacketID, gen: s.gen}

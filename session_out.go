@@ -46,7 +46,7 @@ func (s *session) acceptPublish(o *pubOp) {
 	}
 	s.queue.push(o)
 	if o.policy == LatestPerTopic {
-		s.latest[o.pkt.Topic] = o
+		s.putLatest(o.pkt.Topic, o)
 	}
 	s.pump()
 }
@@ -193,7 +193,7 @@ func (s *session) pump() {
 			o.id, o.inFlight, o.pkt.PacketID = id, true, id
 			s.seq++
 			o.fl = flight{seq: s.seq, kind: codec.TypePublish, pub: o}
-			s.flights[id] = &o.fl
+			s.putFlight(id, &o.fl)
 			s.pubInflight++
 			if o.pkt.QoS == ExactlyOnce {
 				// Durable before the PUBLISH goes: sent again after a
@@ -235,7 +235,7 @@ func (s *session) requeue(ops []*pubOp) {
 				s.dropQueued(o, fmt.Errorf("%w: publish to %s was still waiting when a newer one came", ErrSuperseded, o.pkt.Topic))
 				continue
 			}
-			s.latest[o.pkt.Topic] = o
+			s.putLatest(o.pkt.Topic, o)
 		}
 		back = append(back, o)
 	}
@@ -451,7 +451,7 @@ func (s *session) sendControl(o *ctlOp) {
 	s.seq++
 	f.seq = s.seq
 	o.id, o.inFlight = id, true
-	s.flights[id] = f
+	s.putFlight(id, f)
 	s.send(conn.Frame{Packet: f.pkt, Track: o})
 }
 
@@ -506,7 +506,7 @@ func (s *session) resubscribe(maybeKept bool) {
 		pkt.PacketID = id
 		s.seq++
 		f := &flight{seq: s.seq, kind: codec.TypeSubscribe, pkt: pkt}
-		s.flights[id] = f
+		s.putFlight(id, f)
 		s.send(conn.Frame{Packet: f.pkt})
 	}
 }

@@ -65,7 +65,7 @@ func (s *session) restore() error {
 			if len(v) != 1 || v[0] != recInbound || key-inboundKey > 0xFFFF || key == inboundKey {
 				return fmt.Errorf("mqtt: store: record %#x is not an inbound packet identifier", key)
 			}
-			s.in[uint16(key-inboundKey)] = &inState{qos: ExactlyOnce, gen: s.gen, stage: inAwaitRel, stored: true}
+			s.putIn(uint16(key-inboundKey), &inState{qos: ExactlyOnce, gen: s.gen, stage: inAwaitRel, stored: true})
 			return nil
 		}
 		return s.restorePublish(key, v)
@@ -167,7 +167,7 @@ func (s *session) restorePublish(key uint64, v []byte) error {
 		}
 		o.rel = codec.Pubrel{PacketID: id}
 	}
-	s.flights[id] = &o.fl
+	s.putFlight(id, &o.fl)
 	s.pubInflight++
 	s.nextID = max(s.nextID, id)
 	return nil
