@@ -84,7 +84,7 @@ type Client struct {
 	inTransit atomic.Int64
 	// inlineAck is the session's handler of acknowledgements on the
 	// reader's goroutine (conn.Config.Inline).
-	inlineAck     func(conn.Inbound) bool
+	inlineAck     func(*conn.Conn, []conn.Ack) int
 	inlinePublish func(o *pubOp, callerFlushes bool) bool // the session's, see session.inlinePublish
 	// wantProgress is set while a Flush or a Disconnect waits for
 	// publishes to finish: only then does a finish signal progress.

@@ -46,11 +46,11 @@ type session struct {
 	connectedN int             // how many connections this session has had
 
 	// Outbound.
-	queue          opQueue            // publishes not yet given a packet identifier
-	flights        map[uint16]*flight // by packet identifier: publishes, subscribes, unsubscribes
-	seq            uint64             // order in which flights were first sent
-	restoredRelSeq uint64             // the highest PUBREC place restored from the store
-	takenIn        int64              // publishes taken from c.pubs this turn (see allowDirect)
+	queue          opQueue     // publishes not yet given a packet identifier
+	flights        flightTable // by packet identifier: publishes, subscribes, unsubscribes
+	seq            uint64      // order in which flights were first sent
+	restoredRelSeq uint64      // the highest PUBREC place restored from the store
+	takenIn        int64       // publishes taken from c.pubs this turn (see allowDirect)
 
 	// mu is held by whichever goroutine handles the session's state: the
 	// session loop for each turn, or a reader handling an acknowledgement
@@ -339,24 +339,40 @@ func (s *session) takeInbound(in conn.Inbound) {
 	in.Conn.Taken()
 }
 
-// inlineAck handles, on the reader's goroutine, an acknowledgement (PUBACK,
-// PUBREC, PUBCOMP) of the current connection, when the session is not busy
-// (the lock is free) and the reader has nothing waiting in the channel
-// (see conn.Config.Inline): the publisher gets its result without a
-// wake-up of the session goroutine. Everything the session loop does at
-// the end of a turn happens here too; if that changes what the loop waits
-// on, or stops the session, the loop is woken. It reports false, changing
-// nothing, when the frame must go through the channel.
-func (s *session) inlineAck(in conn.Inbound) bool {
+// inlineAck handles, on the reader's goroutine, acknowledgements (PUBACK,
+// PUBREC, PUBCOMP) of the current connection, those one read brought, in
+// one turn, when the session is not busy (the lock is free) and the reader
+// has nothing waiting in the channel (see conn.Config.Inline): the
+// publishers get their results without a wake-up of the session goroutine.
+// Everything the session loop does at the end of a turn happens here too;
+// if that changes what the loop waits on, or stops the session, the loop
+// is woken. It returns how many it handled, from the first; the others go
+// through the channel.
+func (s *session) inlineAck(cn *conn.Conn, acks []conn.Ack) int {
 	if !s.mu.TryLock() {
-		return false
+		return 0
 	}
 	defer s.mu.Unlock()
-	if s.phase >= goodbye || in.Conn != s.cur || s.inboundPaused() || s.inlineErr != nil {
-		return false
+	open := func() bool {
+		return s.phase < goodbye && cn == s.cur && !s.inboundPaused() && s.inlineErr == nil
 	}
-	s.inline(func() { s.inbound(in) })
-	return true
+	if !open() {
+		return 0
+	}
+	n := 0
+	s.inline(func() {
+		// One turn for the lot, as the loop takes what waits in its
+		// channel; each ack may change what the next finds (a protocol
+		// error ends the connection).
+		for _, a := range acks {
+			if n > 0 && !open() {
+				break
+			}
+			s.inbound(conn.Inbound{Conn: cn, Ack: a.Type, ID: a.ID})
+			n++
+		}
+	})
+	return n
 }
 
 // inline runs handle, a turn's work, off the session loop with s.mu held,
@@ -632,7 +648,7 @@ func (s *session) renumber(f *flight) {
 	if !ok {
 		return
 	}
-	delete(s.flights, controlID(f.pkt))
+	s.flights.del(controlID(f.pkt))
 	switch p := f.pkt.(type) {
 	case *codec.Subscribe:
 		q := *p // a copy: a writer may still hold the old one
@@ -646,7 +662,7 @@ func (s *session) renumber(f *flight) {
 	if f.ctl != nil {
 		f.ctl.id = id
 	}
-	s.putFlight(id, f)
+	s.flights.put(id, f)
 }
 
 // resendOwed sends again the flights a new connection inherits: SUBSCRIBE
@@ -782,8 +798,8 @@ func (s *session) lost() {
 // a PUBREL take the places of such flights in the order their PUBRECs
 // came [MQTT-4.6.0-4].
 func (s *session) flightsInOrder() []*flight {
-	fs := make([]*flight, 0, len(s.flights))
-	for _, f := range s.flights {
+	fs := make([]*flight, 0, s.flights.len())
+	for f := range s.flights.all() {
 		fs = append(fs, f)
 	}
 	sortFlights(fs)
@@ -810,7 +826,7 @@ func (s *session) flightsInOrder() []*flight {
 // allocID hands out a packet identifier not in use [MQTT-2.2.1-3]. It
 // reports false when all 65535 are in use.
 func (s *session) allocID() (uint16, bool) {
-	if len(s.flights)+len(s.in) >= math.MaxUint16 {
+	if s.flights.len()+len(s.in) >= math.MaxUint16 {
 		return 0, false
 	}
 	for {
@@ -822,7 +838,7 @@ func (s *session) allocID() (uint16, bool) {
 		// required (the two directions are separate spaces) but some brokers
 		// mix them: mochi-mqtt v2.7 refuses an UNSUBSCRIBE whose identifier
 		// is in its outbound inflight with 0x91 Packet Identifier In Use.
-		if _, used := s.flights[s.nextID]; !used && s.in[s.nextID] == nil {
+		if s.flights.get(s.nextID) == nil && s.in[s.nextID] == nil {
 			return s.nextID, true
 		}
 	}
@@ -844,7 +860,7 @@ func (s *session) checkDrained() {
 	if s.phase != draining {
 		return
 	}
-	if s.queue.peek() != nil || len(s.flights) > 0 || len(s.waitingCtl) > 0 || s.c.adm.count() > 0 {
+	if s.queue.peek() != nil || s.flights.len() > 0 || len(s.waitingCtl) > 0 || s.c.adm.count() > 0 {
 		return
 	}
 	s.disconnect.reply <- nil
@@ -985,16 +1001,9 @@ var errDisconnecting = errors.New("mqtt: Disconnect is already in progress")
 // errDraining answers calls made while a graceful Disconnect is under way.
 var errDraining = fmt.Errorf("%w: Disconnect is in progress; no new work is accepted", ErrClosed)
 
-// putFlight, putIn and putLatest store into the session's maps, which are
-// made on first use: a client that never publishes at QoS 1 or 2, never
-// receives at QoS 2 or never uses LatestPerTopic carries none of them.
-func (s *session) putFlight(id uint16, f *flight) {
-	if s.flights == nil {
-		s.flights = make(map[uint16]*flight)
-	}
-	s.flights[id] = f
-}
-
+// putIn and putLatest store into the session's maps, which are made on
+// first use: a client that never receives at QoS 2 or never uses
+// LatestPerTopic carries neither.
 func (s *session) putIn(id uint16, st *inState) {
 	if s.in == nil {
 		s.in = make(map[uint16]*inState)

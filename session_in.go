@@ -189,7 +189,7 @@ func (s *session) inboundPaused() bool {
 	if s.pendingBytes < s.cfg.MaxPendingBytes && s.pendingQoS12 < s.cfg.MaxPending {
 		return false
 	}
-	if len(s.flights) == 0 {
+	if s.flights.len() == 0 {
 		return true
 	}
 	return s.pendingBytes >= 2*s.cfg.MaxPendingBytes || s.pendingQoS12 >= 2*s.cfg.MaxPending

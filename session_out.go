@@ -193,7 +193,7 @@ func (s *session) pump() {
 			o.id, o.inFlight, o.pkt.PacketID = id, true, id
 			s.seq++
 			o.fl = flight{seq: s.seq, kind: codec.TypePublish, pub: o}
-			s.putFlight(id, &o.fl)
+			s.flights.put(id, &o.fl)
 			s.pubInflight++
 			if o.pkt.QoS == ExactlyOnce {
 				// Durable before the PUBLISH goes: sent again after a
@@ -331,7 +331,7 @@ func (s *session) flush(w *flushWaiter) {
 			w.ops = append(w.ops, &o.op)
 		}
 	}
-	for _, f := range s.flights {
+	for f := range s.flights.all() {
 		if f.pub != nil {
 			w.ops = append(w.ops, &f.pub.op)
 		}
@@ -377,11 +377,11 @@ func (s *session) unflush(w *flushWaiter) int {
 
 // endFlight frees a packet identifier.
 func (s *session) endFlight(id uint16) {
-	f := s.flights[id]
+	f := s.flights.get(id)
 	if f == nil {
 		return
 	}
-	delete(s.flights, id)
+	s.flights.del(id)
 	if f.kind == codec.TypePublish {
 		if f.owed {
 			f.owed = false // resend skips it
@@ -451,7 +451,7 @@ func (s *session) sendControl(o *ctlOp) {
 	s.seq++
 	f.seq = s.seq
 	o.id, o.inFlight = id, true
-	s.putFlight(id, f)
+	s.flights.put(id, f)
 	s.send(conn.Frame{Packet: f.pkt, Track: o})
 }
 
@@ -506,7 +506,7 @@ func (s *session) resubscribe(maybeKept bool) {
 		pkt.PacketID = id
 		s.seq++
 		f := &flight{seq: s.seq, kind: codec.TypeSubscribe, pkt: pkt}
-		s.putFlight(id, f)
+		s.flights.put(id, f)
 		s.send(conn.Frame{Packet: f.pkt})
 	}
 }
@@ -557,7 +557,7 @@ func (s *session) unsubscribed(filter string) {
 
 // onPuback ends a QoS 1 publish.
 func (s *session) onPuback(p *codec.Puback) {
-	f := s.flights[p.PacketID]
+	f := s.flights.get(p.PacketID)
 	if f == nil || f.kind != codec.TypePublish || f.pub.pkt.QoS != AtLeastOnce {
 		if s.lateAck(p.PacketID, codec.TypePuback) {
 			return
@@ -574,7 +574,7 @@ func (s *session) onPuback(p *codec.Puback) {
 
 // onPubrec moves a QoS 2 publish to its second half: PUBREL.
 func (s *session) onPubrec(p *codec.Pubrec) {
-	f := s.flights[p.PacketID]
+	f := s.flights.get(p.PacketID)
 	if f == nil || f.kind != codec.TypePublish || f.pub.pkt.QoS != ExactlyOnce {
 		if s.lateAck(p.PacketID, codec.TypePubrec) {
 			return
@@ -612,7 +612,7 @@ func (s *session) onPubrec(p *codec.Pubrec) {
 
 // onPubcomp ends a QoS 2 publish.
 func (s *session) onPubcomp(p *codec.Pubcomp) {
-	f := s.flights[p.PacketID]
+	f := s.flights.get(p.PacketID)
 	if f == nil || f.kind != codec.TypePublish || !f.relNeeded {
 		if s.lateAck(p.PacketID, codec.TypePubcomp) {
 			return
@@ -666,7 +666,7 @@ func ackError(p *codec.Publish, code codec.ReasonCode, props *codec.Properties) 
 
 // onSuback completes a Subscribe (or a re-subscribe).
 func (s *session) onSuback(p *codec.Suback) {
-	f := s.flights[p.PacketID]
+	f := s.flights.get(p.PacketID)
 	if f == nil || f.kind != codec.TypeSubscribe {
 		s.protocolError(codec.ProtocolError, codec.TypeSuback, "SUBACK for packet identifier %d, which no SUBSCRIBE uses", p.PacketID)
 		return
@@ -710,7 +710,7 @@ func (s *session) onSuback(p *codec.Suback) {
 
 // onUnsuback completes an Unsubscribe.
 func (s *session) onUnsuback(p *codec.Unsuback) {
-	f := s.flights[p.PacketID]
+	f := s.flights.get(p.PacketID)
 	if f == nil || f.kind != codec.TypeUnsubscribe {
 		s.protocolError(codec.ProtocolError, codec.TypeUnsuback, "UNSUBACK for packet identifier %d, which no UNSUBSCRIBE uses", p.PacketID)
 		return

@@ -137,7 +137,7 @@ func (s *session) restorePublish(key uint64, v []byte) error {
 	if flags&flagReleased != 0 && (id == 0 || pub.QoS != ExactlyOnce) {
 		return bad("released but not a sent QoS 2 publish")
 	}
-	if id != 0 && (s.flights[id] != nil) {
+	if id != 0 && (s.flights.get(id) != nil) {
 		return bad("packet identifier %d is used twice", id)
 	}
 	o := &pubOp{}
@@ -167,7 +167,7 @@ func (s *session) restorePublish(key uint64, v []byte) error {
 		}
 		o.rel = codec.Pubrel{PacketID: id}
 	}
-	s.putFlight(id, &o.fl)
+	s.flights.put(id, &o.fl)
 	s.pubInflight++
 	s.nextID = max(s.nextID, id)
 	return nil

@@ -2,6 +2,7 @@ package conn_test
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -110,4 +111,91 @@ func TestDrainReturnsPutBackFrames(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The acknowledgements one read brings are offered to Config.Inline
+// together, up to MaxAckBatch at a time, in order; what Inline leaves
+// goes through the channel, in order, and Inline is offered nothing more
+// until the channel's frames were reported taken.
+func TestAcksOfOneReadAreOfferedTogether(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var batches [][]uint16
+		leave := 3 // the first offer: handle all but the last 3
+		client, server := net.Pipe()
+		p := &peer{t: t, nc: server, br: bufio.NewReader(server), v: codec.V311}
+		go func() {
+			p.read()
+			p.write(&codec.Connack{})
+		}()
+		inbound := make(chan conn.Inbound, 64)
+		c, err := conn.Establish(t.Context(), client, "pipe", conn.Config{
+			Connect: &codec.Connect{Version: codec.V311, ClientID: "c", CleanStart: true},
+			Inbound: inbound,
+			Inline: func(_ *conn.Conn, acks []conn.Ack) int {
+				mu.Lock()
+				defer mu.Unlock()
+				var ids []uint16
+				for _, a := range acks {
+					if a.Type != codec.TypePuback {
+						t.Errorf("ack of type %v, want PUBACK", a.Type)
+					}
+					ids = append(ids, a.ID)
+				}
+				batches = append(batches, ids)
+				n := len(acks) - leave
+				leave = 0
+				return n
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { server.Close() })
+		errs := run(c)
+		pubacks := func(from, to int) {
+			var b []byte
+			for id := from; id <= to; id++ {
+				b = append(b, 0x40, 0x02, byte(id>>8), byte(id))
+			}
+			if _, err := server.Write(b); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+		}
+		pubacks(1, 5)
+		for want := uint16(3); want <= 5; want++ {
+			in := <-inbound
+			if in.Ack != codec.TypePuback || in.ID != want {
+				t.Fatalf("through the channel: %v %d, want PUBACK %d", in.Ack, in.ID, want)
+			}
+		}
+		pubacks(6, 6) // the channel's three are not reported taken yet
+		if in := <-inbound; in.ID != 6 {
+			t.Fatalf("through the channel: %d, want 6", in.ID)
+		}
+		for range 4 {
+			c.Taken()
+		}
+		pubacks(7, 7+conn.MaxAckBatch+3)
+		mu.Lock()
+		got := fmt.Sprint(batches)
+		mu.Unlock()
+		want := fmt.Sprint([][]uint16{{1, 2, 3, 4, 5}, seq(7, 6+conn.MaxAckBatch), seq(7+conn.MaxAckBatch, 10+conn.MaxAckBatch)})
+		if got != want {
+			t.Fatalf("offered to Inline: %s\nwant %s", got, want)
+		}
+		c.Close()
+		<-errs
+		<-errs
+	})
+}
+
+// seq is from..to.
+func seq(from, to int) []uint16 {
+	var s []uint16
+	for i := from; i <= to; i++ {
+		s = append(s, uint16(i))
+	}
+	return s
 }

@@ -54,13 +54,15 @@ type Config struct {
 	// fails, so the receiver must keep draining it. Required before
 	// ReadLoop runs.
 	Inbound chan<- Inbound
-	// Inline, if not nil, is offered each acknowledgement (PUBACK,
-	// PUBREC, PUBCOMP) on the reader's goroutine before the channel, but
-	// only while every frame this connection sent through Inbound has been
-	// reported handled with Conn.Taken, so that frames are handled in
-	// order. It reports whether it handled the frame; if not, the frame
-	// goes through Inbound. It must not block.
-	Inline func(Inbound) bool
+	// Inline, if not nil, is offered the acknowledgements (PUBACK,
+	// PUBREC, PUBCOMP) on the reader's goroutine before the channel: all
+	// those one read brought that follow each other, up to MaxAckBatch,
+	// in order; but only while every frame this connection sent through
+	// Inbound has been reported handled with Conn.Taken, so that frames
+	// are handled in order. It returns how many of them, from the first,
+	// it handled; the others go through Inbound. It must not block or
+	// keep acks.
+	Inline func(c *Conn, acks []Ack) int
 
 	// Counters, if not nil, count the bytes read and written.
 	Counters *Counters
@@ -110,6 +112,18 @@ type Inbound struct {
 	ID     uint16
 }
 
+// An Ack is a plain acknowledgement: a PUBACK, PUBREC or PUBCOMP of two
+// bytes, the packet identifier alone (MQTT 5: Success, no properties).
+type Ack struct {
+	Type codec.PacketType
+	ID   uint16
+}
+
+// MaxAckBatch is how many acknowledgements at most are offered to
+// Config.Inline at once: the session is held for as long as it takes to
+// handle them.
+const MaxAckBatch = 32
+
 // Frame is one packet queued for the writer.
 type Frame struct {
 	Packet codec.Packet
@@ -141,8 +155,9 @@ type Conn struct {
 	keepAlive time.Duration
 	maxPacket int
 	inbound   chan<- Inbound
-	inline    func(Inbound) bool
-	pendingIn atomic.Int32 // frames sent through inbound and not yet Taken
+	inline    func(*Conn, []Ack) int
+	acks      *[MaxAckBatch]Ack // the reader's, made on the first acknowledgement
+	pendingIn atomic.Int32      // frames sent through inbound and not yet Taken
 	// connectWritten: the handshake began writing CONNECT (see
 	// ConnectMayHaveArrived).
 	connectWritten bool

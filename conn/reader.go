@@ -25,7 +25,7 @@ func (c *Conn) ReadLoop(ctx context.Context) error {
 			return c.err
 		}
 		if ok {
-			if !c.handOff(Inbound{Conn: c, Ack: ack, ID: id}) {
+			if !c.handOffAcks(Ack{Type: ack, ID: id}) {
 				return c.err
 			}
 			continue
@@ -73,11 +73,49 @@ func (c *Conn) ReadLoop(ctx context.Context) error {
 // for the writer to catch up, and TCP holds the broker back.
 const maxQueuedFrames = 4096
 
-// handOff gives in to the session. It waits first while the send queue is
-// over maxQueuedFrames, and while the session is not taking frames (its
-// application is behind; see Stalled). It reports false once the
-// connection has failed.
+// handOffAcks gives first, and the plain acknowledgements buffered right
+// behind it (up to MaxAckBatch in all), to the session: to Config.Inline
+// at once when nothing of this connection waits in the channel before
+// them, one session turn for the lot, and what it leaves through the
+// channel. It reports false once the connection has failed.
+func (c *Conn) handOffAcks(first Ack) bool {
+	if c.acks == nil {
+		c.acks = new([MaxAckBatch]Ack)
+	}
+	batch := append(c.acks[:0], first)
+	// With 4 bytes buffered plainAck cannot block: it takes an ack or
+	// leaves the frame for the decoder.
+	for len(batch) < MaxAckBatch && c.br.Buffered() >= 4 {
+		t, id, ok, _ := c.plainAck()
+		if !ok {
+			break
+		}
+		batch = append(batch, Ack{Type: t, ID: id})
+	}
+	if !c.writerCaughtUp() {
+		return false
+	}
+	n := 0
+	if c.inline != nil && c.pendingIn.Load() == 0 {
+		n = c.inline(c, batch)
+	}
+	for _, a := range batch[n:] {
+		if !c.send(Inbound{Conn: c, Ack: a.Type, ID: a.ID}) {
+			return false
+		}
+	}
+	return true
+}
+
+// handOff gives in to the session through the channel, after
+// writerCaughtUp. It reports false once the connection has failed.
 func (c *Conn) handOff(in Inbound) bool {
+	return c.writerCaughtUp() && c.send(in)
+}
+
+// writerCaughtUp waits while the send queue is over maxQueuedFrames. It
+// reports false once the connection has failed.
+func (c *Conn) writerCaughtUp() bool {
 	if c.queueLen() > maxQueuedFrames {
 		c.stalled.Store(true)
 		for c.queueLen() > maxQueuedFrames {
@@ -89,11 +127,13 @@ func (c *Conn) handOff(in Inbound) bool {
 		}
 		c.stalled.Store(false)
 	}
-	// An acknowledgement, when nothing of this connection waits in the
-	// channel before it, is offered to be handled at once.
-	if c.inline != nil && in.Packet == nil && in.Refused == nil && c.pendingIn.Load() == 0 && c.inline(in) {
-		return true
-	}
+	return true
+}
+
+// send puts in into the channel, waiting while the session is not taking
+// frames (its application is behind; see Stalled). It reports false once
+// the connection has failed.
+func (c *Conn) send(in Inbound) bool {
 	c.pendingIn.Add(1)
 	select {
 	case c.inbound <- in:
