@@ -2,19 +2,22 @@ package mqtt
 
 import "iter"
 
-// flightTable holds the session's flights by packet identifier. It is a
-// hash table with open addressing whose hash is the identifier itself:
-// the session hands identifiers out in turn, so those in flight at once
-// mostly sit in consecutive slots and a lookup is one or two loads (the
-// map it replaces hashed every identifier, 6% of the CPU of a pipelined
-// QoS 1 publish against a broker that acknowledges at once). Collisions
-// probe the next slots; a removal moves later entries of the same probe
-// run back, so no tombstones are left. At most half the slots are used.
-// The zero value is an empty table; it allocates on the first put and
-// lets its slots go when it is empty again.
+// flightTable holds the session's flights by packet identifier. A flight
+// sits in the slot its identifier indexes (identifier modulo the number
+// of slots), or, when another flight holds that slot, in a small overflow
+// map. The session hands identifiers out in turn, so the flights in
+// flight at once, fewer than half the slots, all have slots of their own
+// unless one stayed a whole round of identifiers: a put, lookup or delete
+// is one load and compare (the map it replaces hashed every identifier, 6%
+// of the CPU of a pipelined QoS 1 publish against a broker that
+// acknowledges at once; linear probing scanned the whole run of
+// consecutive flights on every delete). The zero value is an empty table;
+// it allocates on the first put and lets a large table go once it is
+// empty.
 type flightTable struct {
-	slots []flightSlot // a power of two long, or none
-	n     int          // slots in use
+	slots    []flightSlot       // a power of two long, or none
+	overflow map[uint16]*flight // flights whose slot another flight holds
+	n        int                // flights held
 }
 
 type flightSlot struct {
@@ -25,6 +28,12 @@ type flightSlot struct {
 // minFlightSlots is the size of a table's first allocation.
 const minFlightSlots = 16
 
+// maxKeptFlightSlots is the largest table kept once empty (16 KiB): a
+// pipelined publisher empties its table between windows (its whole
+// window is acknowledged at once), and making it again every time cost
+// more than the map it replaces.
+const maxKeptFlightSlots = 1024
+
 func (t *flightTable) len() int { return t.n }
 
 // get returns the flight with identifier id, or nil.
@@ -32,15 +41,10 @@ func (t *flightTable) get(id uint16) *flight {
 	if t.n == 0 {
 		return nil
 	}
-	mask := len(t.slots) - 1
-	for i := int(id) & mask; ; i = (i + 1) & mask {
-		switch t.slots[i].id {
-		case id:
-			return t.slots[i].f
-		case 0:
-			return nil
-		}
+	if s := &t.slots[int(id)&(len(t.slots)-1)]; s.id == id {
+		return s.f
 	}
+	return t.overflow[id]
 }
 
 // put stores f under id, replacing the flight there if any. id is not 0
@@ -49,27 +53,39 @@ func (t *flightTable) put(id uint16, f *flight) {
 	if 2*(t.n+1) > len(t.slots) {
 		t.grow()
 	}
-	mask := len(t.slots) - 1
-	i := int(id) & mask
-	for t.slots[i].id != 0 && t.slots[i].id != id {
-		i = (i + 1) & mask
+	s := &t.slots[int(id)&(len(t.slots)-1)]
+	switch {
+	case s.id == id:
+		s.f = f
+		return
+	case t.overflow[id] != nil:
+		t.overflow[id] = f
+		return
+	case s.id == 0:
+		*s = flightSlot{id: id, f: f}
+	default:
+		if t.overflow == nil {
+			t.overflow = make(map[uint16]*flight)
+		}
+		t.overflow[id] = f
 	}
-	if t.slots[i].id == 0 {
-		t.n++
-	}
-	t.slots[i] = flightSlot{id: id, f: f}
+	t.n++
 }
 
 // grow doubles the table (or makes its first slots) and places every
 // flight again.
 func (t *flightTable) grow() {
-	old := t.slots
+	old, over := t.slots, t.overflow
 	t.slots = make([]flightSlot, max(minFlightSlots, 2*len(old)))
+	t.overflow = nil
 	t.n = 0
 	for _, s := range old {
 		if s.id != 0 {
 			t.put(s.id, s.f)
 		}
+	}
+	for id, f := range over {
+		t.put(id, f)
 	}
 }
 
@@ -78,29 +94,17 @@ func (t *flightTable) del(id uint16) {
 	if t.n == 0 {
 		return
 	}
-	mask := len(t.slots) - 1
-	i := int(id) & mask
-	for t.slots[i].id != id {
-		if t.slots[i].id == 0 {
-			return
-		}
-		i = (i + 1) & mask
-	}
-	t.n--
-	if t.n == 0 && len(t.slots) > 4*minFlightSlots {
-		t.slots = nil // a burst is over: let its table go
+	if s := &t.slots[int(id)&(len(t.slots)-1)]; s.id == id {
+		*s = flightSlot{}
+	} else if _, ok := t.overflow[id]; ok {
+		delete(t.overflow, id)
+	} else {
 		return
 	}
-	// Close the gap: a later entry of the run whose home slot is not
-	// between the gap and itself would no longer be found past the gap.
-	for j := (i + 1) & mask; t.slots[j].id != 0; j = (j + 1) & mask {
-		home := int(t.slots[j].id) & mask
-		if (j-home)&mask >= (j-i)&mask {
-			t.slots[i] = t.slots[j]
-			i = j
-		}
+	t.n--
+	if t.n == 0 && (len(t.slots) > maxKeptFlightSlots || t.overflow != nil) {
+		t.slots, t.overflow = nil, nil // a burst is over: let its table go
 	}
-	t.slots[i] = flightSlot{}
 }
 
 // all yields every flight, in no particular order. The table must not
@@ -109,6 +113,11 @@ func (t *flightTable) all() iter.Seq[*flight] {
 	return func(yield func(*flight) bool) {
 		for _, s := range t.slots {
 			if s.id != 0 && !yield(s.f) {
+				return
+			}
+		}
+		for _, f := range t.overflow {
+			if !yield(f) {
 				return
 			}
 		}
