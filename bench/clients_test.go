@@ -24,6 +24,7 @@ const (
 	pahoV5   = "paho.golang"      // github.com/eclipse/paho.golang/paho
 	pahoAuto = "paho.golang-auto" // github.com/eclipse/paho.golang/autopaho
 	raw      = "raw"              // pre-encoded frames on a bare socket
+	raw5     = "raw-v5"           // the same in MQTT 5: the broker's own MQTT 5 cost
 	window   = 100                // publishes in flight when pipelined
 	timeout  = 30 * time.Second   // any single wait longer than this is a failure
 	barrierT = "bench/barrier"    // the topic of the QoS 1 publish that ends a QoS 0 run
@@ -90,11 +91,11 @@ func newPublisher(ctx context.Context, kind, addr, topic string, qos byte, win i
 			return nil, err
 		}
 		return newPahoV5Pub(c, topic, qos, win), nil
-	case raw:
+	case raw, raw5:
 		if win <= 1 {
-			return dialRawSyncPub(ctx, addr, topic, qos)
+			return dialRawSyncPub(ctx, addr, topic, qos, rawVersion(kind))
 		}
-		return dialRawPub(ctx, addr, topic, qos, win)
+		return dialRawPub(ctx, addr, topic, qos, win, rawVersion(kind))
 	}
 	return nil, fmt.Errorf("bench: no publisher %q", kind)
 }
@@ -130,8 +131,8 @@ func newSubscriber(ctx context.Context, kind, addr, topic string, got func(n int
 			return nil, err
 		}
 		return subscribePahoV5(ctx, c, topic)
-	case raw:
-		return dialRawSub(ctx, addr, topic, got)
+	case raw, raw5:
+		return dialRawSub(ctx, addr, topic, got, rawVersion(kind))
 	}
 	return nil, fmt.Errorf("bench: no subscriber %q", kind)
 }

@@ -13,7 +13,7 @@ import (
 const benchTimeout = 2 * time.Minute
 
 // throughputClients are compared in BenchmarkPublish and BenchmarkRoundTrip.
-var throughputClients = []string{robust, robust5, pahoV3, pahoV5, raw}
+var throughputClients = []string{robust, robust5, pahoV3, pahoV5, raw, raw5}
 
 // brokers are the brokers BenchmarkPublish runs against, each in a child
 // process of its own: mochi routes (as a real broker does, and it is slower

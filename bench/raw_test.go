@@ -13,7 +13,8 @@ import (
 )
 
 // The raw client is the ceiling: MQTT 3.1.1 frames encoded before the
-// benchmark starts, on a bare TCP connection. Pipelined (rawPub), written
+// benchmark starts, on a bare TCP connection (raw-v5: the same in MQTT 5,
+// which shows what MQTT 5 costs the broker alone). Pipelined (rawPub), written
 // in batches, with a reader that only counts acknowledgements (and, for
 // QoS 2, answers each PUBREC with a pre-encoded PUBREL); synchronous
 // (rawSyncPub), one frame written and its acknowledgement read in the same
@@ -29,16 +30,25 @@ const rawFrames = 1000
 // run, outside 1..rawFrames.
 const barrierID = 65535
 
-// rawConnect opens a connection and completes CONNECT/CONNACK (MQTT 3.1.1,
-// clean session, no keepalive).
-func rawConnect(ctx context.Context, addr string) (net.Conn, error) {
+// rawVersion is the protocol level of a raw client kind.
+func rawVersion(kind string) byte {
+	if kind == raw5 {
+		return codec.V5
+	}
+	return codec.V311
+}
+
+// rawConnect opens a connection and completes CONNECT/CONNACK (clean
+// session, no keepalive) at protocol level v.
+func rawConnect(ctx context.Context, addr string, v byte) (net.Conn, error) {
 	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	frame, err := (&codec.Connect{Version: codec.V311, CleanStart: true, ClientID: clientID(raw)}).AppendTo(nil, codec.V311)
+	frame, err := (&codec.Connect{Version: v, CleanStart: true, ClientID: clientID(raw)}).AppendTo(nil, v)
 	if err == nil {
-		err = rawExchange(nc, frame, []byte{0x20, 0x02, 0x00, 0x00})
+		// CONNACK: flags, then reason code 0.
+		err = rawAnswer(nc, frame, 0x20, func(body []byte) bool { return len(body) >= 2 && body[1] == 0 })
 	}
 	if err != nil {
 		nc.Close()
@@ -47,17 +57,32 @@ func rawConnect(ctx context.Context, addr string) (net.Conn, error) {
 	return nc, nil
 }
 
-// rawExchange writes frame and expects exactly want in answer.
-func rawExchange(nc net.Conn, frame, want []byte) error {
+// rawAnswer writes frame and reads the one frame that answers it, which
+// must start with first and have a body ok accepts (MQTT 5 brokers add
+// properties of their choosing).
+func rawAnswer(nc net.Conn, frame []byte, first byte, ok func(body []byte) bool) error {
 	if _, err := nc.Write(frame); err != nil {
 		return err
 	}
-	got := make([]byte, len(want))
-	if _, err := io.ReadFull(nc, got); err != nil {
+	var h [2]byte
+	if _, err := io.ReadFull(nc, h[:]); err != nil {
 		return err
 	}
-	if string(got) != string(want) {
-		return fmt.Errorf("got % x, want % x", got, want)
+	n, shift := int(h[1]&0x7f), 7
+	for c := h[1]; c&0x80 != 0; shift += 7 {
+		var b [1]byte
+		if _, err := io.ReadFull(nc, b[:]); err != nil {
+			return err
+		}
+		c = b[0]
+		n |= int(c&0x7f) << shift
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(nc, body); err != nil {
+		return err
+	}
+	if h[0] != first || !ok(body) {
+		return fmt.Errorf("got %#x % x, want %#x and another body", h[0], body, first)
 	}
 	return nil
 }
@@ -120,6 +145,7 @@ func rawReadLoop(nc net.Conn, fn func(h byte, body []byte, out []byte) []byte) e
 type rawPub struct {
 	nc     net.Conn
 	qos    byte
+	v      byte // protocol level
 	win    int
 	frames []byte // rawFrames PUBLISH frames, back to back
 	size   int    // bytes per frame
@@ -137,30 +163,34 @@ type rawPub struct {
 
 // rawFrameSet pre-encodes rawFrames PUBLISH frames to topic at qos, back to
 // back (packet identifiers 1..rawFrames when qos > 0), and the PUBREL of
-// each identifier; size is the length of one PUBLISH frame.
-func rawFrameSet(topic string, qos byte) (frames, rels []byte, size int, err error) {
+// each identifier (4 bytes each: MQTT 5 leaves out Success), at protocol
+// level v; size is the length of one PUBLISH frame.
+func rawFrameSet(topic string, qos, v byte) (frames, rels []byte, size int, err error) {
 	for id := uint16(1); id <= rawFrames; id++ {
 		pkt := codec.Publish{Topic: topic, Payload: payload, QoS: codec.QoS(qos)}
 		if qos > 0 {
 			pkt.PacketID = id
 		}
-		if frames, err = pkt.AppendTo(frames, codec.V311); err != nil {
+		if frames, err = pkt.AppendTo(frames, v); err != nil {
 			return nil, nil, 0, err
 		}
-		if rels, err = (&codec.Pubrel{PacketID: id}).AppendTo(rels, codec.V311); err != nil {
+		if rels, err = (&codec.Pubrel{PacketID: id}).AppendTo(rels, v); err != nil {
 			return nil, nil, 0, err
 		}
+	}
+	if len(rels) != 4*rawFrames {
+		return nil, nil, 0, fmt.Errorf("raw: PUBREL frames of %d bytes, want 4", len(rels)/rawFrames)
 	}
 	return frames, rels, len(frames) / rawFrames, nil
 }
 
-func dialRawPub(ctx context.Context, addr, topic string, qos byte, win int) (*rawPub, error) {
-	p := &rawPub{qos: qos, win: win, signal: make(chan struct{}, 1), stop: ctx.Done(), done: make(chan struct{})}
+func dialRawPub(ctx context.Context, addr, topic string, qos byte, win int, v byte) (*rawPub, error) {
+	p := &rawPub{qos: qos, win: win, v: v, signal: make(chan struct{}, 1), stop: ctx.Done(), done: make(chan struct{})}
 	var err error
-	if p.frames, p.rels, p.size, err = rawFrameSet(topic, qos); err != nil {
+	if p.frames, p.rels, p.size, err = rawFrameSet(topic, qos, v); err != nil {
 		return nil, err
 	}
-	nc, err := rawConnect(ctx, addr)
+	nc, err := rawConnect(ctx, addr, v)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +278,7 @@ func (p *rawPub) finish() error {
 		return err
 	}
 	if p.qos == 0 {
-		if err := writeBarrier(p.nc); err != nil {
+		if err := writeBarrier(p.nc, p.v); err != nil {
 			return err
 		}
 		p.sent++
@@ -262,8 +292,8 @@ func (p *rawPub) finish() error {
 }
 
 // writeBarrier writes the QoS 1 publish that ends a QoS 0 run.
-func writeBarrier(nc net.Conn) error {
-	b, err := (&codec.Publish{Topic: barrierT, Payload: payload, QoS: codec.QoS1, PacketID: barrierID}).AppendTo(nil, codec.V311)
+func writeBarrier(nc net.Conn, v byte) error {
+	b, err := (&codec.Publish{Topic: barrierT, Payload: payload, QoS: codec.QoS1, PacketID: barrierID}).AppendTo(nil, v)
 	if err == nil {
 		_, err = nc.Write(b)
 	}
@@ -284,6 +314,7 @@ func (p *rawPub) close() {
 type rawSyncPub struct {
 	nc     net.Conn
 	qos    byte
+	v      byte // protocol level
 	frames []byte
 	rels   []byte
 	size   int
@@ -291,13 +322,13 @@ type rawSyncPub struct {
 	ack    [4]byte // the acknowledgement read
 }
 
-func dialRawSyncPub(ctx context.Context, addr, topic string, qos byte) (*rawSyncPub, error) {
-	p := &rawSyncPub{qos: qos}
+func dialRawSyncPub(ctx context.Context, addr, topic string, qos, v byte) (*rawSyncPub, error) {
+	p := &rawSyncPub{qos: qos, v: v}
 	var err error
-	if p.frames, p.rels, p.size, err = rawFrameSet(topic, qos); err != nil {
+	if p.frames, p.rels, p.size, err = rawFrameSet(topic, qos, v); err != nil {
 		return nil, err
 	}
-	if p.nc, err = rawConnect(ctx, addr); err != nil {
+	if p.nc, err = rawConnect(ctx, addr, v); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -342,7 +373,7 @@ func (p *rawSyncPub) finish() error {
 	if p.qos > 0 {
 		return nil // each publish read its own acknowledgement
 	}
-	if err := writeBarrier(p.nc); err != nil {
+	if err := writeBarrier(p.nc, p.v); err != nil {
 		return err
 	}
 	return p.expect(0x40, barrierID)
@@ -362,14 +393,15 @@ type rawSub struct {
 	done chan struct{}
 }
 
-func dialRawSub(ctx context.Context, addr, topic string, got func(int)) (*rawSub, error) {
-	nc, err := rawConnect(ctx, addr)
+func dialRawSub(ctx context.Context, addr, topic string, got func(int), v byte) (*rawSub, error) {
+	nc, err := rawConnect(ctx, addr, v)
 	if err != nil {
 		return nil, err
 	}
-	frame, err := (&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: topic, QoS: codec.QoS1}}}).AppendTo(nil, codec.V311)
+	frame, err := (&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: topic, QoS: codec.QoS1}}}).AppendTo(nil, v)
 	if err == nil {
-		err = rawExchange(nc, frame, []byte{0x90, 0x03, 0x00, 0x01, 0x01})
+		// SUBACK: QoS 1 granted, the last byte (after any properties).
+		err = rawAnswer(nc, frame, 0x90, func(body []byte) bool { return len(body) >= 3 && body[len(body)-1] == 1 })
 	}
 	if err != nil {
 		nc.Close()
