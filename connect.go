@@ -46,6 +46,7 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 				TLS:            c.cfg.TLS,
 				Inbound:        c.inbound,
 				Inline:         c.inlineAck,
+				OnFail:         c.wakeSession,
 				Counters:       &c.stats.io,
 				Dial:           c.cfg.Dial,
 				Auth:           c.cfg.Auth,

@@ -182,10 +182,6 @@ func (s *session) run() {
 		}
 		finalFrame, turns := s.finalFrame, s.turns
 		s.mu.Unlock()
-		var connDone <-chan struct{}
-		if key.cur != nil {
-			connDone = key.cur.Done()
-		}
 		inbound := c.inbound
 		if key.paused {
 			inbound = nil // flow control: the reader waits, TCP holds the broker back
@@ -202,8 +198,6 @@ func (s *session) run() {
 			what = 2
 		case in = <-inbound:
 			what = 4
-		case <-connDone:
-			what = 5
 		case deliver <- head:
 			what = 6
 		case t = <-turns:
@@ -238,10 +232,6 @@ func (s *session) run() {
 		case 4:
 			s.takeInbound(in)
 			takeWaiting(c.inbound, s.takeInbound, s.inboundOpen)
-		case 5:
-			if key.cur == s.cur {
-				s.lost()
-			}
 		case 6:
 			s.delivered()
 		case 7:
@@ -249,7 +239,11 @@ func (s *session) run() {
 		case 9:
 			// Something handled inline changed what this loop waits for,
 			// or stopped the session; or a publish finished while a Flush
-			// or Disconnect waits (c.progress): endTurn checks them.
+			// or Disconnect waits (c.progress): endTurn checks them; or
+			// the connection failed (conn.Config.OnFail).
+			if s.cur != nil && s.cur.Err() != nil {
+				s.lost()
+			}
 		}
 		err := s.inlineErr
 		if err == nil {

@@ -64,6 +64,12 @@ type Config struct {
 	// keep acks.
 	Inline func(c *Conn, acks []Ack) int
 
+	// OnFail, if not nil, is called once when the connection fails (Err
+	// reports why by then), on the goroutine that failed it. It must not
+	// block: it tells the owner to look, which saves the owner waiting on
+	// Done.
+	OnFail func()
+
 	// Counters, if not nil, count the bytes read and written.
 	Counters *Counters
 
@@ -156,6 +162,7 @@ type Conn struct {
 	maxPacket int
 	inbound   chan<- Inbound
 	inline    func(*Conn, []Ack) int
+	onFail    func()
 	acks      *[MaxAckBatch]Ack // the reader's, made on the first acknowledgement
 	pendingIn atomic.Int32      // frames sent through inbound and not yet Taken
 	// connectWritten: the handshake began writing CONNECT (see
@@ -273,6 +280,7 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 		maxPacket: cfg.MaxPacketSize,
 		inbound:   cfg.Inbound,
 		inline:    cfg.Inline,
+		onFail:    cfg.OnFail,
 		epoch:     time.Now(),
 		dead:      make(chan struct{}),
 		kick:      make(chan struct{}, 1),
@@ -489,6 +497,10 @@ func (c *Conn) Fail(err error) {
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
+		c.wakeWriter() // it returns on its next turn
+		if c.onFail != nil {
+			c.onFail()
+		}
 	})
 }
 
