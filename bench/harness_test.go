@@ -3,6 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -115,5 +118,24 @@ func TestIdle(t *testing.T) {
 				defer c()
 			}
 		})
+	}
+}
+
+// The idle measurement's child process reports our client's three
+// goroutines and a heap of a plausible size.
+func TestIdleChild(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), idleChildEnv+"="+robust+" "+brokerAddr(t))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g, h, s float64
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "idle: %g %g %g", &g, &h, &s); err != nil {
+		t.Fatalf("the child printed %q: %v", out, err)
+	}
+	if g != 3 || h < 1<<10 || h > 64<<10 {
+		t.Fatalf("idle robustmqtt: %g goroutines, %g B of heap per client; want 3 and 1-64 KiB", g, h)
 	}
 }

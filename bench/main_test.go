@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 	if kind := os.Getenv(childEnv); kind != "" {
 		os.Exit(serveChildBroker(kind))
 	}
+	if spec := os.Getenv(idleChildEnv); spec != "" {
+		os.Exit(idleChild(spec))
+	}
 	flag.Parse()
 	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
 		// A configuration line, as benchstat and cmd/ratios read them.
