@@ -87,7 +87,11 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	lossCause := func(loop func(context.Context) error) func(context.Context) error {
 		return func(ctx context.Context) error { return watch.cause(loop(ctx), time.Since(upAt), present) }
 	}
-	g.Go(lossCause(cn.ReadLoop))
+	// The writer watches the run's ctx: when it ends, the writer fails the
+	// connection, which ends the reader too (one context.AfterFunc per
+	// connection rather than two; the writer always runs, see GoInline).
+	readLoop := func(context.Context) error { return cn.ReadLoop(context.Background()) }
+	g.Go(lossCause(readLoop))
 	g.GoInline(lossCause(cn.WriteLoop)) // on the supervisor goroutine: one goroutine less per client
 	c.runUp, c.runUpAt, c.runPresent = true, upAt, present
 

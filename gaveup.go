@@ -29,7 +29,7 @@ type gaveUpError struct {
 }
 
 // gaveUp turns the supervisor's give-up into the client's. It reads state
-// the supervisor goroutine owns: call it there, or after supDone is closed.
+// the supervisor goroutine owns: call it there, or after supDone is set.
 func (c *Client) gaveUp(sup *supervisor.GaveUpError) *gaveUpError {
 	e := &gaveUpError{
 		sup:     sup,

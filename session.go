@@ -208,16 +208,15 @@ func (s *session) run() {
 			return
 		}
 		if what == 9 {
-			select {
-			case <-c.supDone:
+			if c.supDone.Load() {
 				stopErr = c.supErr
 				return
-			case <-c.closing:
+			}
+			if c.closing.Load() {
 				s.mu.Lock()
 				s.closeNow()
 				s.mu.Unlock()
 				return
-			default:
 			}
 		}
 		s.mu.Lock()
@@ -240,10 +239,13 @@ func (s *session) run() {
 			// Something handled inline changed what this loop waits for,
 			// or stopped the session; or a publish finished while a Flush
 			// or Disconnect waits (c.progress): endTurn checks them; or
-			// the connection failed (conn.Config.OnFail).
-			if s.cur != nil && s.cur.Err() != nil {
-				s.lost()
-			}
+			// the connection failed (conn.Config.OnFail): below.
+		}
+		if s.cur != nil && s.cur.Err() != nil {
+			// Its end is news to this turn whatever woke it: OnFail's
+			// wake-up, or a connection that failed before the session
+			// took it (its OnFail found no current one to settle).
+			s.lost()
 		}
 		err := s.inlineErr
 		if err == nil {
@@ -901,7 +903,7 @@ func (s *session) shutdown(err error) {
 	c.direct.Store(nil)    // every Publish takes the queue, which says ErrClosed
 	c.stopping.Store(true) // the connection's end is not news now
 	c.cancelRun()
-	<-c.supDone
+	c.supWG.Wait()
 	if s.cur != nil {
 		s.cur.Close()
 		s.lost()

@@ -192,7 +192,8 @@ type Conn struct {
 	closed bool          // no more frames are accepted or taken
 	kick   chan struct{} // 1-buffered: "the queue is not empty"
 	// drained is signalled (1-buffered) when the writer took the queue,
-	// for a reader waiting on maxQueuedFrames.
+	// for a reader waiting on maxQueuedFrames; made by the first such
+	// reader (guarded by mu).
 	drained chan struct{}
 	// stalled is set while the reader holds a frame it cannot hand on:
 	// the link is not silent then, the client is not reading (keepalive).
@@ -284,7 +285,6 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 		epoch:     time.Now(),
 		dead:      make(chan struct{}),
 		kick:      make(chan struct{}, 1),
-		drained:   make(chan struct{}, 1),
 	}
 	if p := cfg.Connect.Properties; p != nil && cfg.Connect.Version == codec.V5 {
 		c.authMethod = p.AuthenticationMethod

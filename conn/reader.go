@@ -16,8 +16,10 @@ import (
 // decodes within the size limit and is a packet a server may send after
 // CONNACK. Packet identifiers and acknowledgements are the session's.
 func (c *Conn) ReadLoop(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() { c.Fail(ErrClosed) })
-	defer stop()
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { c.Fail(ErrClosed) })
+		defer stop()
+	}
 	for {
 		ack, id, ok, err := c.plainAck()
 		if err != nil {
@@ -118,9 +120,15 @@ func (c *Conn) handOff(in Inbound) bool {
 func (c *Conn) writerCaughtUp() bool {
 	if c.queueLen() > maxQueuedFrames {
 		c.stalled.Store(true)
+		c.mu.Lock()
+		if c.drained == nil {
+			c.drained = make(chan struct{}, 1)
+		}
+		drained := c.drained
+		c.mu.Unlock()
 		for c.queueLen() > maxQueuedFrames {
 			select {
-			case <-c.drained:
+			case <-drained:
 			case <-c.dead:
 				return false
 			}

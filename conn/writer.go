@@ -173,10 +173,13 @@ func (c *Conn) flushHeld(ping bool) error {
 	}
 	w.batch, c.queue = c.queue, w.batch[:0]
 	c.queued.Store(0)
+	drained := c.drained
 	c.mu.Unlock()
-	select {
-	case c.drained <- struct{}{}:
-	default:
+	if drained != nil {
+		select {
+		case drained <- struct{}{}:
+		default:
+		}
 	}
 
 	buf := w.buf[:0]
