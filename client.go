@@ -23,8 +23,10 @@ type Client struct {
 	connect *codec.Connect // sent on every attempt; a copy with the credentials of the attempt when Config.Credentials is set
 
 	// Requests into the session goroutine, which owns all session state.
-	pubs    chan *pubOp
-	ctrl    chan any          // *ctlOp, cancelRequest, ackRequest, *disconnectRequest, newConn (from the supervisor)
+	// ctrl carries every request: *pubOp (a publish the session could not
+	// take on its caller's goroutine), *ctlOp, cancelRequest, ackRequest,
+	// *disconnectRequest, newConn (from the supervisor), ...
+	ctrl    chan any
 	inbound chan conn.Inbound // frames, from connection readers
 
 	// adm bounds the publishes accepted and not yet finished.
@@ -68,12 +70,11 @@ type Client struct {
 	done      chan struct{} // closed once every goroutine of the client has exited
 	err       error         // why it stopped; set before done is closed
 
-	firstUp     chan struct{} // closed when the first connection is up
-	firstUpOnce sync.Once
-	upMu        sync.Mutex         // guards up: the supervisor goroutine sets it, WaitConnected reads it
-	up          chan struct{}      // closed while a connection is up; see setUp
-	cancelRun   context.CancelFunc // stops the supervisor
-	stopping    atomic.Bool        // set when the session stops the supervisor
+	upMu      sync.Mutex         // guards up and everUp: the supervisor goroutine sets them, WaitConnected and Dial read them
+	up        chan struct{}      // closed while a connection is up; see setUp
+	everUp    bool               // a connection came up (see firstUp)
+	cancelRun context.CancelFunc // stops the supervisor
+	stopping  atomic.Bool        // set when the session stops the supervisor
 
 	// A QoS 0 Publish writes on the connection itself (publishNow) while
 	// direct is set: the session sets it at the end of each turn that
@@ -99,14 +100,14 @@ type Client struct {
 	serverIdx  int
 	redirect   string // a broker's Server Reference to try next; "" for none
 	runServer  string // the server of the current run, as shown: password redacted
-	runUp      bool   // the current run reached CONNACK
 	runUpAt    time.Time
+	runUp      bool // the current run reached CONNACK
 	runPresent bool // the current run's CONNACK said Session Present
 	// connectUnanswered: since the last CONNACK, an attempt's CONNECT may
 	// have reached the broker without its answer reaching the client.
 	connectUnanswered bool
-	takeover          takeoverWatch
 	connectedBefore   bool
+	takeover          takeoverWatch
 	lastErrMu         sync.Mutex
 	lastErr           error // the latest connection failure, for the errors of Dial and WaitConnected
 }
@@ -135,7 +136,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	// The first connection, not one up now: Dial promises that a
 	// connection came up, even if it was lost again the next instant.
-	if c.awaitUp(ctx, c.firstUp) {
+	if c.awaitUp(ctx, c.firstUp()) {
 		return c, nil
 	}
 	c.Close()
@@ -171,7 +172,6 @@ func Start(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:      s,
 		connect:  s.connectPacket(),
-		pubs:     make(chan *pubOp),
 		ctrl:     make(chan any),
 		inbound:  make(chan conn.Inbound, 8),
 		adm:      admission{maxN: s.MaxQueued, maxBytes: s.MaxQueuedBytes},
@@ -179,7 +179,6 @@ func Start(cfg Config) (*Client, error) {
 		stats:    newCounters(),
 		messages: make(chan Message),
 		done:     make(chan struct{}),
-		firstUp:  make(chan struct{}),
 		up:       make(chan struct{}),
 	}
 	if s.Auth != nil {
@@ -274,6 +273,25 @@ func (c *Client) upNow() <-chan struct{} {
 	return c.up
 }
 
+// firstUp returns a channel that is closed once the first connection came
+// up (and stays so, whatever happened since): a closed one if it did, or
+// the current up channel, which setUp closes when it does.
+func (c *Client) firstUp() <-chan struct{} {
+	c.upMu.Lock()
+	defer c.upMu.Unlock()
+	if c.everUp {
+		return closedChan
+	}
+	return c.up
+}
+
+// closedChan is a closed channel.
+var closedChan = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
+
 // setUp records whether a connection is up, for WaitConnected: up is
 // closed while one is, and replaced by an open channel when it is lost.
 // The supervisor goroutine calls it, before the event that says so, so
@@ -288,6 +306,7 @@ func (c *Client) setUp(isUp bool) {
 		}
 	default:
 		if isUp {
+			c.everUp = true
 			close(c.up)
 		}
 	}
@@ -423,14 +442,14 @@ func (c *Client) publish(ctx context.Context, m Message, result chan error, wait
 		o.stored = make(chan struct{})
 	}
 	// The session takes it on this goroutine when it is free and nothing
-	// of this caller's is in transit; otherwise through c.pubs.
+	// of this caller's is in transit; otherwise through c.ctrl.
 	// A caller that waits anyway, with no deadline to keep, also writes
 	// the frame itself (see Publish).
 	_, bounded := ctx.Deadline()
 	if c.inTransit.Load() != 0 || !c.inlinePublish(o, waits && !bounded) {
 		c.inTransit.Add(1)
 		select {
-		case c.pubs <- o:
+		case c.ctrl <- o:
 		case <-c.done:
 			c.inTransit.Add(-1)
 			o.finish(ErrClosed)

@@ -106,7 +106,6 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	// Up before the event says so: a program that saw Connected finds
 	// WaitConnected returning at once.
 	c.setUp(true)
-	c.firstUpOnce.Do(func() { close(c.firstUp) })
 	c.emit(e)
 	if c.connectedBefore && !c.cfg.CleanStart && !ack.SessionPresent {
 		c.cfg.Logger.Warn("mqtt: the broker did not keep the session; subscribing again and re-sending what is owed", "server", shown)

@@ -35,11 +35,11 @@ type session struct {
 
 	// The connection in use; nil while disconnected.
 	cur        *conn.Conn
-	resumed    bool // cur's CONNACK said Session Present
 	window     int  // publishes in flight allowed on cur
 	maxPacket  int  // the broker's Maximum Packet Size; 0: no limit
 	maxQoS     QoS  // the broker's Maximum QoS
 	noRetain   bool // the broker said Retain Available = 0
+	resumed    bool // cur's CONNACK said Session Present
 	aliases    map[uint16]string
 	reauth     *reauthExchange // Client.Reauthenticate's exchange on cur; nil: none
 	gen        uint64          // bumped whenever the broker lost the session
@@ -50,7 +50,7 @@ type session struct {
 	flights        flightTable // by packet identifier: publishes, subscribes, unsubscribes
 	seq            uint64      // order in which flights were first sent
 	restoredRelSeq uint64      // the highest PUBREC place restored from the store
-	takenIn        int64       // publishes taken from c.pubs this turn (see allowDirect)
+	takenIn        int64       // publishes taken from c.ctrl this turn (see allowDirect)
 
 	// mu is held by whichever goroutine handles the session's state: the
 	// session loop for each turn, or a reader handling an acknowledgement
@@ -62,8 +62,8 @@ type session struct {
 	// callerFlushes: frames are queued without waking the writer, and
 	// flushOwed is the connection the inline caller must flush after.
 	callerFlushes bool
+	nextID        uint16 // last packet identifier handed out
 	flushOwed     *conn.Conn
-	nextID        uint16            // last packet identifier handed out
 	pubInflight   int               // flights that are publishes
 	resend        []*flight         // publishes owed again on cur, waiting for room in its window
 	resendN       int               // how many of resend are still owed (the rest ended meanwhile)
@@ -92,8 +92,8 @@ type session struct {
 	// it has no PUBACK or PUBCOMP for yet: under MQTT 5 at most the
 	// Receive Maximum this client announced [MQTT-3.3.4-9].
 	inQuota     int
-	overrunSaid bool // the broker exceeding it was logged, on cur
 	dropped     int  // QoS 0 messages dropped since the last MessagesDropped event
+	overrunSaid bool // the broker exceeding it was logged, on cur
 	dropping    bool
 	dropSaid    time.Time // when the last MessagesDropped event went out
 
@@ -104,8 +104,8 @@ type session struct {
 	routesStop chan struct{}             // closed as the client stops: the relays exit
 	relays     sync.WaitGroup            // the routes' relays
 	lastSubID  uint32                    // the last Subscription Identifier given to a route
-	subIDOf    map[string]uint32         // the Subscription Identifier each filter was subscribed with, if any
 	noSubIDs   bool                      // the broker said Subscription Identifier Available 0
+	subIDOf    map[string]uint32         // the Subscription Identifier each filter was subscribed with, if any
 	requests   map[string]chan<- Message // Request calls waiting for a reply, by correlation data
 	respTopic  string                    // the client's response topic, once looked up
 }
@@ -186,14 +186,11 @@ func (s *session) run() {
 		if key.paused {
 			inbound = nil // flow control: the reader waits, TCP holds the broker back
 		}
-		var o *pubOp
 		var r any
 		var in conn.Inbound
 		var t routeTurn
 		var what int
 		select {
-		case o = <-c.pubs:
-			what = 1
 		case r = <-c.ctrl:
 			what = 2
 		case in = <-inbound:
@@ -223,11 +220,9 @@ func (s *session) run() {
 		switch what {
 		// Whatever else waits on the same channel is taken in the same
 		// turn: one wake-up for a burst, and with a store one sync.
-		case 1:
-			s.takePublish(o)
-			takeWaiting(c.pubs, s.takePublish, always)
 		case 2:
 			s.control(r)
+			takeWaiting(c.ctrl, s.control, always)
 		case 4:
 			s.takeInbound(in)
 			takeWaiting(c.inbound, s.takeInbound, s.inboundOpen)
@@ -289,7 +284,7 @@ func (s *session) waitKey() waitKey {
 	}
 }
 
-// takePublish accepts a publish that came through c.pubs, which stops
+// takePublish accepts a publish that came through c.ctrl, which stops
 // being in transit at the end of the turn (see allowDirect).
 func (s *session) takePublish(o *pubOp) {
 	s.takenIn++
@@ -301,7 +296,7 @@ func (s *session) takePublish(o *pubOp) {
 // would, and the loop is not woken unless what it waits on changed. The
 // caller has nothing of its own in transit (Client.publish checks), so its
 // publishes stay in order. It reports false, changing nothing, when o
-// must go through c.pubs.
+// must go through c.ctrl.
 //
 // callerFlushes: the caller waits for the result anyway and may block on
 // the socket (a synchronous Publish whose ctx has no deadline), so the
@@ -458,6 +453,8 @@ func (s *session) inbound(in conn.Inbound) {
 // control handles one request from c.ctrl.
 func (s *session) control(r any) {
 	switch r := r.(type) {
+	case *pubOp:
+		s.takePublish(r)
 	case *ctlOp:
 		s.acceptControl(r)
 	case newConn:

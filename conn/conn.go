@@ -157,7 +157,6 @@ type Conn struct {
 	server    string
 	nc        net.Conn
 	br        *bufio.Reader // pooled; see idle.go
-	version   byte
 	keepAlive time.Duration
 	maxPacket int
 	inbound   chan<- Inbound
@@ -168,8 +167,12 @@ type Conn struct {
 	// connectWritten: the handshake began writing CONNECT (see
 	// ConnectMayHaveArrived).
 	connectWritten bool
-	connack        *codec.Connack
-	epoch          time.Time // origin of the liveness clocks below
+	version        byte
+	// closed: no more frames are accepted or taken (guarded by mu, with
+	// the send queue below; here, it packs with the fields above).
+	closed  bool
+	connack *codec.Connack
+	epoch   time.Time // origin of the liveness clocks below
 	// authMethod is the CONNECT's Authentication Method; "" for none.
 	authMethod string
 	// aliasMax is how many Topic Aliases the writer may use: the smaller
@@ -187,10 +190,9 @@ type Conn struct {
 	dead     chan struct{}
 
 	// The send queue, guarded by mu. The writer swaps it out whole.
-	mu     sync.Mutex
-	queue  []Frame
-	closed bool          // no more frames are accepted or taken
-	kick   chan struct{} // 1-buffered: "the queue is not empty"
+	mu    sync.Mutex
+	queue []Frame       // see also closed
+	kick  chan struct{} // 1-buffered: "the queue is not empty"
 	// drained is signalled (1-buffered) when the writer took the queue,
 	// for a reader waiting on maxQueuedFrames; made by the first such
 	// reader (guarded by mu).
