@@ -19,8 +19,7 @@ import (
 // first connection) or Start (which does not); stop it with Disconnect or
 // Close.
 type Client struct {
-	cfg     *settings
-	connect *codec.Connect // sent on every attempt; a copy with the credentials of the attempt when Config.Credentials is set
+	cfg *settings
 
 	// Requests into the session goroutine, which owns all session state.
 	// ctrl carries every request: *pubOp (a publish the session could not
@@ -70,11 +69,11 @@ type Client struct {
 	done      chan struct{} // closed once every goroutine of the client has exited
 	err       error         // why it stopped; set before done is closed
 
-	upMu      sync.Mutex         // guards up and everUp: the supervisor goroutine sets them, WaitConnected and Dial read them
-	up        chan struct{}      // closed while a connection is up; see setUp
-	everUp    bool               // a connection came up (see firstUp)
-	cancelRun context.CancelFunc // stops the supervisor
-	stopping  atomic.Bool        // set when the session stops the supervisor
+	upMu     sync.Mutex          // guards up and everUp: the supervisor goroutine sets them, WaitConnected and Dial read them
+	up       chan struct{}       // closed while a connection is up; see setUp
+	everUp   bool                // a connection came up (see firstUp)
+	stopRun  *supervisor.Stopper // stops the supervisor
+	stopping atomic.Bool         // set when the session stops the supervisor
 
 	// A QoS 0 Publish writes on the connection itself (publishNow) while
 	// direct is set: the session sets it at the end of each turn that
@@ -171,7 +170,6 @@ func Start(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		cfg:      s,
-		connect:  s.connectPacket(),
 		ctrl:     make(chan any),
 		inbound:  make(chan conn.Inbound, 8),
 		adm:      admission{maxN: s.MaxQueued, maxBytes: s.MaxQueuedBytes},
@@ -194,10 +192,11 @@ func Start(cfg Config) (*Client, error) {
 			return nil, err
 		}
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	c.cancelRun = cancel
+	// A Stopper rather than a cancellable context: the supervisor's runs
+	// then have no parent context to register with (0.4 KiB per client).
+	c.stopRun = supervisor.NewStopper()
 	go sess.run()
-	c.supWG.Go(func() { c.supervise(runCtx) })
+	c.supWG.Go(c.supervise)
 	return c, nil
 }
 
@@ -658,7 +657,7 @@ func (c *Client) Events() <-chan Event {
 	if c.events == nil {
 		ch := make(chan Event, eventBuffer)
 		for _, e := range c.unread {
-			ch <- e
+			ch <- handOut(e)
 		}
 		c.unread = nil
 		if c.eventsClosed {
@@ -784,14 +783,15 @@ func (c *Client) lastError() error {
 
 // supervise runs the connection supervisor until it gives up or the
 // session stops it.
-func (c *Client) supervise(ctx context.Context) {
-	err := supervisor.Run(ctx, supervisor.Config{
+func (c *Client) supervise() {
+	err := supervisor.Run(context.Background(), supervisor.Config{
 		Start:       c.startRun,
 		Backoff:     c.cfg.Backoff,
 		StableAfter: c.cfg.StableAfter,
 		OnEvent:     c.onSupervisorEvent,
+		Stop:        c.stopRun,
 	})
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+	if errors.Is(err, supervisor.ErrStopped) {
 		err = nil // stopped by the session
 	}
 	c.supErr = err

@@ -95,10 +95,10 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	g.GoInline(lossCause(cn.WriteLoop)) // on the supervisor goroutine: one goroutine less per client
 	c.runUp, c.runUpAt, c.runPresent = true, upAt, present
 
+	// The CONNACK's properties themselves, which nothing changes: emit
+	// hands the application a copy (see handOut).
 	e := Event{Kind: Connected, Server: shown, SessionPresent: ack.SessionPresent, ClientID: c.cfg.ClientID,
-		// A copy: the session reads the CONNACK's limits, the application
-		// may change what it is given.
-		Connack: cloneProperties(ack.Properties)}
+		Connack: ack.Properties}
 	if ack.Properties != nil && ack.Properties.AssignedClientID != "" {
 		e.ClientID = ack.Properties.AssignedClientID
 	}
@@ -123,11 +123,10 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 // cannot carry. Neither the password nor anything derived from it goes
 // into an error or a log.
 func (c *Client) connectFor(ctx context.Context, server, shown string) (*codec.Connect, error) {
+	// Made for each attempt rather than kept: a client carries no CONNECT
+	// while it is connected (0.1 KiB, 0.45 KiB with MQTT 5 properties).
+	p := c.cfg.connectPacket()
 	creds, auth := c.cfg.Credentials, c.cfg.Auth
-	if creds == nil && auth == nil {
-		return c.connect, nil
-	}
-	p := *c.connect // shares the will and properties, which nobody changes
 	if creds != nil {
 		ctx, cancel := context.WithTimeoutCause(ctx, c.cfg.ConnectTimeout,
 			fmt.Errorf("mqtt: Config.Credentials did not return within the connect timeout of %s", c.cfg.ConnectTimeout))
@@ -150,11 +149,9 @@ func (c *Client) connectFor(ctx context.Context, server, shown string) (*codec.C
 		if err != nil {
 			return nil, &AuthError{Server: shown, Method: c.cfg.authMethod, Op: "starting the exchange", Err: err}
 		}
-		props := *p.Properties // Version 5: CONNECT has properties
-		props.AuthenticationData = data
-		p.Properties = &props
+		p.Properties.AuthenticationData = data // Version 5: CONNECT has properties, this attempt's own
 	}
-	return &p, nil
+	return p, nil
 }
 
 // onSupervisorEvent turns the supervisor's events into the client's. It

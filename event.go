@@ -164,6 +164,7 @@ func (c *Client) emit(e Event) {
 		c.unread = makeRoom(append(u, e), eventBuffer)
 		return
 	}
+	e = handOut(e)
 	select {
 	case c.events <- e:
 		return
@@ -186,6 +187,16 @@ func (c *Client) emit(e Event) {
 	for _, w := range makeRoom(append(waiting, e), cap(c.events)) {
 		c.events <- w
 	}
+}
+
+// handOut is e as the application gets it: with a copy of the CONNACK's
+// properties of its own, since the connection keeps reading them. An event
+// kept until Events is called shares them meanwhile.
+func handOut(e Event) Event {
+	if e.Connack != nil {
+		e.Connack = cloneProperties(e.Connack)
+	}
+	return e
 }
 
 // makeRoom shortens events, oldest first, to at most n: it drops the oldest

@@ -125,3 +125,25 @@ func TestEventsAskedForLate(t *testing.T) {
 		t.Fatalf("%d kept in a slice of %d, want %d in at most %d", len(d.unread), cap(d.unread), eventBuffer, eventBuffer+1)
 	}
 }
+
+// The application gets a copy of the CONNACK's properties, which the
+// connection keeps reading, whether its Events channel was there when the
+// Connected event came or was made after.
+func TestConnackHandedOutAsACopy(t *testing.T) {
+	eachEventsStart(t, func(t *testing.T, c *Client, events func() <-chan Event) {
+		recv := uint16(10)
+		orig := &Properties{ReceiveMaximum: &recv, ReasonString: "ok"}
+		c.emit(Event{Kind: Connected, Connack: orig})
+		e := <-events()
+		if e.Connack == orig || e.Connack == nil || e.Connack.ReceiveMaximum == orig.ReceiveMaximum {
+			t.Fatalf("the event shares the CONNACK's properties: %p %+v", e.Connack, e.Connack)
+		}
+		if *e.Connack.ReceiveMaximum != 10 || e.Connack.ReasonString != "ok" {
+			t.Fatalf("the copy differs: %+v", e.Connack)
+		}
+		*e.Connack.ReceiveMaximum = 99
+		if recv != 10 {
+			t.Fatal("changing the event's copy changed the connection's")
+		}
+	})
+}

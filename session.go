@@ -899,7 +899,7 @@ func (s *session) shutdown(err error) {
 	c := s.c
 	c.direct.Store(nil)    // every Publish takes the queue, which says ErrClosed
 	c.stopping.Store(true) // the connection's end is not news now
-	c.cancelRun()
+	c.stopRun.Stop()
 	c.supWG.Wait()
 	if s.cur != nil {
 		s.cur.Close()

@@ -22,6 +22,13 @@ var ErrGaveUp = errors.New("supervisor: the backoff strategy gave up")
 // cancelled.
 var ErrRunEnded = errors.New("supervisor: a run ended with no error while it should have kept running (a member returned nil, or Start started none)")
 
+// ErrStopped is wrapped by the error [Run] returns after [Stopper.Stop],
+// and is the cause of the ctx of the run it cancelled.
+var ErrStopped = errors.New("supervisor: stopped by Stopper.Stop")
+
+// errStopped is what Run returns after Stopper.Stop.
+var errStopped = fmt.Errorf("supervisor: stopped: %w", ErrStopped)
+
 var errNoStart = errors.New("supervisor: Config.Start is nil: set it to the function that begins one run")
 
 // GaveUpError is the error [Run] returns when the backoff strategy gave up.

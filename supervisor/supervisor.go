@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/robustmqtt/mqtt/backoff"
@@ -54,6 +55,14 @@ type Config struct {
 	// stop the delays from growing.
 	StableAfter time.Duration
 
+	// Stop, if not nil, stops Run from outside like the end of Run's ctx
+	// does, without Run's ctx being one that can end: with
+	// context.Background, the runs' contexts have no parent to register
+	// with (a cancellable parent keeps a map of its children and a
+	// channel, about 0.4 KiB for a supervisor that lives as long as an MQTT
+	// client). Run then returns an error wrapping [ErrStopped].
+	Stop *Stopper
+
 	// OnEvent observes the supervisor: it is called on Run's goroutine, in
 	// order, for every [Event]. It must not block or take long, because Run
 	// waits for it: an observer that forwards events elsewhere uses a
@@ -94,6 +103,7 @@ func Run(ctx context.Context, cfg Config) error {
 		strategy:    cfg.Backoff,
 		stableAfter: cfg.StableAfter,
 		onEvent:     cfg.OnEvent,
+		stop:        cfg.Stop,
 	}
 	if s.strategy == nil {
 		s.strategy = backoff.Default()
@@ -113,6 +123,7 @@ type supervisor struct {
 	strategy    backoff.Strategy
 	stableAfter time.Duration
 	onEvent     func(Event)
+	stop        *Stopper // nil: none
 
 	// The streak: the retries since the loss.
 	attempt backoff.Attempt // the retry that started the current run; N = 0 when none
@@ -134,13 +145,23 @@ func (s *supervisor) run(ctx context.Context) error {
 			timer.Stop()
 		}
 	}()
+	var stopCh <-chan struct{}
+	if s.stop != nil {
+		stopCh = s.stop.ch
+	}
 	for {
 		if ctx.Err() != nil {
 			return stopped(ctx)
 		}
+		if s.stop.isStopped() {
+			return errStopped
+		}
 		out := s.runOnce(ctx)
 		if ctx.Err() != nil {
 			return stopped(ctx) // Run's ctx ended the run: not a failure
+		}
+		if s.stop.isStopped() {
+			return errStopped // so did a Stop
 		}
 		a := s.next(out)
 		s.onEvent(Event{Kind: Down, Attempt: a, Err: out.err})
@@ -161,6 +182,8 @@ func (s *supervisor) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return stopped(ctx) // the deferred Stop frees the timer
+		case <-stopCh:
+			return errStopped
 		case <-timer.C:
 		}
 	}
@@ -189,6 +212,8 @@ func (s *supervisor) runOnce(ctx context.Context) outcome {
 	// Cancelled on return, so that members stop even if Start or OnEvent
 	// panics out of Run; on the normal path they have all returned already.
 	defer g.cancel(nil)
+	s.stop.attach(g)
+	defer s.stop.attach(nil)
 
 	if err := s.start(g.ctx, g); err != nil {
 		g.fail(err)
@@ -226,4 +251,55 @@ func (s *supervisor) runOnce(ctx context.Context) outcome {
 			return out
 		}
 	}
+}
+
+// A Stopper stops a [Run] from another goroutine (see [Config.Stop]).
+type Stopper struct {
+	mu      sync.Mutex
+	stopped bool
+	run     *Group        // the current run; nil between runs
+	ch      chan struct{} // closed by Stop: ends a wait between runs
+}
+
+// NewStopper returns a Stopper for one Run.
+func NewStopper() *Stopper { return &Stopper{ch: make(chan struct{})} }
+
+// Stop makes the Run it was given to return: the current run's ctx is
+// cancelled (with [ErrStopped] as its cause), a wait between runs ends and
+// no run starts any more. Run returns once the current run's members have
+// all returned. Calling Stop again does nothing.
+func (s *Stopper) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	close(s.ch)
+	if s.run != nil {
+		s.run.cancel(ErrStopped)
+	}
+}
+
+// attach records g as the current run (nil: none), cancelling it at once
+// if Stop was called already. A nil Stopper does nothing.
+func (s *Stopper) attach(g *Group) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.run = g
+	if g != nil && s.stopped {
+		g.cancel(ErrStopped)
+	}
+}
+
+func (s *Stopper) isStopped() bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
 }
