@@ -348,43 +348,6 @@ func TestUpAfterFailureIgnored(t *testing.T) {
 	})
 }
 
-func TestCancelDuringDelay(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		ctx, cancel := context.WithCancel(t.Context())
-		retrying := make(chan struct{})
-		st := newStarts()
-		done := runAsync(ctx, supervisor.Config{
-			Start: func(context.Context, *supervisor.Group) error {
-				st.mark()
-				return errDial
-			},
-			Backoff: backoff.Constant(time.Hour),
-			OnEvent: func(e supervisor.Event) {
-				if e.Kind == supervisor.Retrying {
-					close(retrying)
-				}
-			},
-		})
-		<-retrying
-		<-time.After(10 * time.Minute) // well into the delay
-		cancel()
-		before := time.Now()
-		err := <-done
-		if waited := time.Since(before); waited != 0 {
-			t.Errorf("Run returned %v after the cancel, want at once", waited)
-		}
-		if !errors.Is(err, context.Canceled) || errors.Is(err, supervisor.ErrGaveUp) {
-			t.Errorf("Run = %v, want it to wrap context.Canceled only", err)
-		}
-		if !strings.HasPrefix(err.Error(), "supervisor: ") {
-			t.Errorf("Run = %q, want the supervisor: prefix", err)
-		}
-		if got := st.times(); len(got) != 1 {
-			t.Errorf("Start called at %v, want once", got)
-		}
-	})
-}
-
 func TestDeadlineDuringDelay(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second+time.Millisecond)
@@ -405,50 +368,6 @@ func TestDeadlineDuringDelay(t *testing.T) {
 		}
 		if got := len(st.times()); got != 6 {
 			t.Errorf("Start called %d times, want 6 (at 0, 1s, ... 5s)", got)
-		}
-	})
-}
-
-func TestCancelWhileUp(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		ctx, cancel := context.WithCancelCause(t.Context())
-		errClosing := errors.New("client closed")
-		rec := newRecorder()
-		var live atomic.Int32
-		up := make(chan struct{})
-		done := runAsync(ctx, supervisor.Config{
-			Start: func(ctx context.Context, g *supervisor.Group) error {
-				for range 3 {
-					live.Add(1)
-					g.Go(func(ctx context.Context) error {
-						defer live.Add(-1)
-						<-ctx.Done()
-						<-time.After(time.Second) // slow to stop
-						return ctx.Err()
-					})
-				}
-				g.Up()
-				close(up)
-				return nil
-			},
-			OnEvent: rec.on,
-		})
-		<-up
-		cancel(errClosing)
-		err := <-done
-		if n := live.Load(); n != 0 {
-			t.Errorf("Run returned with %d members still running", n)
-		}
-		if !errors.Is(err, context.Canceled) || !errors.Is(err, errClosing) {
-			t.Errorf("Run = %v, want it to wrap context.Canceled and the cause", err)
-		}
-		if got := time.Since(rec.start); got != time.Second {
-			t.Errorf("Run returned after %v, want 1s (the members' time to stop)", got)
-		}
-		for _, e := range rec.got() {
-			if e.Kind != supervisor.Up {
-				t.Errorf("event %+v: a run ended by Run's ctx is not a failure", e)
-			}
 		}
 	})
 }
