@@ -70,7 +70,8 @@ type Client struct {
 	err       error         // why it stopped; set before done is closed
 
 	upMu     sync.Mutex          // guards up and everUp: the supervisor goroutine sets them, WaitConnected and Dial read them
-	up       chan struct{}       // closed while a connection is up; see setUp
+	up       chan struct{}       // waiters' channel while no connection is up, nil until one waits; see upChan
+	isUp     bool                // a connection is up
 	everUp   bool                // a connection came up (see firstUp)
 	stopRun  *supervisor.Stopper // stops the supervisor
 	stopping atomic.Bool         // set when the session stops the supervisor
@@ -171,13 +172,12 @@ func Start(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:      s,
 		ctrl:     make(chan any),
-		inbound:  make(chan conn.Inbound, 8),
+		inbound:  make(chan conn.Inbound, 4),
 		adm:      admission{maxN: s.MaxQueued, maxBytes: s.MaxQueuedBytes},
 		takeover: takeoverWatch{stableAfter: s.StableAfter},
 		stats:    newCounters(),
 		messages: make(chan Message),
 		done:     make(chan struct{}),
-		up:       make(chan struct{}),
 	}
 	if s.Auth != nil {
 		c.authTurn = make(chan struct{}, 1)
@@ -269,6 +269,19 @@ func (c *Client) awaitUp(ctx context.Context, up <-chan struct{}) bool {
 func (c *Client) upNow() <-chan struct{} {
 	c.upMu.Lock()
 	defer c.upMu.Unlock()
+	return c.upChan()
+}
+
+// upChan is upNow with upMu held: a closed channel while a connection is
+// up, otherwise the channel the next setUp(true) closes, made for the
+// first waiter (a client nobody waits on carries none).
+func (c *Client) upChan() <-chan struct{} {
+	if c.isUp {
+		return closedChan
+	}
+	if c.up == nil {
+		c.up = make(chan struct{})
+	}
 	return c.up
 }
 
@@ -281,7 +294,7 @@ func (c *Client) firstUp() <-chan struct{} {
 	if c.everUp {
 		return closedChan
 	}
-	return c.up
+	return c.upChan()
 }
 
 // closedChan is a closed channel.
@@ -291,24 +304,21 @@ var closedChan = func() chan struct{} {
 	return ch
 }()
 
-// setUp records whether a connection is up, for WaitConnected: up is
-// closed while one is, and replaced by an open channel when it is lost.
+// setUp records whether a connection is up, for WaitConnected and Dial:
+// coming up closes the channel their waits hold (see upChan).
 // The supervisor goroutine calls it, before the event that says so, so
 // that a program that saw Connected finds WaitConnected returning at once.
 func (c *Client) setUp(isUp bool) {
 	c.upMu.Lock()
 	defer c.upMu.Unlock()
-	select {
-	case <-c.up:
-		if !isUp {
-			c.up = make(chan struct{})
-		}
-	default:
-		if isUp {
-			c.everUp = true
-			close(c.up)
+	if isUp && !c.isUp {
+		c.everUp = true
+		if c.up != nil {
+			close(c.up) // the waiters' channel
+			c.up = nil
 		}
 	}
+	c.isUp = isUp
 }
 
 // Publish sends m and waits for its result. QoS 0 returns once the frame is

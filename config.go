@@ -351,8 +351,7 @@ type Config struct {
 // settings is a validated Config with every default applied.
 type settings struct {
 	Config
-	shown     []string        // Servers as events, logs and errors show them (conn.RedactServer)
-	redirects *redirectPolicy // where a Server Reference may lead
+	shown     []string // Servers as events, logs and errors show them (conn.RedactServer)
 	version   byte
 	keepAlive uint16 // seconds
 	expiry    uint32 // seconds, MQTT 5
@@ -378,11 +377,11 @@ func (cfg Config) validate() (*settings, error) {
 		}
 		s.shown[i] = conn.RedactServer(srv)
 	}
-	redirects, err := newRedirectPolicy(cfg.Servers, cfg.RedirectHosts)
-	if err != nil {
+	// Checked now, made again when a broker redirects (rarely): a client
+	// does not carry its policy while it is connected.
+	if _, err := newRedirectPolicy(cfg.Servers, cfg.RedirectHosts); err != nil {
 		return bad("%v", err)
 	}
-	s.redirects = redirects
 	switch cfg.Version {
 	case 0, codec.V311:
 		s.version = codec.V311

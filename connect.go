@@ -83,17 +83,10 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	// The loops' error says whether another client with the same ClientID
 	// took the connection over, so that the strategy sees it too.
 	ack := cn.Connack()
-	upAt, watch, present := time.Now(), c.takeover, ack.SessionPresent
-	lossCause := func(loop func(context.Context) error) func(context.Context) error {
-		return func(ctx context.Context) error { return watch.cause(loop(ctx), time.Since(upAt), present) }
-	}
-	// The writer watches the run's ctx: when it ends, the writer fails the
-	// connection, which ends the reader too (one context.AfterFunc per
-	// connection rather than two; the writer always runs, see GoInline).
-	readLoop := func(context.Context) error { return cn.ReadLoop(context.Background()) }
-	g.Go(lossCause(readLoop))
-	g.GoInline(lossCause(cn.WriteLoop)) // on the supervisor goroutine: one goroutine less per client
-	c.runUp, c.runUpAt, c.runPresent = true, upAt, present
+	l := &loops{cn: cn, watch: c.takeover, upAt: time.Now(), present: ack.SessionPresent}
+	g.Go(l.read)
+	g.GoInline(l.write) // on the supervisor goroutine: one goroutine less per client
+	c.runUp, c.runUpAt, c.runPresent = true, l.upAt, l.present
 
 	// The CONNACK's properties themselves, which nothing changes: emit
 	// hands the application a copy (see handOut).
@@ -195,8 +188,9 @@ func (c *Client) onSupervisorEvent(e supervisor.Event) {
 // followRedirect notes an MQTT 5 "use another server" or "server moved"
 // from the broker at from (in CONNACK or DISCONNECT), so that the next
 // attempt goes to its Server Reference. A reference that is not a usable
-// server, or that c.cfg.redirects refuses (it drops TLS, or leads to a
-// host the user did not allow), is logged and not followed: the next
+// server, or that the redirect policy (newRedirectPolicy) refuses (it
+// drops TLS, or leads to a host the user did not allow), is logged and
+// not followed: the next
 // attempt goes to Config.Servers, and Stats counts no redirect. from is
 // the server as shown (redacted); its scheme is all that is used.
 func (c *Client) followRedirect(err error, from string) {
@@ -217,7 +211,10 @@ func (c *Client) followRedirect(err error, from string) {
 	}
 	target, perr := redirectTarget(ref, from)
 	if perr == nil {
-		perr = c.cfg.redirects.check(target, from)
+		var policy *redirectPolicy
+		if policy, perr = newRedirectPolicy(c.cfg.Servers, c.cfg.RedirectHosts); perr == nil { // valid: Start checked it
+			perr = policy.check(target, from)
+		}
 	}
 	if perr != nil {
 		c.cfg.Logger.Warn("mqtt: not following the broker's redirect", "server", from,
@@ -362,3 +359,26 @@ func (p *redirectPolicy) check(target, from string) error {
 	}
 	return fmt.Errorf("the reference %s leads to host %s, which is neither a host of Config.Servers nor allowed by Config.RedirectHosts", target, t.Hostname())
 }
+
+// loops runs a connection's reader and writer as members of a supervisor
+// run; the error each returns says whether another client with the same
+// ClientID took the connection over, so that the strategy sees it too.
+type loops struct {
+	cn      *conn.Conn
+	watch   takeoverWatch // as it was when the connection came up
+	upAt    time.Time
+	present bool // the CONNACK's Session Present
+}
+
+// read runs the reader. The writer watches the run's ctx: when it ends,
+// the writer fails the connection, which ends the reader too (one
+// context.AfterFunc per connection rather than two; the writer always
+// runs, see supervisor.Group.GoInline).
+func (l *loops) read(context.Context) error {
+	return l.cause(l.cn.ReadLoop(context.Background()))
+}
+
+// write runs the writer.
+func (l *loops) write(ctx context.Context) error { return l.cause(l.cn.WriteLoop(ctx)) }
+
+func (l *loops) cause(err error) error { return l.watch.cause(err, time.Since(l.upAt), l.present) }
