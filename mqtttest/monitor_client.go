@@ -167,6 +167,7 @@ func (m *Monitor) publish(p *codec.Publish) {
 	// Sent again, or a new message: either way the client does not owe a
 	// PUBREL for an earlier PUBREC of this identifier.
 	delete(s.owedRel, id)
+	m.book.published(s.clientID, id, s.recs[id])
 	f, inUse := s.out[id]
 	if inUse && f.early {
 		// The server's PUBREC crossed this PUBLISH: the PUBLISH of an
@@ -333,17 +334,29 @@ func (m *Monitor) pubrel(id uint16) {
 	}
 	f.pubrel = true
 	s.out[id] = f
-	n, ok := s.owedRel[id]
-	if ok {
-		delete(s.owedRel, id)
-	} else if recs := s.recs[id]; len(recs) > 0 {
-		n, ok = recs[0], true
-		s.recs[id] = recs[1:]
+	owed, recs := s.owedRel[id], s.recs[id]
+	if len(owed) == 0 && len(recs) == 0 {
+		return // no PUBREC is known: a flow this Monitor did not see begin
 	}
-	if ok {
-		if n < s.lastRel {
-			m.violate(rulePubrelOrder, fmt.Sprintf("PUBREL %d after the PUBREL of a message whose PUBREC arrived later", id), true)
+	// The copy answered is the earliest that keeps the order: any copy the
+	// server wrote may be the one the client read first, or the only one
+	// it kept (see sessionBook). Taking the earliest that fits leaves the
+	// most room for the PUBRELs after it, so the rule reports an order only
+	// when no choice of copies explains it.
+	n, fits, latest := uint64(0), false, uint64(0)
+	for _, c := range slices.Concat(owed, recs) {
+		if c >= s.lastRel && (!fits || c < n) {
+			n, fits = c, true
 		}
-		s.lastRel = max(s.lastRel, n)
+		latest = max(latest, c)
 	}
+	if !fits {
+		n = latest
+		m.violate(rulePubrelOrder, fmt.Sprintf("PUBREL %d after the PUBREL of a message whose PUBREC arrived later", id), true)
+	}
+	delete(s.owedRel, id)
+	// The copies of this connection up to the one answered are answered;
+	// a later one (a PUBREC the server sent again) waits for its own.
+	s.recs[id] = slices.DeleteFunc(recs, func(c uint64) bool { return c <= n })
+	s.lastRel = max(s.lastRel, n)
 }

@@ -3,7 +3,7 @@ package mqtttest
 import (
 	"encoding/binary"
 	"fmt"
-	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,9 +57,9 @@ type connState struct {
 	lastAck   [2]uint64           // arrival number of the latest PUBACK [0] and PUBREC [1] sent
 
 	// PUBREL order: the PUBRECs the client may answer, numbered in arrival
-	// order by Monitor.book. A PUBREL answers first the PUBREC of an
-	// earlier connection, which it re-sends, then those of this one.
-	owedRel map[uint16]uint64   // the latest PUBREC of an earlier connection, if no PUBREL answered it here
+	// order by Monitor.book. A PUBREL answers one copy of its PUBREC: one
+	// of an earlier connection, which it re-sends, or one of this one.
+	owedRel map[uint16][]uint64 // the PUBRECs of earlier connections, if no PUBREL answered them here
 	recs    map[uint16][]uint64 // PUBRECs that arrived on this connection, not yet answered
 	lastRel uint64              // number of the PUBREC the latest PUBREL answered
 
@@ -263,9 +263,7 @@ func (m *Monitor) server(frame []byte, total int, now time.Time) {
 			// may cross the client's PUBLISH sent again.
 			s.out[pid] = outFlow{kind: codec.TypePublish, qos: 2, pubrec: true, early: true}
 		}
-		if len(s.recs[pid]) < maxPending {
-			s.recs[pid] = append(s.recs[pid], m.book.pubrec(s.clientID, pid))
-		}
+		s.recs[pid] = appendCopy(s.recs[pid], m.book.pubrec(s.clientID, pid))
 	case codec.TypePubcomp:
 		if pid, ok := id(); ok {
 			s.complete(pid, codec.TypePublish)
@@ -362,16 +360,22 @@ func (m *Monitor) connack(frame []byte, now time.Time) {
 }
 
 // sessionBook numbers the server's PUBRECs of an endpoint in the order
-// they arrived, and keeps the number of the latest for each QoS 2 flow of
-// each client's session that has no PUBCOMP yet, so that the PUBRELs a
-// client re-sends on a new connection can be held to that order
-// [MQTT-4.6.0-4]. Its methods are safe for concurrent use. A client with
-// an empty identifier gets numbers but no record: its session cannot
-// outlive the connection.
+// they arrived, and keeps, for each QoS 2 flow of each client's session
+// that has no PUBCOMP yet, the numbers of the PUBRECs that came since the
+// client last sent its PUBLISH, so that the PUBRELs a client re-sends on a
+// new connection can be held to that order [MQTT-4.6.0-4]. Its methods are
+// safe for concurrent use. A client with an empty identifier gets numbers
+// but no record: its session cannot outlive the connection.
+//
+// It keeps every copy, not only the first or the latest, because it sees
+// what the server wrote, not what the client read: a PUBREC written just
+// before a connection died may never have reached the client, and a client
+// restarted from a store knows only the PUBRECs it recorded. Which copy a
+// PUBREL answers is the client's to know; see Monitor.pubrel.
 type sessionBook struct {
 	mu       sync.Mutex
 	next     uint64
-	sessions map[string]map[uint16]uint64 // client identifier → packet identifier → PUBREC number
+	sessions map[string]map[uint16][]uint64 // client identifier → packet identifier → PUBREC numbers, oldest first
 }
 
 // pubrec records that a PUBREC for id arrived now, and returns its number.
@@ -383,15 +387,46 @@ func (b *sessionBook) pubrec(client string, id uint16) uint64 {
 		return b.next
 	}
 	if b.sessions == nil {
-		b.sessions = make(map[string]map[uint16]uint64)
+		b.sessions = make(map[string]map[uint16][]uint64)
 	}
 	s := b.sessions[client]
 	if s == nil {
-		s = make(map[uint16]uint64)
+		s = make(map[uint16][]uint64)
 		b.sessions[client] = s
 	}
-	s[id] = b.next
+	s[id] = appendCopy(s[id], b.next)
 	return b.next
+}
+
+// appendCopy appends n to the numbers of one identifier's copies, keeping
+// at most maxPending: past that, the latest replaces the one before it,
+// so the oldest and the newest are always known.
+func appendCopy(ns []uint64, n uint64) []uint64 {
+	if len(ns) == maxPending {
+		ns[len(ns)-1] = n
+		return ns
+	}
+	return append(ns, n)
+}
+
+// published records that the client sent a QoS 2 PUBLISH with id (again):
+// the PUBRECs of its earlier copies are no longer owed. Those of this
+// connection that crossed it, kept, stay.
+func (b *sessionBook) published(client string, id uint16, kept []uint64) {
+	if client == "" {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.sessions[client]
+	if s == nil {
+		return
+	}
+	if len(kept) == 0 {
+		delete(s, id)
+		return
+	}
+	s[id] = slices.Clone(kept)
 }
 
 // forget ends the record of id: its flow is complete.
@@ -411,13 +446,15 @@ func (b *sessionBook) forget(client string, id uint16) {
 
 // owed returns a copy of the record of client: the PUBRECs its session
 // may owe a PUBREL for, by packet identifier.
-func (b *sessionBook) owed(client string) map[uint16]uint64 {
-	owed := make(map[uint16]uint64)
+func (b *sessionBook) owed(client string) map[uint16][]uint64 {
+	owed := make(map[uint16][]uint64)
 	if client == "" {
 		return owed
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	maps.Copy(owed, b.sessions[client])
+	for id, ns := range b.sessions[client] {
+		owed[id] = slices.Clone(ns)
+	}
 	return owed
 }

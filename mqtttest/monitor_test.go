@@ -496,57 +496,94 @@ func TestMonitorRules(t *testing.T) {
 
 // The PUBRELs a client re-sends on a new connection follow the order in
 // which the PUBRECs arrived on the earlier one [MQTT-4.6.0-4]: the monitor
-// remembers that order per client identifier.
+// remembers that order per client identifier. It sees what the server
+// wrote, not what the client read: a connection can die with PUBRECs
+// unread, and a client restarted from its store knows only the PUBRECs it
+// recorded. So a PUBREL may answer any copy of its PUBREC the server sent
+// since the PUBLISH, and an order is reported only when no choice of
+// copies explains it.
 func TestMonitorPubrelOrderAcrossConnections(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		resend []uint16
+		first  []uint16 // the server's PUBRECs on the first connection, after PUBLISH 1 and 2
+		rels   []uint16 // the client's PUBRELs on the first connection
+		cut    []uint16 // the PUBRECs the server sends again on a second connection, before it dies
+		last   []uint16 // the PUBRECs the server sends again on the last connection
+		resend []uint16 // the client's PUBRELs on the last connection
 		want   string
 	}{
-		{"in PUBREC order", []uint16{2, 1}, ""},
-		{"in PUBLISH order", []uint16{1, 2}, "MQTT-4.6.0-4"},
+		{name: "in PUBREC order", first: []uint16{2, 1}, rels: []uint16{2, 1}, resend: []uint16{2, 1}},
+		{name: "in PUBLISH order", first: []uint16{2, 1}, rels: []uint16{2, 1}, resend: []uint16{1, 2}, want: "MQTT-4.6.0-4"},
+		// Found by the crash test (seed 1796616477689480118): the client was
+		// killed before it recorded the first connection's PUBRECs, the
+		// second connection died with only PUBREC 1 sent again, and the
+		// restarted client answers the last connection's PUBRECs in order.
+		{name: "answering the last copies", first: []uint16{1, 2}, cut: []uint16{1}, last: []uint16{1, 2}, resend: []uint16{1, 2}},
+		{name: "answering the first copies", first: []uint16{1, 2}, cut: []uint16{1}, last: []uint16{2, 1}, resend: []uint16{1, 2}},
+		{name: "answering the last copies, reversed", first: []uint16{1, 2}, last: []uint16{2, 1}, resend: []uint16{2, 1}},
+		{name: "no copy explains it", first: []uint16{1, 2}, last: []uint16{2}, resend: []uint16{2, 1}, want: "MQTT-4.6.0-4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := mqtttest.NewScriptedBroker(t)
 			s.AllowViolations()
 			f := frames{t, 5}
+			pubrecs := func(ids []uint16) []byte {
+				var b []byte
+				for _, id := range ids {
+					b = append(b, f.pubrec(id)...)
+				}
+				return b
+			}
+			readFrames := func(sc *mqtttest.ScriptedConn, n int) {
+				t.Helper()
+				for range n {
+					if _, err := sc.ReadFrame(testCtx(t)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
 
 			c := dialBad(t, s.Addr(), 5)
 			c.write(f.connect("q2", 0, false))
 			sc := accept(t, s)
 			c.write(f.publish(2, 1, false), f.publish(2, 2, false))
-			for range 2 {
-				if _, err := sc.ReadFrame(testCtx(t)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := sc.Write(append(f.pubrec(2), f.pubrec(1)...)); err != nil {
+			readFrames(sc, 2)
+			if err := sc.Write(pubrecs(tc.first)); err != nil {
 				t.Fatal(err)
 			}
 			c.readUntil(codec.TypeConnack)
-			c.readUntil(codec.TypePubrec)
-			c.readUntil(codec.TypePubrec)
-			c.write(f.pubrel(2), f.pubrel(1)) // the PUBCOMPs never come
-			for range 2 {
-				if _, err := sc.ReadFrame(testCtx(t)); err != nil {
-					t.Fatal(err)
-				}
+			for range tc.first {
+				c.readUntil(codec.TypePubrec)
 			}
+			for _, id := range tc.rels {
+				c.write(f.pubrel(id)) // the PUBCOMPs never come
+			}
+			readFrames(sc, len(tc.rels))
 			_ = c.conn.Close()
 			<-sc.Done()
 
 			s.SetConnack(f.connack(true, nil))
+			if tc.cut != nil {
+				c = dialBad(t, s.Addr(), 5)
+				c.write(f.connect("q2", 0, false))
+				sc = accept(t, s)
+				if err := sc.Write(pubrecs(tc.cut)); err != nil {
+					t.Fatal(err)
+				}
+				_ = c.conn.Close() // unread
+				<-sc.Done()
+			}
+
 			c = dialBad(t, s.Addr(), 5)
 			c.write(f.connect("q2", 0, false))
 			sc = accept(t, s)
+			if err := sc.Write(pubrecs(tc.last)); err != nil {
+				t.Fatal(err)
+			}
 			for _, id := range tc.resend {
 				c.write(f.pubrel(id))
 			}
-			for range 2 {
-				if _, err := sc.ReadFrame(testCtx(t)); err != nil {
-					t.Fatal(err)
-				}
-			}
+			readFrames(sc, len(tc.resend))
 			_ = c.conn.Close()
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
