@@ -415,7 +415,7 @@ func (c *Client) PublishAsync(ctx context.Context, m Message) <-chan error {
 // publish is PublishAsync with the result channel supplied: empty, with a
 // buffer of one. waits: the caller (Publish) waits for the result.
 func (c *Client) publish(ctx context.Context, m Message, result chan error, waits bool) chan error {
-	o := &pubOp{}
+	o := newPubOp()
 	o.init(c, ctx, result)
 	if err := validateMessage(&m, c.cfg.version); err != nil {
 		o.result <- fmt.Errorf("%w: publish to %q: %w", ErrInvalidMessage, m.Topic, err)
@@ -450,6 +450,13 @@ func (c *Client) publish(ctx context.Context, m Message, result chan error, wait
 	if c.cfg.Store != nil && m.QoS > AtMostOnce {
 		o.stored = make(chan struct{})
 	}
+	// Nothing but the session and the writers can look at it after its
+	// result, unless it is in the store or waits for room (see
+	// pubOp.release; the watchers are checked when it finishes).
+	o.recyclable = m.QoS > AtMostOnce && o.stored == nil && !o.needsRoom
+	// Once handed over, o may be acknowledged and used again by another
+	// publish at any moment: from here on only these are read.
+	stored, res := o.stored, o.result
 	// The session takes it on this goroutine when it is free and nothing
 	// of this caller's is in transit; otherwise through c.ctrl.
 	// A caller that waits anyway, with no deadline to keep, also writes
@@ -464,16 +471,16 @@ func (c *Client) publish(ctx context.Context, m Message, result chan error, wait
 			o.finish(ErrClosed)
 		}
 	}
-	if o.stored != nil {
+	if stored != nil {
 		// Accepted means durable: wait for the store, unless the
 		// publish already has its result.
 		select {
-		case <-o.stored:
-		case err := <-o.result:
-			o.result <- err
+		case <-stored:
+		case err := <-res:
+			res <- err
 		}
 	}
-	return o.result
+	return res
 }
 
 // admit takes room for o under its queue policy. It reports false when o

@@ -682,6 +682,8 @@ func (s *session) resendOwed(unfinished []*flight) {
 			continue
 		}
 		f.owed = true
+		// s.resend may hold it after its result: not used again.
+		f.pub.recyclable = false
 		s.resend = append(s.resend, f)
 		s.resendN++
 	}
@@ -711,7 +713,7 @@ func (s *session) sendOwed() bool {
 		f.owed = false
 		s.resendN--
 		if f.relNeeded {
-			if !s.send(conn.Frame{Packet: &f.pub.rel}) {
+			if !s.sendPubrel(f.pub) {
 				return false
 			}
 			continue
@@ -738,7 +740,7 @@ func (s *session) sendOwed() bool {
 				s.seq++
 				f.relSeq = s.seq
 				s.storeProgress(o, pubReleased)
-				if !s.send(conn.Frame{Packet: &o.rel}) {
+				if !s.sendPubrel(o) {
 					return false
 				}
 				continue
@@ -753,7 +755,7 @@ func (s *session) sendOwed() bool {
 			// ran out meanwhile, with at least 1 s left.
 			p.Properties = expiryLeft(p.Properties, max(time.Until(o.expires), time.Second))
 		}
-		if !s.send(conn.Frame{Packet: &p, Track: o}) {
+		if !s.sendPublish(o, &p) {
 			return false
 		}
 	}

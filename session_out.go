@@ -205,7 +205,7 @@ func (s *session) pump() {
 			}
 		}
 		s.popQueued(o)
-		if !s.send(conn.Frame{Packet: &o.pkt, Track: o}) {
+		if !s.sendPublish(o, &o.pkt) {
 			// The connection died under us; lost() runs next. A QoS 1/2
 			// publish has its flight and goes again from there.
 			if o.pkt.QoS == AtMostOnce {
@@ -321,8 +321,11 @@ func (s *session) withdraw(o *op, err error) bool {
 
 // flush starts a Flush: it lists the publishes unfinished now.
 func (s *session) flush(w *flushWaiter) {
+	// The Flush looks at them until they have their results, and after:
+	// none is used again for another publish (see pubOp.release).
 	for o := range s.queue.all() {
 		if !o.done() {
+			o.recyclable = false
 			w.ops = append(w.ops, &o.op)
 		}
 	}
@@ -333,6 +336,7 @@ func (s *session) flush(w *flushWaiter) {
 	}
 	for f := range s.flights.all() {
 		if f.pub != nil {
+			f.pub.recyclable = false
 			w.ops = append(w.ops, &f.pub.op)
 		}
 	}
@@ -565,11 +569,15 @@ func (s *session) onPuback(p *codec.Puback) {
 		s.protocolError(codec.ProtocolError, codec.TypePuback, "PUBACK for packet identifier %d, which no QoS 1 publish uses", p.PacketID)
 		return
 	}
-	err := ackError(&f.pub.pkt, p.ReasonCode, p.Properties)
-	s.settle(&f.pub.op, err, err != nil)
+	o := f.pub
+	err := ackError(&o.pkt, p.ReasonCode, p.Properties)
+	s.settle(&o.op, err, err != nil)
 	s.endFlight(p.PacketID)
 	s.pump()
 	s.checkDrained()
+	if err == nil {
+		s.letGo(o)
+	}
 }
 
 // onPubrec moves a QoS 2 publish to its second half: PUBREL.
@@ -607,7 +615,7 @@ func (s *session) onPubrec(p *codec.Pubrec) {
 		}
 	}
 	// A repeated PUBREC (after a reconnect) gets PUBREL again.
-	s.send(conn.Frame{Packet: &f.pub.rel})
+	s.sendPubrel(f.pub)
 }
 
 // onPubcomp ends a QoS 2 publish.
@@ -628,6 +636,17 @@ func (s *session) onPubcomp(p *codec.Pubcomp) {
 	f.pub.finish(nil)
 	s.pump()
 	s.checkDrained()
+	s.letGo(f.pub)
+}
+
+// letGo is the session's last use of o, a publish acknowledged: a
+// recyclable one whose watchers never fired (none will send a request
+// about it) has its session's reference let go (see pubOp.release).
+func (s *session) letGo(o *pubOp) {
+	if o.recyclable && o.quiet {
+		o.recyclable = false
+		o.release()
+	}
 }
 
 // idSet is a set of packet identifiers: 8 KiB, where a map that a busy

@@ -140,7 +140,7 @@ func (s *session) restorePublish(key uint64, v []byte) error {
 	if id != 0 && (s.flights.get(id) != nil) {
 		return bad("packet identifier %d is used twice", id)
 	}
-	o := &pubOp{}
+	o := newPubOp()
 	o.init(s.c, context.Background(), make(chan error, 1))
 	o.restored = true
 	o.expires = expires // the queue expires it, or a re-send says what is left
@@ -426,6 +426,28 @@ func (s *session) send(f conn.Frame) bool {
 		return s.cur.SendQuiet(f)
 	}
 	return s.cur.Send(f)
+}
+
+// sendPublish sends pkt, the PUBLISH of o (o.pkt, or a copy of it), with
+// a reference to o for the frame (see pubOp.release).
+func (s *session) sendPublish(o *pubOp, pkt *codec.Publish) bool {
+	o.hold()
+	if !s.send(conn.Frame{Packet: pkt, Track: o}) {
+		o.release() // not queued: no writer will say it was written
+		return false
+	}
+	return true
+}
+
+// sendPubrel sends the PUBREL of o (o.rel), with a reference to o for the
+// frame.
+func (s *session) sendPubrel(o *pubOp) bool {
+	o.hold()
+	if !s.send(conn.Frame{Packet: &o.rel, Track: (*pubrelTracker)(o)}) {
+		o.release()
+		return false
+	}
+	return true
 }
 
 // commit syncs the store, then lets the held frames go out and tells the
