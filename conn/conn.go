@@ -136,7 +136,11 @@ type Frame struct {
 	// Track, if not nil, follows the packet through the writer: Claim is
 	// called just before the packet is encoded (false skips it: it was
 	// withdrawn), and Written once the write that carried it has finished
-	// (nil) or failed.
+	// (nil) or failed, or with an error wrapping ErrUnencodable if it
+	// could not be encoded. Written is called at most once per Frame
+	// queued, and never for a frame that Drain returned or Claim skipped:
+	// after Written, the writer holds nothing of the frame (the session
+	// counts on it to reuse a publish's memory).
 	Track Tracker
 }
 
