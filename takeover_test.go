@@ -95,6 +95,9 @@ func TestSessionTakenOverIsAClientIDConflict(t *testing.T) {
 	if conflict == nil || conflict.ClientID != "twin" || !errors.Is(conflict.Err, mqtt.ErrClientIDConflict) {
 		t.Fatalf("ClientIDConflict event: %v, want one naming twin", conflict)
 	}
+	// The strategy is asked after the events of the loss: Reconnecting
+	// carries its answer.
+	waitEvent(t, c, mqtt.Reconnecting)
 	if !strategy.sawConflict() {
 		t.Fatal("the strategy was not shown ErrClientIDConflict: it cannot slow the loop down or give up")
 	}

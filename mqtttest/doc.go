@@ -136,7 +136,10 @@
 // PUBREL, PUBREL only after PUBREC; PUBACK and PUBREC only for a PUBLISH
 // of the server and in the order those arrived, PUBCOMP only for a PUBREL,
 // PUBRELs in the order the PUBRECs arrived, also those sent again on a new
-// connection; Topic Aliases within the server's maximum and set before
+// connection (where the server sent a PUBREC more than once, as brokers do
+// when a session resumes, any copy may be the one a PUBREL answers: the
+// monitor sees what the server wrote, not what the client read before a
+// connection died or a restart lost it); Topic Aliases within the server's maximum and set before
 // use, no Subscription Identifier in a PUBLISH, no AUTH without an
 // Authentication Method; well-formed packets (decoded with package codec:
 // UTF-8, reserved flags, topic names and filters, ...) with reason codes a

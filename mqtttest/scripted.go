@@ -34,7 +34,13 @@ type ScriptedBroker struct {
 
 	mu      sync.Mutex // guards the fields below
 	connack []byte     // nil: default
-	ready   []*ScriptedConn
+	// arrived holds the connections not yet handed to Accept, in the
+	// order the listener accepted them; each is handed out once its
+	// CONNACK is written (answered), or skipped if it ended before
+	// (dropped). Queued in the order CONNACKs were written, a client that
+	// reconnects at once after a refused CONNACK could overtake the
+	// refused connection, and a test would take one for the other.
+	arrived []*ScriptedConn
 	all     map[*ScriptedConn]struct{}
 	closed  bool
 }
@@ -87,9 +93,11 @@ func (s *ScriptedBroker) SetConnack(frame []byte) {
 }
 
 // Accept returns the next client connection, after its CONNECT was read and
-// the CONNACK written, in the order they got there. Connections are queued
-// until accepted. It returns an error wrapping ctx's error if ctx ends
-// first, or ErrClosed once Close has been called.
+// the CONNACK written, in the order the connections arrived: one whose
+// CONNECT has not come yet holds back those after it, and one that ended
+// before its CONNACK is skipped. Connections are queued until accepted.
+// It returns an error wrapping ctx's error if ctx ends first, or ErrClosed
+// once Close has been called.
 func (s *ScriptedBroker) Accept(ctx context.Context) (*ScriptedConn, error) {
 	var c *ScriptedConn
 	err := s.changed.until(ctx, func() bool {
@@ -98,9 +106,12 @@ func (s *ScriptedBroker) Accept(ctx context.Context) (*ScriptedConn, error) {
 		if s.closed {
 			return true
 		}
-		if len(s.ready) > 0 {
-			c = s.ready[0]
-			s.ready = s.ready[1:]
+		for len(s.arrived) > 0 && s.arrived[0].stage == stageDropped {
+			s.arrived = s.arrived[1:]
+		}
+		if len(s.arrived) > 0 && s.arrived[0].stage == stageAnswered {
+			c = s.arrived[0]
+			s.arrived = s.arrived[1:]
 			return true
 		}
 		return false
@@ -150,14 +161,29 @@ func (s *ScriptedBroker) handle(nc net.Conn) {
 	c := &ScriptedConn{conn: s.watch.tap(nc), done: make(chan struct{})}
 	s.mu.Lock()
 	s.all[c] = struct{}{}
+	if !s.closed {
+		s.arrived = append(s.arrived, c)
+	}
 	s.mu.Unlock()
 	s.wg.Go(func() { s.serve(c) })
+}
+
+// setStage moves c, not yet handed out, to stage, and tells Accept.
+func (s *ScriptedBroker) setStage(c *ScriptedConn, stage int) {
+	s.mu.Lock()
+	c.stage = stage
+	s.mu.Unlock()
+	s.changed.broadcast()
 }
 
 // serve answers the CONNECT, queues c for Accept, then reads the client's
 // frames until the connection ends.
 func (s *ScriptedBroker) serve(c *ScriptedConn) {
+	answered := false
 	defer func() {
+		if !answered {
+			s.setStage(c, stageDropped)
+		}
 		_ = c.conn.Close()
 		c.conn.(*tapConn).end()
 		s.mu.Lock()
@@ -187,12 +213,8 @@ func (s *ScriptedBroker) serve(c *ScriptedConn) {
 			return
 		}
 	}
-	s.mu.Lock()
-	if !s.closed {
-		s.ready = append(s.ready, c)
-	}
-	s.mu.Unlock()
-	s.changed.broadcast()
+	answered = true
+	s.setStage(c, stageAnswered)
 	c.readLoop(r)
 }
 
@@ -269,11 +291,19 @@ type ScriptedConn struct {
 	connect []byte        // set before the conn is handed out
 	done    chan struct{} // closed by finish
 	changed signal
+	stage   int // stagePending, stageAnswered or stageDropped; guarded by ScriptedBroker.mu
 
 	mu     sync.Mutex // guards frames and err
 	frames [][]byte
 	err    error // why the connection ended; set before done is closed
 }
+
+// Where a connection is on its way to Accept.
+const (
+	stagePending  = iota // its CONNECT not yet answered
+	stageAnswered        // its CONNACK written: Accept may hand it out
+	stageDropped         // it ended before: Accept skips it
+)
 
 // Connect returns the raw CONNECT frame the client sent, fixed header
 // included.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/robustmqtt/mqtt/codec"
 	"github.com/robustmqtt/mqtt/mqtttest"
 )
 
@@ -245,5 +246,34 @@ func TestScriptedClose(t *testing.T) {
 	}
 	if err := c.Close(); err != nil {
 		t.Fatalf("Close of a connection already closed: %v", err)
+	}
+}
+
+// Accept hands connections out in the order they arrived, not the order
+// their CONNACKs were written: a client that reconnects at once after a
+// refused CONNACK must not overtake the refused connection (a takeover
+// test took one for the other, 2 runs in 150). Here the first connection
+// sends its CONNECT only after the second was answered.
+func TestScriptedAcceptKeepsArrivalOrder(t *testing.T) {
+	s := mqtttest.NewScriptedBroker(t)
+	f := frames{t, 4}
+	first := dialBad(t, s.Addr(), 4)  // connected first,
+	second := dialBad(t, s.Addr(), 4) // then this one,
+	second.write(f.connect("second", 0, true))
+	second.readUntil(codec.TypeConnack) // answered first,
+	first.write(f.connect("first", 0, true))
+	first.readUntil(codec.TypeConnack)
+	for _, want := range []string{"first", "second"} {
+		sc, err := s.Accept(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _, err := codec.Decode(sc.Connect(), codec.V311, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.(*codec.Connect).ClientID; got != want {
+			t.Fatalf("Accept returned %q, want %q: connections out of their arrival order", got, want)
+		}
 	}
 }
