@@ -406,8 +406,9 @@ func (c *Client) publishNow(ctx context.Context, m *Message) (err error, done bo
 // buffered, so nobody has to read it. When the queue is full it does what
 // the message's QueuePolicy says (by default it blocks until there is
 // room or ctx ends). With Config.Store it returns once a QoS 1/2 message
-// is durably stored. Publish costs one allocation less per message: its
-// result channel is recycled.
+// is durably stored. Its result channel, which the caller keeps, is all it
+// allocates per message (a Publish recycles its own, and allocates
+// nothing).
 func (c *Client) PublishAsync(ctx context.Context, m Message) <-chan error {
 	return c.publish(ctx, m, make(chan error, 1), false)
 }
