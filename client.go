@@ -83,6 +83,10 @@ type Client struct {
 	// that it has not yet accounted for in direct.
 	direct    atomic.Pointer[conn.Conn]
 	inTransit atomic.Int64
+	// probed is the connection on which the session sent a publish alone
+	// that the broker has not answered yet (see refused.go): its end is
+	// the broker's answer to that message, not a sign of a twin.
+	probed atomic.Pointer[conn.Conn]
 	// inlineAck is the session's handler of acknowledgements on the
 	// reader's goroutine (conn.Config.Inline).
 	inlineAck     func(*conn.Conn, []conn.Ack) int

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/robustmqtt/mqtt/codec"
@@ -83,7 +84,7 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	// The loops' error says whether another client with the same ClientID
 	// took the connection over, so that the strategy sees it too.
 	ack := cn.Connack()
-	l := &loops{cn: cn, watch: c.takeover, upAt: time.Now(), present: ack.SessionPresent}
+	l := &loops{cn: cn, watch: c.takeover, upAt: time.Now(), present: ack.SessionPresent, probed: &c.probed}
 	g.Go(l.read)
 	g.GoInline(l.write) // on the supervisor goroutine: one goroutine less per client
 	c.runUp, c.runUpAt, c.runPresent = true, l.upAt, l.present
@@ -368,6 +369,9 @@ type loops struct {
 	watch   takeoverWatch // as it was when the connection came up
 	upAt    time.Time
 	present bool // the CONNACK's Session Present
+	// probed is Client.probed: cn, while a publish sent alone waits for
+	// the broker's answer (see refused.go).
+	probed *atomic.Pointer[conn.Conn]
 }
 
 // read runs the reader. The writer watches the run's ctx: when it ends,
@@ -381,4 +385,14 @@ func (l *loops) read(context.Context) error {
 // write runs the writer.
 func (l *loops) write(ctx context.Context) error { return l.cause(l.cn.WriteLoop(ctx)) }
 
-func (l *loops) cause(err error) error { return l.watch.cause(err, time.Since(l.upAt), l.present) }
+// cause is the error the connection ended with, as the application and
+// the strategy see it: it says whether another client with the same
+// ClientID took the connection over, or that the broker ended it while a
+// publish sent alone waited for its answer (then no twin is suspected: the
+// broker may refuse that message).
+func (l *loops) cause(err error) error {
+	if l.probed.Load() == l.cn && brokerEnded(err) {
+		return fmt.Errorf("%w (%w)", err, errProbeUnanswered)
+	}
+	return l.watch.cause(err, time.Since(l.upAt), l.present)
+}

@@ -31,6 +31,14 @@
 // the message was never sent ([ErrWithdrawn], [ErrInvalidMessage],
 // [ErrClosed]) or may have been ([ErrOutcomeUnknown]).
 //
+// A broker may refuse a message by ending the connection (MQTT 3.1.1 has no
+// other way): after a connection the broker ended with publishes in
+// flight, the next sends the first of them alone, and the others once it
+// is acknowledged (each alone, if the broker ends that connection too
+// soon after). A message whose lone sending the broker answers at once by
+// ending the connection three times in a row ends with [ErrRefused], so
+// that it does not hold back the messages behind it forever.
+//
 // # Starting while the broker is away
 //
 // [Dial] returns once the first connection is up. [Start] returns at once

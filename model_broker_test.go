@@ -122,7 +122,48 @@ func (b *broker) dial(inst *instance) (net.Conn, error) {
 	bc.ping, _ = (&codec.Pingresp{}).AppendTo(nil, inst.ver)
 	b.dialed = append(b.dialed, bc)
 	bc.start()
-	return cl, nil
+	return clientEnd{Conn: cl, w: b.w, ver: inst.ver}, nil
+}
+
+// clientEnd is the client's end of a model connection. A write that fails
+// because the broker closed its end may have carried PUBLISHes: on a real
+// link some of its bytes may have left, so the client counts them as
+// maybe sent (DUP, and no expiry once sent). They are noted (world.unsent)
+// for the checks that ask what was sent.
+type clientEnd struct {
+	net.Conn
+	w   *world
+	ver byte
+}
+
+func (c clientEnd) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err == nil {
+		return n, nil
+	}
+	c.w.unsentMu.Lock()
+	defer c.w.unsentMu.Unlock()
+	for rest := b[n:]; len(rest) > 0; {
+		p, size, derr := codec.Decode(rest, c.ver, 0)
+		if derr != nil || size == 0 {
+			break // the rest of a frame begun in an earlier write
+		}
+		if pub, ok := p.(*codec.Publish); ok {
+			if c.w.unsent == nil {
+				c.w.unsent = map[string]bool{}
+			}
+			c.w.unsent[tagOf(pub.Payload)] = true
+		}
+		rest = rest[size:]
+	}
+	return n, err
+}
+
+// triedToSend reports whether a write that carried the message tag failed.
+func (w *world) triedToSend(tag string) bool {
+	w.unsentMu.Lock()
+	defer w.unsentMu.Unlock()
+	return w.unsent[tag]
 }
 
 func (b *broker) setDown(down bool) {
@@ -224,6 +265,7 @@ func (b *broker) ended(bc *bconn) {
 // cut closes bc now.
 func (b *broker) cut(bc *bconn) {
 	b.w.logf("  broker cuts c%d", bc.n)
+	bc.brokerEnd = time.Now()
 	b.ended(bc)
 }
 
@@ -389,7 +431,7 @@ func (b *broker) onPublish(bc *bconn, p *codec.Publish, at time.Time) {
 			return
 		}
 		restored := m.op.inst != bc.inst // by a later client, from the store
-		if !m.seen && at.Sub(m.op.at) > time.Duration(m.expiry)*time.Second && (!restored || w.d["restoredexpiry"]) {
+		if !m.seen && !w.triedToSend(tag) && at.Sub(m.op.at) > time.Duration(m.expiry)*time.Second && (!restored || w.d["restoredexpiry"]) {
 			w.violate("c%d: PUBLISH %s first sent %s after it was published, past its expiry of %d s", bc.n, tag, at.Sub(m.op.at), m.expiry)
 			return
 		}
@@ -445,6 +487,21 @@ func (b *broker) onPublish(bc *bconn, p *codec.Publish, at time.Time) {
 			return
 		}
 		delete(s.in, id)
+	}
+	if len(m.sends) == 0 || m.sends[len(m.sends)-1].bc != bc {
+		m.sends = append(m.sends, sendRec{bc: bc, at: at})
+	}
+	if m.poison {
+		// Refused: the broker ends the connection instead of taking
+		// the message (how an MQTT 3.1.1 broker refuses one).
+		if m.refused {
+			w.violate("c%d: PUBLISH %s sent again after its publish ended with ErrRefused", bc.n, tag)
+			return
+		}
+		m.cuts++
+		w.logf("  broker refuses %s: cuts c%d (%d times)", tag, bc.n, m.cuts)
+		b.cut(bc)
+		return
 	}
 	if p.QoS == 1 {
 		if f := s.in[id]; f != nil {

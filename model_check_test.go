@@ -99,6 +99,21 @@ func (w *world) checkPublish(o *opRec, err error, at time.Time) {
 		if !slices.Contains(m.acks, pe.ReasonCode) {
 			w.violate("%s ended with %v, but the broker sent %v", o, err, m.acks)
 		}
+	case errors.Is(err, mqtt.ErrRefused):
+		// Only a message the broker refuses by cutting the connection
+		// (poison), after cuts on three probes at least; the broker's
+		// other cuts end connections whatever they carry, which must not
+		// look like a refusal (refused.go).
+		m.refused = true
+		switch {
+		case !m.poison && m.endedRightAfter(3, time.Second):
+			// What the error says happened, by chance of the faults.
+			w.logf("  %s: the broker ended the last 3 connections within 1 s of reading it: refused by coincidence", o)
+		case !m.poison:
+			w.violate("%s ended %v, but the broker takes that message", o, err)
+		case m.cuts < 3:
+			w.violate("%s ended %v after the broker refused it %d times", o, err, m.cuts)
+		}
 	case errors.Is(err, mqtt.ErrOutcomeUnknown):
 		// Honest when the ctx ended after the PUBLISH was written, when a
 		// QoS 0 write failed, when the message no longer fits a new
@@ -403,6 +418,9 @@ func (w *world) checkDurable() {
 		var pe *mqtt.PublishError
 		if !returned || m.seen || m.neverSent || errors.As(err, &pe) {
 			continue
+		}
+		if errors.Is(err, mqtt.ErrOutcomeUnknown) && w.triedToSend(m.tag) {
+			continue // in a write that failed: maybe sent, as its result says
 		}
 		if errors.Is(err, mqtt.ErrClosed) && !errors.Is(err, mqtt.ErrInStore) {
 			continue // refused as the client stopped: never stored

@@ -210,6 +210,9 @@ func (w *world) publish(inst *instance) {
 	}
 	w.nextOut++
 	m := &msgRec{tag: fmt.Sprintf("p%d", w.nextOut), qos: qs[w.rng.IntN(len(qs))], topic: fmt.Sprintf("t/%d", w.rng.IntN(3)), op: o}
+	if w.d["poison"] && m.qos > 0 && w.rng.IntN(40) == 0 { // each costs a few reconnects: a handful per history
+		m.poison, m.topic = true, "poison"
+	}
 	pad := w.rng.IntN(40)
 	if w.rng.IntN(10) == 0 {
 		pad = 100 + w.rng.IntN(200)
@@ -503,5 +506,6 @@ func (w *world) brokerDisconnect(bc *bconn) {
 	}
 	w.b.send(bc, p)
 	bc.finish()
+	bc.brokerEnd = time.Now()
 	w.b.ended(bc)
 }

@@ -75,6 +75,14 @@ var modelSeeds = []struct {
 	{25, 183, "+relorder", "F12 (fixed: the store keeps the PUBREC order): PUBRECs came for ids 8, 7, 6; after a crash the next client re-sent PUBREL 6, 7, 8"},
 	{8065614833154356426, 254, "", "O2 (tolerated, a model fix): a QoS 1 publish acknowledged in session 1 whose removal never synced was sent again by later clients into session 2 after newer ones; re-sent before them, it looked out of order"},
 	{15505509734414080539, 1000, "", "F9 (fixed in 5a3aff6): a publish kept in the store (ErrInStore) was refused by the next client's limits and dropped without a word"},
+	{1995322621718089864, 116, "", "P1 (fixed with ErrRefused): a write into a pipe the broker had closed (io.ErrClosedPipe) was not taken for the broker's end, so no probe; and the PUBLISH in that failed write, which the client counts as maybe sent, went again past its expiry (the model now notes failed writes)"},
+	{11919984175901001813, 396, "", "P2 (a model fix): StoredPublishFailed events for the poison topic were not counted"},
+	{4804865009557387672, 459, "", "P3 (a model fix): a refused QoS 2 PUBLISH under identifier 6 left the broker's older QoS 1 flow of 6 in place, so the client's PUBREL 6 (D10) looked like one for a QoS 1 message"},
+	{15048336708512631479, 940, "", "P4 (fixed with ErrRefused): probes whose writes failed (the broker had cut the connection before) counted as refused: a message the broker acknowledged ended with ErrRefused"},
+	{11488969446149646509, 633, "", "P5 (a model fix): a stored publish in a write that failed (the broker had cut the connection) ended ErrOutcomeUnknown, which the durability check took for lost"},
+	{6456017633035286520, 971, "", "P7 (fixed with ErrRefused: probeEach): many refused messages restored from the store, each sent after an answered probe among others; only the first owed went alone, so each took connection after connection (a suspected ClientID conflict on the way) and the drain did not end in 10 minutes"},
+	{14043375886905200630, 649, "", "P8 (the model's budget): 30 refused messages at 1 in 10 QoS 1/2 publishes, each worth four reconnects, outlasted the drain's 10 minutes; poison is now 1 in 40"},
+	{13351229010050392961, 498, "", "P9 (fixed with ErrRefused): the probes of a message the broker answered by cutting were counted, not in a row: one cut 80 s after its probe did not start the count again, and a message the broker took was refused"},
 }
 
 // modelDimensions are the things the generator can vary; each history
@@ -108,6 +116,7 @@ var modelDimensions = []struct {
 	{"limitchange", 0.5, "different CONNACK limits on each connection (else the first connection's stay)"},
 	{"errcodes", 0.4, "MQTT 5 PUBACK/PUBREC/SUBACK failure codes"},
 	{"brokerdisconnect", 0.4, "MQTT 5 DISCONNECT from the broker, with reason codes"},
+	{"poison", 0.3, "the broker refuses some QoS 1/2 messages by cutting the connection whenever it reads one, to the end (MQTT 3.1.1 has no other way): they end with ErrRefused, the others go on"},
 	{"refuse", 0.3, "CONNACK refusals and unanswered CONNECTs"},
 	{"down", 0.3, "the broker unreachable for a while"},
 	{"sessionloss", 0.4, "CONNACK without the session"},

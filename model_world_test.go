@@ -24,6 +24,11 @@ import (
 // world is one history: the generator, the application model (client
 // instances and their operations), the broker, and what each has seen.
 type world struct {
+	// unsent: tags of PUBLISHes in a client's write that failed (the
+	// broker had closed its end): the client counts them as maybe sent.
+	unsentMu sync.Mutex
+	unsent   map[string]bool
+
 	seed    uint64
 	steps   int
 	rng     *rand.Rand // the generator: test goroutine only
@@ -76,6 +81,36 @@ type msgRec struct {
 	neverSent bool               // its result promised that it never will be
 	acks      []codec.ReasonCode // PUBACK / PUBREC codes the broker sent for it
 	comps     int                // PUBCOMPs the broker sent for it
+	// poison: the broker cuts the connection whenever it reads this
+	// message; cuts counts how often it did, and refused is set once its
+	// publish ended with ErrRefused.
+	poison, refused bool
+	cuts            int
+	// sends are the connections the broker read its PUBLISH on, and
+	// when (QoS 1/2).
+	sends []sendRec
+}
+
+// sendRec is one PUBLISH of a message the broker read.
+type sendRec struct {
+	bc *bconn
+	at time.Time
+}
+
+// endedRightAfter reports whether the broker ended each of the last n
+// connections that carried m within d of reading m on it: what the client
+// takes for a refusal (refused.go), here by the coincidence of the
+// broker's faults.
+func (m *msgRec) endedRightAfter(n int, d time.Duration) bool {
+	if len(m.sends) < n {
+		return false
+	}
+	for _, s := range m.sends[len(m.sends)-n:] {
+		if s.bc.brokerEnd.IsZero() || s.bc.brokerEnd.Sub(s.at) > d {
+			return false
+		}
+	}
+	return true
 }
 
 // ackedOnce reports whether the broker acknowledged the message (PUBACK
@@ -252,7 +287,7 @@ func (w *world) events() {
 				}
 				w.logf("  client %d event: %v", inst.n, e)
 				for _, err := range mqtt.StoredFailures(e) {
-					for _, topic := range []string{"t/0", "t/1", "t/2"} {
+					for _, topic := range []string{"t/0", "t/1", "t/2", "poison"} {
 						if strings.Contains(err.Error(), topic) {
 							w.storedFailed[topic]++
 						}

@@ -223,6 +223,9 @@ type pubOp struct {
 	// (zero: never).
 	expires   time.Time
 	needsRoom bool // DropOldest/LatestPerTopic arrived without room
+	// refusals counts the connections the broker ended while this
+	// publish, sent alone, waited for its acknowledgement (refused.go).
+	refusals uint8
 	// stored, with Config.Store, is closed once the message is durable.
 	stored chan struct{}
 }

@@ -34,16 +34,20 @@ type session struct {
 	finalFrame chan struct{}      // goodbye: closed once the DISCONNECT was written
 
 	// The connection in use; nil while disconnected.
-	cur        *conn.Conn
-	window     int  // publishes in flight allowed on cur
-	maxPacket  int  // the broker's Maximum Packet Size; 0: no limit
-	maxQoS     QoS  // the broker's Maximum QoS
-	noRetain   bool // the broker said Retain Available = 0
-	resumed    bool // cur's CONNACK said Session Present
+	cur       *conn.Conn
+	window    int  // publishes in flight allowed on cur
+	maxPacket int  // the broker's Maximum Packet Size; 0: no limit
+	maxQoS    QoS  // the broker's Maximum QoS
+	noRetain  bool // the broker said Retain Available = 0
+	resumed   bool // cur's CONNACK said Session Present
+	// probeNext: how the next connection sends what it owes (see
+	// refused.go): probeNone, probeHead or probeEach.
+	probeNext  probeMode
 	aliases    map[uint16]string
 	reauth     *reauthExchange // Client.Reauthenticate's exchange on cur; nil: none
 	gen        uint64          // bumped whenever the broker lost the session
 	connectedN int             // how many connections this session has had
+	probe      *probe          // cur's probe (see refused.go); nil: none
 
 	// Outbound.
 	queue          opQueue     // publishes not yet given a packet identifier
@@ -395,7 +399,7 @@ func (s *session) inline(handle func()) {
 // says whether they wait.
 func (s *session) allowDirect() {
 	var cn *conn.Conn
-	if s.phase == running && s.cur != nil && s.resendN == 0 && s.queue.len() == 0 && len(s.held) == 0 {
+	if s.phase == running && s.cur != nil && s.resendN == 0 && !s.probing() && s.queue.len() == 0 && len(s.held) == 0 {
 		cn = s.cur
 	}
 	if s.c.direct.Load() != cn {
@@ -463,6 +467,8 @@ func (s *session) control(r any) {
 		s.cancel(r.o)
 	case expireRequest:
 		s.expire(r.o)
+	case probeDue:
+		s.probeDue(r.cn)
 	case *flushWaiter:
 		s.flush(r)
 	case flushCancel:
@@ -508,6 +514,7 @@ func (s *session) connected(nc newConn) {
 	}
 	s.cur = cn
 	s.connectedN++
+	s.startProbe(cn)
 	s.aliases = nil
 	s.inQuota, s.overrunSaid = 0, false
 	if s.settled != nil {
@@ -704,8 +711,9 @@ func (s *session) sendOwed() bool {
 			continue
 		}
 		// A PUBREL needs no room: its flow already counts against
-		// the window, at the broker as here.
-		if !f.relNeeded && s.pubInflight-s.resendN >= s.window {
+		// the window, at the broker as here. A PUBLISH waits while a
+		// probe is out.
+		if !f.relNeeded && (s.probeHolds(f.pub) || s.pubInflight-s.resendN >= s.window) {
 			return false
 		}
 		s.resend[0] = nil
@@ -758,8 +766,14 @@ func (s *session) sendOwed() bool {
 		if !s.sendPublish(o, &p) {
 			return false
 		}
+		if s.probing() {
+			s.probeSent(o)
+		} else {
+			o.refusals = 0 // sent with others: the count is of probes in a row
+		}
 	}
 	s.resend = s.resend[:0]
+	s.owedSent()
 	return true
 }
 
@@ -772,7 +786,9 @@ func (s *session) lost() {
 	s.reauth = nil // an exchange belongs to its connection; its caller sees cn end
 	// Frames the connection never wrote, then those held for the store's
 	// sync, which came after them.
-	s.unhold(append(cn.Drain(), s.held...))
+	unwritten := append(cn.Drain(), s.held...)
+	s.probeLost(cn, unwritten)
+	s.unhold(unwritten)
 	clear(s.held)
 	s.held = s.held[:0]
 	s.sentQoS0 = fifo[*pubOp]{}

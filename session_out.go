@@ -158,8 +158,8 @@ func (s *session) pump() {
 		// (where LatestPerTopic could no longer supersede it).
 		s.lost()
 	}
-	if s.resendN > 0 && !s.sendOwed() {
-		return // what the session owes goes before anything new
+	if s.resendN > 0 && !s.sendOwed() || s.probeOut() {
+		return // what the session owes goes before anything new, and a probe alone
 	}
 	for s.cur != nil {
 		o := s.queue.peek()
@@ -387,6 +387,7 @@ func (s *session) endFlight(id uint16) {
 	}
 	s.flights.del(id)
 	if f.kind == codec.TypePublish {
+		s.probeAnswered(id)
 		if f.owed {
 			f.owed = false // resend skips it
 			s.resendN--
@@ -616,6 +617,9 @@ func (s *session) onPubrec(p *codec.Pubrec) {
 	}
 	// A repeated PUBREC (after a reconnect) gets PUBREL again.
 	s.sendPubrel(f.pub)
+	if s.probeAnswered(p.PacketID) {
+		s.pump() // what waited behind the probe
+	}
 }
 
 // onPubcomp ends a QoS 2 publish.

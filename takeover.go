@@ -80,7 +80,9 @@ func (w takeoverWatch) cause(err error, upFor time.Duration, present bool) error
 func (w takeoverWatch) quietClose(err error, upFor time.Duration, present bool) bool {
 	var de *DisconnectError
 	quiet := errors.Is(err, conn.ErrServerClosed) || errors.As(err, &de) && de.ReasonCode == codec.NormalDisconnection
-	return quiet && present && upFor < w.stableAfter
+	// A probe's connection ended: the broker's answer to a message, not
+	// a twin's doing (see refused.go).
+	return quiet && present && upFor < w.stableAfter && !errors.Is(err, errProbeUnanswered)
 }
 
 // lost notes a live connection that was up for upFor, with the session

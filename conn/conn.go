@@ -569,5 +569,13 @@ func (c *Conn) putBack(frames []Frame) {
 	}
 }
 
+// WroteSince reports whether a write to the connection succeeded at t or
+// later: frames queued at t have left (or, for a link that fails, at least
+// went into the operating system's buffer), where a write that failed
+// proves nothing reached the broker.
+func (c *Conn) WroteSince(t time.Time) bool {
+	return c.lastWrite.Load() >= int64(t.Sub(c.epoch))
+}
+
 // now is the connection's monotonic clock in nanoseconds.
 func (c *Conn) now() int64 { return int64(time.Since(c.epoch)) }

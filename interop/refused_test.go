@@ -140,3 +140,50 @@ func TestPublishOverMessageSizeLimit(t *testing.T) {
 		t.Fatalf("a small publish after the refused ones: %v", err)
 	}
 }
+
+// MQTT 3.1.1 has no way for a broker to refuse a message but to close the
+// connection, and Mosquitto does so for a PUBLISH over max_packet_size or
+// above max_qos. The client sends such a message alone after the first
+// close, takes it for refused after three closes in a row (ErrRefused,
+// with ErrOutcomeUnknown), and the messages behind it go on, instead of
+// sending it first on every reconnect, forever, holding them all back.
+func TestV311MosquittoRefusesByClosing(t *testing.T) {
+	for _, tc := range []struct {
+		name, conf string
+		refused    mqtt.Message
+	}{
+		{"max_packet_size", "max_packet_size 1000", mqtt.Message{Topic: "refused/big", Payload: make([]byte, 2000), QoS: mqtt.AtLeastOnce}},
+		{"max_qos", "max_qos 1", mqtt.Message{Topic: "refused/qos2", Payload: []byte("exactly once"), QoS: mqtt.ExactlyOnce}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := mosquitto.New(t, tc.conf)
+			sub := dial(t, config(b, "refused-close-sub", 4))
+			subscribe(t, sub, mqtt.Subscription{Filter: "refused/#", QoS: mqtt.AtLeastOnce})
+			pub := dial(t, config(b, "refused-close-pub", 4))
+			ctx := testCtx(t)
+			refused := pub.PublishAsync(ctx, tc.refused)
+			behind := pub.PublishAsync(ctx, mqtt.Message{Topic: "refused/behind", Payload: []byte("behind"), QoS: mqtt.AtLeastOnce})
+			select {
+			case err := <-refused:
+				if !errors.Is(err, mqtt.ErrRefused) || !errors.Is(err, mqtt.ErrOutcomeUnknown) {
+					t.Fatalf("the message mosquitto refuses: %v, want ErrRefused and ErrOutcomeUnknown", err)
+				}
+				t.Log(err)
+			case <-ctx.Done():
+				t.Fatalf("no result for the message mosquitto refuses:\n%s", b.Log())
+			}
+			select {
+			case err := <-behind:
+				if err != nil {
+					t.Fatalf("the message behind it: %v", err)
+				}
+			case <-ctx.Done():
+				t.Fatal("no result for the message behind the refused one")
+			}
+			receiveWant(t, sub, "refused/behind", "behind")
+			if n := pub.Stats().Connections.Lost.TakenOver; n != 0 {
+				t.Fatalf("Stats Lost.TakenOver %d: the refusals were taken for another client with the ClientID", n)
+			}
+		})
+	}
+}

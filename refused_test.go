@@ -1,0 +1,283 @@
+package mqtt_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/robustmqtt/mqtt"
+	"github.com/robustmqtt/mqtt/codec"
+	"github.com/robustmqtt/mqtt/mqtttest"
+	"github.com/robustmqtt/mqtt/store"
+)
+
+// expectAlone checks that the client sends nothing more on sc for a
+// moment: its probe waits alone for the broker's answer. (A bounded wait
+// for something that must not happen: a client that sent more has
+// written it with the probe, or right after it.)
+func expectAlone(t *testing.T, sc *mqtttest.ScriptedConn, v byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if b, err := sc.ReadFrame(ctx); err == nil {
+		p, _, _ := codec.Decode(b, v, 0)
+		t.Fatalf("the client sent %v while its probe waited for the broker's answer", p)
+	}
+}
+
+// answer plays a broker that takes everything on sc: it acknowledges every
+// PUBLISH and PUBREL until n QoS 1/2 flows are complete, and returns the
+// topics of the PUBLISHes it read, in order.
+func answer(t *testing.T, sc *mqtttest.ScriptedConn, v byte, n int) []string {
+	t.Helper()
+	var topics []string
+	for done := 0; done < n; {
+		switch p := next(t, sc, v).(type) {
+		case *codec.Publish:
+			topics = append(topics, p.Topic)
+			switch p.QoS {
+			case mqtt.AtLeastOnce:
+				send(t, sc, v, &codec.Puback{PacketID: p.PacketID})
+				done++
+			case mqtt.ExactlyOnce:
+				send(t, sc, v, &codec.Pubrec{PacketID: p.PacketID})
+			}
+		case *codec.Pubrel:
+			send(t, sc, v, &codec.Pubcomp{PacketID: p.PacketID})
+			done++
+		}
+	}
+	return topics
+}
+
+// A broker that refuses a message by ending the connection (MQTT 3.1.1
+// has no other way: RabbitMQ does so for QoS 2, AWS IoT Core and Azure IoT
+// Hub for QoS 2 and topics a client may not use; an MQTT 5 broker may say
+// why in a DISCONNECT) would get it first on every reconnect, forever, and
+// nothing behind it would ever go. After such a loss the client sends the
+// first message it owes alone; the third time in a row that the broker
+// ends the connection at once, the publish ends with ErrRefused, and the
+// messages behind it go on. An end that is not about a message (an MQTT 5
+// server shutting down) does not count, and none of it looks like another
+// client taking the session over.
+func TestBrokerRefusesByClosing(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		v      byte
+		refuse func(t *testing.T, sc *mqtttest.ScriptedConn)
+		// notRefusal, if set, ends the first probe's connection in a way
+		// that does not count against the message, nor calls for a probe.
+		notRefusal func(t *testing.T, sc *mqtttest.ScriptedConn)
+	}{
+		{name: "3.1.1 closes", v: 4, refuse: func(t *testing.T, sc *mqtttest.ScriptedConn) { sc.Close() }},
+		{
+			name: "5 says not authorized", v: 5,
+			refuse: func(t *testing.T, sc *mqtttest.ScriptedConn) {
+				send(t, sc, 5, &codec.Disconnect{ReasonCode: codec.NotAuthorized})
+				sc.Close()
+			},
+			notRefusal: func(t *testing.T, sc *mqtttest.ScriptedConn) {
+				send(t, sc, 5, &codec.Disconnect{ReasonCode: codec.ServerShuttingDown})
+				sc.Close()
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sb := mqtttest.NewScriptedBroker(t)
+			sb.SetConnack(frame(t, tc.v, &codec.Connack{SessionPresent: true}))
+			st := store.NewMemory()
+			c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "refused", Version: tc.v, Store: st})
+			ctx := testCtx(t)
+			sc := scripted(t, sb)
+			poison := c.PublishAsync(ctx, mqtt.Message{Topic: "alarm/refused", Payload: []byte("x"), QoS: mqtt.ExactlyOnce})
+			if p := nextOf[*codec.Publish](t, sc, tc.v); p.Topic != "alarm/refused" {
+				t.Fatalf("first PUBLISH to %q", p.Topic)
+			}
+			good := c.PublishAsync(ctx, mqtt.Message{Topic: "alarm/taken", Payload: []byte("y"), QoS: mqtt.AtLeastOnce})
+			nextOf[*codec.Publish](t, sc, tc.v) // pipelined behind it on the first connection
+			tc.refuse(t, sc)
+
+			probes := refuseAfter
+			if tc.notRefusal != nil {
+				probes++
+			}
+			for i := range probes {
+				sc = scripted(t, sb)
+				p := nextOf[*codec.Publish](t, sc, tc.v)
+				if p.Topic != "alarm/refused" || !p.Dup {
+					t.Fatalf("probe %d: PUBLISH to %q DUP %v, want the refused message sent again", i+1, p.Topic, p.Dup)
+				}
+				expectAlone(t, sc, tc.v)
+				if i == 0 && tc.notRefusal != nil {
+					// Not a refusal, and no reason to send alone on the
+					// next connection: everything owed goes at once.
+					tc.notRefusal(t, sc)
+					sc = scripted(t, sb)
+					for _, want := range []string{"alarm/refused", "alarm/taken"} {
+						if p := nextOf[*codec.Publish](t, sc, tc.v); p.Topic != want {
+							t.Fatalf("after a shutdown: PUBLISH to %q, want %s", p.Topic, want)
+						}
+					}
+					tc.refuse(t, sc) // sent with others: does not count
+					continue
+				}
+				tc.refuse(t, sc)
+			}
+			err := resultOf(t, poison)
+			if !errors.Is(err, mqtt.ErrRefused) || !errors.Is(err, mqtt.ErrOutcomeUnknown) || !strings.Contains(err.Error(), "alarm/refused") {
+				t.Fatalf("refused publish: %v, want ErrRefused and ErrOutcomeUnknown naming its topic", err)
+			}
+			if tc.v == 5 {
+				var de *mqtt.DisconnectError
+				if !errors.As(err, &de) || de.ReasonCode != codec.NotAuthorized {
+					t.Fatalf("refused publish: %v, want it to wrap the broker's DISCONNECT (not authorized)", err)
+				}
+			}
+
+			// The message behind it goes (alone first: the broker ended
+			// the last connection with it in flight), the refused one
+			// never again.
+			sc = scripted(t, sb)
+			if topics := answer(t, sc, tc.v, 1); len(topics) != 1 || topics[0] != "alarm/taken" {
+				t.Fatalf("after the refusal the client sent %v, want only alarm/taken", topics)
+			}
+			if err := resultOf(t, good); err != nil {
+				t.Fatalf("the message behind the refused one: %v", err)
+			}
+			if n := c.Stats().Connections.Lost.TakenOver; n != 0 {
+				t.Fatalf("Stats Lost.TakenOver %d: a refusing broker was taken for another client with the ClientID", n)
+			}
+			c.Close()
+			for _, r := range storeRecords(t, st) {
+				if strings.Contains(r, "alarm/refused") {
+					t.Fatalf("the refused message is still in the store: %s", r)
+				}
+			}
+		})
+	}
+}
+
+// refuseAfter is the client's: how many probes in a row the broker ends.
+const refuseAfter = 3
+
+// After a loss the first message owed goes alone; once the broker has
+// answered it (PUBACK, or for QoS 2 already PUBREC), the others follow
+// pipelined, without waiting for each other.
+func TestProbeAnsweredLetsTheRestGo(t *testing.T) {
+	for _, q := range []mqtt.QoS{mqtt.AtLeastOnce, mqtt.ExactlyOnce} {
+		t.Run(fmt.Sprintf("qos%d", q), func(t *testing.T) {
+			t.Parallel()
+			sb := mqtttest.NewScriptedBroker(t)
+			sb.SetConnack(sessionPresent)
+			c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "probe"})
+			ctx := testCtx(t)
+			sc := scripted(t, sb)
+			var results []<-chan error
+			for i := range 3 {
+				results = append(results, c.PublishAsync(ctx, mqtt.Message{Topic: fmt.Sprintf("m/%d", i), QoS: q}))
+				nextOf[*codec.Publish](t, sc, 4)
+			}
+			sc.Close() // the broker restarts, say
+
+			sc = scripted(t, sb)
+			probe := nextOf[*codec.Publish](t, sc, 4)
+			if probe.Topic != "m/0" {
+				t.Fatalf("probe to %q, want the first message owed", probe.Topic)
+			}
+			expectAlone(t, sc, 4)
+			if q == mqtt.AtLeastOnce {
+				send(t, sc, 4, &codec.Puback{PacketID: probe.PacketID})
+			} else {
+				send(t, sc, 4, &codec.Pubrec{PacketID: probe.PacketID})
+				nextOf[*codec.Pubrel](t, sc, 4)
+			}
+			// Both others come now, before anything else is answered.
+			for _, want := range []string{"m/1", "m/2"} {
+				if p := nextOf[*codec.Publish](t, sc, 4); p.Topic != want {
+					t.Fatalf("PUBLISH to %q, want %s", p.Topic, want)
+				}
+			}
+			if q == mqtt.ExactlyOnce {
+				send(t, sc, 4, &codec.Pubcomp{PacketID: probe.PacketID})
+			}
+			if err := resultOf(t, results[0]); err != nil {
+				t.Fatalf("the probe: %v", err)
+			}
+		})
+	}
+}
+
+// A broker that ends connections whatever they carry (restarting, or a
+// link that drops) refuses nothing: from the second probe of a message on,
+// the probe waits until its connection has been up a moment, and a
+// connection that ends before then starts the message's count again.
+// Without that, the third probe ended here would refuse the message.
+func TestBrokerEndingEveryConnectionRefusesNothing(t *testing.T) {
+	sb := mqtttest.NewScriptedBroker(t)
+	sb.SetConnack(sessionPresent)
+	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "flaky"})
+	ctx := testCtx(t)
+	sc := scripted(t, sb)
+	res := c.PublishAsync(ctx, mqtt.Message{Topic: "alarm/window", QoS: mqtt.AtLeastOnce})
+	nextOf[*codec.Publish](t, sc, 4)
+	sc.Close()
+	for range refuseAfter {
+		sc = scripted(t, sb)
+		nextOf[*codec.Publish](t, sc, 4) // the probe, ended at once
+		sc.Close()
+		sc = scripted(t, sb) // ended before the probe could go
+		sc.Close()
+	}
+	sc = scripted(t, sb)
+	if topics := answer(t, sc, 4, 1); len(topics) != 1 || topics[0] != "alarm/window" {
+		t.Fatalf("the client sent %v, want alarm/window", topics)
+	}
+	if err := resultOf(t, res); err != nil {
+		t.Fatalf("publish: %v, want it delivered: the broker ended connections whatever they carried", err)
+	}
+}
+
+// When the broker ends the connection again soon after it answered the
+// probe, the culprit was among the messages that followed it: the next
+// connection sends each message it owes alone, each once the one before
+// was answered.
+func TestEndSoonAfterAProbeSendsEachAlone(t *testing.T) {
+	sb := mqtttest.NewScriptedBroker(t)
+	sb.SetConnack(sessionPresent)
+	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "each"})
+	ctx := testCtx(t)
+	sc := scripted(t, sb)
+	var results []<-chan error
+	for i := range 3 {
+		results = append(results, c.PublishAsync(ctx, mqtt.Message{Topic: fmt.Sprintf("m/%d", i), QoS: mqtt.AtLeastOnce}))
+		nextOf[*codec.Publish](t, sc, 4)
+	}
+	sc.Close()
+
+	sc = scripted(t, sb)
+	probe := nextOf[*codec.Publish](t, sc, 4)
+	expectAlone(t, sc, 4)
+	send(t, sc, 4, &codec.Puback{PacketID: probe.PacketID})
+	nextOf[*codec.Publish](t, sc, 4) // m/1 and m/2, at once
+	nextOf[*codec.Publish](t, sc, 4)
+	sc.Close() // one of them, say
+
+	sc = scripted(t, sb)
+	for _, want := range []string{"m/1", "m/2"} {
+		p := nextOf[*codec.Publish](t, sc, 4)
+		if p.Topic != want {
+			t.Fatalf("PUBLISH to %q, want %s", p.Topic, want)
+		}
+		expectAlone(t, sc, 4)
+		send(t, sc, 4, &codec.Puback{PacketID: p.PacketID})
+	}
+	for i, ch := range results {
+		if err := resultOf(t, ch); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+}
