@@ -187,8 +187,12 @@ func TestStoreGroupCommit(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := st.n.Load(); n > publishers*each/4 {
-		t.Fatalf("%d syncs for %d publishes from %d goroutines; want them to share syncs (at most 1 per 4 publishes)", n, publishers*each, publishers)
+	// Without sharing, every publish has a sync of its own (640). With
+	// it, 136-165 on a 2-core VM (10 runs each, plain and under the race
+	// detector), which the old bound of 1 per 4 (160) cut through: the
+	// bound is 1 per 2.
+	if n := st.n.Load(); n > publishers*each/2 {
+		t.Fatalf("%d syncs for %d publishes from %d goroutines; want them to share syncs (at most 1 per 2 publishes)", n, publishers*each, publishers)
 	}
 	t.Logf("%d syncs for %d publishes", st.n.Load(), publishers*each)
 }
