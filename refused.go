@@ -22,10 +22,11 @@ import (
 //
 // So after a connection that the broker ended while publishes waited for
 // their acknowledgement (closed or reset it, or sent a DISCONNECT whose
-// reason may concern a message; not one that says it shuts down, moves, or
-// timed the client out), the next connection sends the first PUBLISH it
-// owes alone (the probe), and the others once the broker has answered it:
-// one round trip, when the end had nothing to do with the message. When
+// reason may concern a message; not one that says it shuts down, moves,
+// timed the client out, or is over a quota or a rate), the next connection
+// sends the first PUBLISH it owes alone (the probe), and the others once
+// the broker has answered it: one round trip, when the end had nothing to
+// do with the message. When
 // the broker ends a connection again soon after it answered a probe, the
 // culprit was among the others: the next connection sends each PUBLISH it
 // owes alone, in order, each once the one before was answered.
@@ -289,7 +290,9 @@ func brokerEnded(err error) bool {
 // refusalEnd reports whether err, an end that came from the broker, can
 // be its refusal of something the client sent: a close or reset without
 // a word, or an MQTT 5 DISCONNECT whose reason concerns a packet of the
-// client's (not a shutdown, a keepalive, a takeover, a redirect, a rate).
+// client's. Not a shutdown, a keepalive, a takeover, a redirect, nor a
+// quota or a rate: those pass, and a message refused for them would be
+// one the broker takes a moment later.
 func refusalEnd(err error) bool {
 	var de *DisconnectError
 	if !errors.As(err, &de) {
@@ -298,7 +301,7 @@ func refusalEnd(err error) bool {
 	switch de.ReasonCode {
 	case codec.UnspecifiedError, codec.MalformedPacket, codec.ProtocolError, codec.ImplementationSpecificError,
 		codec.NotAuthorized, codec.TopicNameInvalid, codec.TopicAliasInvalid, codec.PacketTooLarge,
-		codec.QuotaExceeded, codec.PayloadFormatInvalid, codec.RetainNotSupported, codec.QoSNotSupported:
+		codec.PayloadFormatInvalid, codec.RetainNotSupported, codec.QoSNotSupported:
 		return true
 	}
 	return false
