@@ -51,7 +51,6 @@ func TestTopicAliasesOutbound(t *testing.T) {
 	}
 	// The third is not acknowledged: after a reconnect it goes again.
 	sb.SetConnack(frame(t, 5, &codec.Connack{SessionPresent: true, Properties: &codec.Properties{TopicAliasMaximum: &two}}))
-	send(t, sc, 5, &codec.Disconnect{ReasonCode: codec.ServerShuttingDown}) // no refusal: nothing goes alone
 	sc.Close()
 	waitEvent(t, c, mqtt.ConnectionLost)
 	sc = scripted(t, sb)

@@ -32,8 +32,8 @@
 // [ErrClosed]) or may have been ([ErrOutcomeUnknown]).
 //
 // A broker may refuse a message by ending the connection (MQTT 3.1.1 has no
-// other way): after a connection the broker ended with publishes in
-// flight, the next sends the first of them alone, and the others once it
+// other way): after two connections the broker ended with the same
+// publish first in flight, the next sends it alone, and the others once it
 // is acknowledged (each alone, if the broker ends that connection too
 // soon after). A message whose lone sending the broker answers at once by
 // ending the connection three times in a row ends with [ErrRefused], so

@@ -20,16 +20,17 @@ import (
 // the broker ends that one too: left at that, one such message holds back
 // every message after it, forever (with a Store, across restarts too).
 //
-// So after a connection that the broker ended while publishes waited for
-// their acknowledgement (closed or reset it, or sent a DISCONNECT whose
-// reason may concern a message; not one that says it shuts down, moves,
-// timed the client out, or is over a quota or a rate), the next connection
-// sends the first PUBLISH it owes alone (the probe), and the others once
-// the broker has answered it: one round trip, when the end had nothing to
-// do with the message. When
-// the broker ends a connection again soon after it answered a probe, the
-// culprit was among the others: the next connection sends each PUBLISH it
-// owes alone, in order, each once the one before was answered.
+// So when the broker ended two connections in a row (closed or reset
+// them, or sent a DISCONNECT whose reason may concern a message; not one
+// that says it shuts down, moves, timed the client out, or is over a quota
+// or a rate) while the same PUBLISH was the first of those waiting for
+// their acknowledgement, the next connection sends it alone (the probe),
+// and the others once the broker has answered it: one round trip, when the
+// ends had nothing to do with the message. A single end changes nothing:
+// what is owed goes again at once, as the window allows. When the broker
+// ends a connection again soon after it answered a probe, the culprit was
+// among the others: the next connection sends each PUBLISH it owes alone,
+// in order, each once the one before was answered.
 //
 // A probe counts against its message when the broker ends the connection
 // within refuseWindow of it, before answering it, having taken the bytes
@@ -156,10 +157,11 @@ func (s *session) probeDue(cn *conn.Conn) {
 	s.pump()
 }
 
-// probeSent notes o, a PUBLISH just sent alone on the current connection:
-// nothing else is published on it until the broker has answered o.
-func (s *session) probeSent(o *pubOp) {
-	s.probe.id, s.probe.sent = o.id, time.Now()
+// probeSent notes o, a PUBLISH just sent alone on the current connection,
+// queued at queued (before the writer could write it): nothing else is
+// published on it until the broker has answered o.
+func (s *session) probeSent(o *pubOp, queued time.Time) {
+	s.probe.id, s.probe.sent = o.id, queued
 	s.c.probed.Store(s.cur)
 }
 
@@ -211,11 +213,17 @@ func (s *session) probeLost(cn *conn.Conn, unwritten []conn.Frame) {
 	p := s.probe
 	s.endProbe()
 	s.probeNext = probeNone
-	if byBroker && refusalEnd(err) && s.pubInflight > 0 {
-		s.probeNext = probeHead
-		if p != nil && (p.each && !p.done || !p.answered.IsZero() && time.Since(p.answered) < isolateWithin) {
+	head := s.firstPublishInFlight()
+	if byBroker && refusalEnd(err) && head != nil {
+		switch {
+		case p != nil && (p.each && !p.done || !p.answered.IsZero() && time.Since(p.answered) < isolateWithin):
 			s.probeNext = probeEach
+		case p != nil || head.id == s.suspectID:
+			s.probeNext = probeHead
 		}
+		s.suspectID = head.id
+	} else {
+		s.suspectID = 0
 	}
 	if p == nil || p.cn != cn || !byBroker {
 		return
@@ -263,6 +271,22 @@ func refusedBy(cn *conn.Conn, err error, o *pubOp, sent time.Time, unwritten []c
 	}
 	// A write that failed: the broker had ended cn before.
 	return cn.WroteSince(sent) && refusalEnd(err) && time.Since(sent) <= refuseWindow
+}
+
+// firstPublishInFlight is the publish in flight that was sent first and
+// has no PUBREC yet: the one the next connection sends again first; nil
+// if none.
+func (s *session) firstPublishInFlight() *pubOp {
+	var first *flight
+	for f := range s.flights.all() {
+		if f.kind == codec.TypePublish && !f.relNeeded && (first == nil || f.seq < first.seq) {
+			first = f
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	return first.pub
 }
 
 // firstOwedPublish is the first PUBLISH the current connection owes again,

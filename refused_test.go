@@ -20,7 +20,7 @@ import (
 // written it with the probe, or right after it.)
 func expectAlone(t *testing.T, sc *mqtttest.ScriptedConn, v byte) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	if b, err := sc.ReadFrame(ctx); err == nil {
 		p, _, _ := codec.Decode(b, v, 0)
@@ -57,12 +57,12 @@ func answer(t *testing.T, sc *mqtttest.ScriptedConn, v byte, n int) []string {
 // has no other way: RabbitMQ does so for QoS 2, AWS IoT Core and Azure IoT
 // Hub for QoS 2 and topics a client may not use; an MQTT 5 broker may say
 // why in a DISCONNECT) would get it first on every reconnect, forever, and
-// nothing behind it would ever go. After such a loss the client sends the
-// first message it owes alone; the third time in a row that the broker
-// ends the connection at once, the publish ends with ErrRefused, and the
-// messages behind it go on. An end that is not about a message (an MQTT 5
-// server shutting down) does not count, and none of it looks like another
-// client taking the session over.
+// nothing behind it would ever go. After two such ends in a row with the
+// same message first, the client sends it alone; the third time in a row
+// that the broker ends the connection at once, the publish ends with
+// ErrRefused, and the messages behind it go on. An end that is not about a
+// message (an MQTT 5 server shutting down) does not count, and none of it
+// looks like another client taking the session over.
 func TestBrokerRefusesByClosing(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -91,7 +91,7 @@ func TestBrokerRefusesByClosing(t *testing.T) {
 			sb.SetConnack(frame(t, tc.v, &codec.Connack{SessionPresent: true}))
 			st := store.NewMemory()
 			c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "refused", Version: tc.v, Store: st})
-			ctx := testCtx(t)
+			ctx := t.Context() // the publishes wait as long as the test runs
 			sc := scripted(t, sb)
 			poison := c.PublishAsync(ctx, mqtt.Message{Topic: "alarm/refused", Payload: []byte("x"), QoS: mqtt.ExactlyOnce})
 			if p := nextOf[*codec.Publish](t, sc, tc.v); p.Topic != "alarm/refused" {
@@ -100,6 +100,19 @@ func TestBrokerRefusesByClosing(t *testing.T) {
 			good := c.PublishAsync(ctx, mqtt.Message{Topic: "alarm/taken", Payload: []byte("y"), QoS: mqtt.AtLeastOnce})
 			nextOf[*codec.Publish](t, sc, tc.v) // pipelined behind it on the first connection
 			tc.refuse(t, sc)
+			// One end changes nothing: all that is owed goes at once. The
+			// second end in a row with the same message first calls for
+			// a probe.
+			pipelined := func(when string) {
+				sc = scripted(t, sb)
+				for _, want := range []string{"alarm/refused", "alarm/taken"} {
+					if p := nextOf[*codec.Publish](t, sc, tc.v); p.Topic != want || !p.Dup {
+						t.Fatalf("%s: PUBLISH to %q DUP %v, want %s sent again", when, p.Topic, p.Dup, want)
+					}
+				}
+				tc.refuse(t, sc) // sent with others: does not count
+			}
+			pipelined("after one end")
 
 			probes := refuseAfter
 			if tc.notRefusal != nil {
@@ -114,15 +127,10 @@ func TestBrokerRefusesByClosing(t *testing.T) {
 				expectAlone(t, sc, tc.v)
 				if i == 0 && tc.notRefusal != nil {
 					// Not a refusal, and no reason to send alone on the
-					// next connection: everything owed goes at once.
+					// next connection, nor after the next end.
 					tc.notRefusal(t, sc)
-					sc = scripted(t, sb)
-					for _, want := range []string{"alarm/refused", "alarm/taken"} {
-						if p := nextOf[*codec.Publish](t, sc, tc.v); p.Topic != want {
-							t.Fatalf("after a shutdown: PUBLISH to %q, want %s", p.Topic, want)
-						}
-					}
-					tc.refuse(t, sc) // sent with others: does not count
+					pipelined("after a shutdown")
+					pipelined("after a shutdown and one end")
 					continue
 				}
 				tc.refuse(t, sc)
@@ -164,9 +172,9 @@ func TestBrokerRefusesByClosing(t *testing.T) {
 // refuseAfter is the client's: how many probes in a row the broker ends.
 const refuseAfter = 3
 
-// After a loss the first message owed goes alone; once the broker has
-// answered it (PUBACK, or for QoS 2 already PUBREC), the others follow
-// pipelined, without waiting for each other.
+// After two ends in a row with the same message first, that message goes
+// alone; once the broker has answered it (PUBACK, or for QoS 2 already
+// PUBREC), the others follow pipelined, without waiting for each other.
 func TestProbeAnsweredLetsTheRestGo(t *testing.T) {
 	for _, q := range []mqtt.QoS{mqtt.AtLeastOnce, mqtt.ExactlyOnce} {
 		t.Run(fmt.Sprintf("qos%d", q), func(t *testing.T) {
@@ -174,7 +182,7 @@ func TestProbeAnsweredLetsTheRestGo(t *testing.T) {
 			sb := mqtttest.NewScriptedBroker(t)
 			sb.SetConnack(sessionPresent)
 			c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "probe"})
-			ctx := testCtx(t)
+			ctx := t.Context() // the publishes wait as long as the test runs
 			sc := scripted(t, sb)
 			var results []<-chan error
 			for i := range 3 {
@@ -182,6 +190,13 @@ func TestProbeAnsweredLetsTheRestGo(t *testing.T) {
 				nextOf[*codec.Publish](t, sc, 4)
 			}
 			sc.Close() // the broker restarts, say
+			// Once changes nothing; twice with the same first message,
+			// it goes alone.
+			sc = scripted(t, sb)
+			for range 3 {
+				nextOf[*codec.Publish](t, sc, 4)
+			}
+			sc.Close()
 
 			sc = scripted(t, sb)
 			probe := nextOf[*codec.Publish](t, sc, 4)
@@ -220,10 +235,13 @@ func TestBrokerEndingEveryConnectionRefusesNothing(t *testing.T) {
 	sb := mqtttest.NewScriptedBroker(t)
 	sb.SetConnack(sessionPresent)
 	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "flaky"})
-	ctx := testCtx(t)
+	ctx := t.Context() // the publishes wait as long as the test runs
 	sc := scripted(t, sb)
 	res := c.PublishAsync(ctx, mqtt.Message{Topic: "alarm/window", QoS: mqtt.AtLeastOnce})
 	nextOf[*codec.Publish](t, sc, 4)
+	sc.Close()
+	sc = scripted(t, sb)
+	nextOf[*codec.Publish](t, sc, 4) // all at once after one end
 	sc.Close()
 	for range refuseAfter {
 		sc = scripted(t, sb)
@@ -249,11 +267,16 @@ func TestEndSoonAfterAProbeSendsEachAlone(t *testing.T) {
 	sb := mqtttest.NewScriptedBroker(t)
 	sb.SetConnack(sessionPresent)
 	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "each"})
-	ctx := testCtx(t)
+	ctx := t.Context() // the publishes wait as long as the test runs
 	sc := scripted(t, sb)
 	var results []<-chan error
 	for i := range 3 {
 		results = append(results, c.PublishAsync(ctx, mqtt.Message{Topic: fmt.Sprintf("m/%d", i), QoS: mqtt.AtLeastOnce}))
+		nextOf[*codec.Publish](t, sc, 4)
+	}
+	sc.Close()
+	sc = scripted(t, sb)
+	for range 3 {
 		nextOf[*codec.Publish](t, sc, 4)
 	}
 	sc.Close()

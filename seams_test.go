@@ -249,7 +249,6 @@ func TestResentFlightsFitTheNewConnection(t *testing.T) {
 		}
 		two := uint16(2)
 		sb.SetConnack(connack(t, &codec.Properties{ReceiveMaximum: &two}))
-		send(t, sc, 5, &codec.Disconnect{ReasonCode: codec.ServerShuttingDown}) // no refusal: nothing goes alone
 		sc.Close()
 		sc = scripted(t, sb)
 		// Two go again, in order, then nothing until one is acknowledged.

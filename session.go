@@ -40,9 +40,11 @@ type session struct {
 	maxQoS    QoS  // the broker's Maximum QoS
 	noRetain  bool // the broker said Retain Available = 0
 	resumed   bool // cur's CONNACK said Session Present
-	// probeNext: how the next connection sends what it owes (see
-	// refused.go): probeNone, probeHead or probeEach.
+	// probeNext: how the next connection sends what it owes, and
+	// suspectID: the first PUBLISH owed when the broker last ended a
+	// connection (see refused.go).
 	probeNext  probeMode
+	suspectID  uint16
 	aliases    map[uint16]string
 	reauth     *reauthExchange // Client.Reauthenticate's exchange on cur; nil: none
 	gen        uint64          // bumped whenever the broker lost the session
@@ -763,11 +765,12 @@ func (s *session) sendOwed() bool {
 			// ran out meanwhile, with at least 1 s left.
 			p.Properties = expiryLeft(p.Properties, max(time.Until(o.expires), time.Second))
 		}
+		queued := time.Now() // before: the writer may write it at once
 		if !s.sendPublish(o, &p) {
 			return false
 		}
 		if s.probing() {
-			s.probeSent(o)
+			s.probeSent(o, queued)
 		} else {
 			o.refusals = 0 // sent with others: the count is of probes in a row
 		}
