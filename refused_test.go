@@ -172,6 +172,29 @@ func TestBrokerRefusesByClosing(t *testing.T) {
 // refuseAfter is the client's: how many probes in a row the broker ends.
 const refuseAfter = 3
 
+// endTwice dials a client of sb with the session kept, publishes m/0,
+// m/1 and m/2 at q, and ends the connection after reading them, twice:
+// the second end in a row with m/0 first. It returns the results.
+func endTwice(t *testing.T, sb *mqtttest.ScriptedBroker, id string, q mqtt.QoS) []<-chan error {
+	t.Helper()
+	sb.SetConnack(sessionPresent)
+	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: id})
+	ctx := t.Context() // the publishes wait as long as the test runs
+	sc := scripted(t, sb)
+	var results []<-chan error
+	for i := range 3 {
+		results = append(results, c.PublishAsync(ctx, mqtt.Message{Topic: fmt.Sprintf("m/%d", i), QoS: q}))
+		nextOf[*codec.Publish](t, sc, 4)
+	}
+	sc.Close() // the broker restarts, say: all go again at once
+	sc = scripted(t, sb)
+	for range 3 {
+		nextOf[*codec.Publish](t, sc, 4)
+	}
+	sc.Close()
+	return results
+}
+
 // After two ends in a row with the same message first, that message goes
 // alone; once the broker has answered it (PUBACK, or for QoS 2 already
 // PUBREC), the others follow pipelined, without waiting for each other.
@@ -180,25 +203,8 @@ func TestProbeAnsweredLetsTheRestGo(t *testing.T) {
 		t.Run(fmt.Sprintf("qos%d", q), func(t *testing.T) {
 			t.Parallel()
 			sb := mqtttest.NewScriptedBroker(t)
-			sb.SetConnack(sessionPresent)
-			c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "probe"})
-			ctx := t.Context() // the publishes wait as long as the test runs
+			results := endTwice(t, sb, "probe", q)
 			sc := scripted(t, sb)
-			var results []<-chan error
-			for i := range 3 {
-				results = append(results, c.PublishAsync(ctx, mqtt.Message{Topic: fmt.Sprintf("m/%d", i), QoS: q}))
-				nextOf[*codec.Publish](t, sc, 4)
-			}
-			sc.Close() // the broker restarts, say
-			// Once changes nothing; twice with the same first message,
-			// it goes alone.
-			sc = scripted(t, sb)
-			for range 3 {
-				nextOf[*codec.Publish](t, sc, 4)
-			}
-			sc.Close()
-
-			sc = scripted(t, sb)
 			probe := nextOf[*codec.Publish](t, sc, 4)
 			if probe.Topic != "m/0" {
 				t.Fatalf("probe to %q, want the first message owed", probe.Topic)
@@ -265,23 +271,8 @@ func TestBrokerEndingEveryConnectionRefusesNothing(t *testing.T) {
 // was answered.
 func TestEndSoonAfterAProbeSendsEachAlone(t *testing.T) {
 	sb := mqtttest.NewScriptedBroker(t)
-	sb.SetConnack(sessionPresent)
-	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "each"})
-	ctx := t.Context() // the publishes wait as long as the test runs
+	results := endTwice(t, sb, "each", mqtt.AtLeastOnce)
 	sc := scripted(t, sb)
-	var results []<-chan error
-	for i := range 3 {
-		results = append(results, c.PublishAsync(ctx, mqtt.Message{Topic: fmt.Sprintf("m/%d", i), QoS: mqtt.AtLeastOnce}))
-		nextOf[*codec.Publish](t, sc, 4)
-	}
-	sc.Close()
-	sc = scripted(t, sb)
-	for range 3 {
-		nextOf[*codec.Publish](t, sc, 4)
-	}
-	sc.Close()
-
-	sc = scripted(t, sb)
 	probe := nextOf[*codec.Publish](t, sc, 4)
 	expectAlone(t, sc, 4)
 	send(t, sc, 4, &codec.Puback{PacketID: probe.PacketID})
