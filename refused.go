@@ -218,8 +218,8 @@ func (s *session) probeLost(cn *conn.Conn, unwritten []conn.Frame) {
 		switch {
 		case p != nil && (p.each && !p.done || !p.answered.IsZero() && time.Since(p.answered) < isolateWithin):
 			s.probeNext = probeEach
-		case p != nil || head.id == s.suspectID:
-			s.probeNext = probeHead
+		case p != nil && !p.done || head.id == s.suspectID:
+			s.probeNext = probeHead // a probe still out or waiting, or the same first twice
 		}
 		s.suspectID = head.id
 	} else {
