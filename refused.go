@@ -233,8 +233,8 @@ func (s *session) probeLost(cn *conn.Conn, unwritten []conn.Frame) {
 			// Ended before a probe went (maybe before the session could
 			// send one), or while one waited to: the broker ends
 			// connections whatever they carry.
-			if o := s.firstOwedPublish(); o != nil {
-				o.refusals = 0
+			if head != nil {
+				head.refusals = 0 // the one that would have gone next
 			}
 		}
 		return
@@ -287,17 +287,6 @@ func (s *session) firstPublishInFlight() *pubOp {
 		return nil
 	}
 	return first.pub
-}
-
-// firstOwedPublish is the first PUBLISH the current connection owes again,
-// the one it probes with; nil if none.
-func (s *session) firstOwedPublish() *pubOp {
-	for _, f := range s.resend {
-		if f != nil && f.owed && !f.relNeeded {
-			return f.pub
-		}
-	}
-	return nil
 }
 
 // brokerEnded reports whether err, a connection's end, came from the
