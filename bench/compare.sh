@@ -42,7 +42,7 @@ mkdir -p results
 	fi
 	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "broker: $([ "${ROBUSTMQTT_BENCH_BROKER_IN_PROCESS:-}" = 1 ] && echo 'in process' || echo 'child process')"
-	echo "command: $count rounds of go test -run '^\$' -bench '$bench' -benchtime $benchtime -count 1"
+	echo "command: $count rounds of go test -run '^\$' -bench '$bench' -benchtime $benchtime -count 1, round k with ROBUSTMQTT_BENCH_ROUND=k-1 (the clients' order rotated)"
 } >"results/$name-env.txt"
 # count rounds of -count 1 rather than one -count N: every round measures
 # all clients within a few minutes of each other, so a change in the
@@ -51,7 +51,9 @@ mkdir -p results
 for round in $(seq "$count"); do
 	echo "round $round of $count" >&2
 	echo "load at round $round: $(cut -d' ' -f1-3 /proc/loadavg)" >>"results/$name-env.txt"
-	go test -run '^$' -bench "$bench" -benchtime "$benchtime" -count 1 . | tee -a "$out"
+	# Each round rotates the order in which the clients of a row run by one
+	# place (see roundEnv in publish_test.go): no client always runs first.
+	ROBUSTMQTT_BENCH_ROUND=$((round - 1)) go test -run '^$' -bench "$bench" -benchtime "$benchtime" -count 1 . | tee -a "$out"
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"results/$name-env.txt"
 

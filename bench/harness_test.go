@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -137,5 +139,34 @@ func TestIdleChild(t *testing.T) {
 	}
 	if g != 3 || h < 1<<10 || h > 64<<10 {
 		t.Fatalf("idle robustmqtt: %g goroutines, %g B of heap per client; want 3 and 1-64 KiB", g, h)
+	}
+}
+
+// TestBenchOrder checks that every round runs every client once, and that
+// over as many rounds as there are clients each runs at every place.
+func TestBenchOrder(t *testing.T) {
+	n := len(throughputClients)
+	places := make(map[string]map[int]bool)
+	for k := range n {
+		t.Setenv(roundEnv, strconv.Itoa(k))
+		order := benchOrder()
+		if got, want := slices.Sorted(slices.Values(order)), slices.Sorted(slices.Values(throughputClients)); !slices.Equal(got, want) {
+			t.Fatalf("round %d runs %v, want each of %v once", k, order, throughputClients)
+		}
+		for i, kind := range order {
+			if places[kind] == nil {
+				places[kind] = make(map[int]bool)
+			}
+			places[kind][i] = true
+		}
+	}
+	for kind, at := range places {
+		if len(at) != n {
+			t.Errorf("%s ran at %d of the %d places over %d rounds", kind, len(at), n, n)
+		}
+	}
+	t.Setenv(roundEnv, "")
+	if got := benchOrder(); !slices.Equal(got, throughputClients) {
+		t.Errorf("without %s the order is %v, want %v", roundEnv, got, throughputClients)
 	}
 }
