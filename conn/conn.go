@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/robustmqtt/mqtt/codec"
 )
 
@@ -427,11 +428,18 @@ func (c *Conn) readError(err error, doing string) error {
 		return e
 	}
 	var ce *codec.Error
+	var wsClose websocket.CloseError
 	switch {
 	case errors.As(err, &ce):
 		return &ProtocolError{Code: ce.Code, Packet: ce.Packet, Err: err}
 	case errors.Is(err, io.EOF):
 		return fmt.Errorf("%w (%s, while %s)", ErrServerClosed, c.server, doing)
+	case errors.As(err, &wsClose):
+		// A WebSocket close frame other than a normal closure or going
+		// away (those read as io.EOF): the broker's end all the same,
+		// as a refusal of something the client sent may be.
+		return fmt.Errorf("%w (%s, while %s: WebSocket close frame with status %d, %v, reason %q)",
+			ErrServerClosed, c.server, doing, int(wsClose.Code), wsClose.Code, wsClose.Reason)
 	default:
 		return fmt.Errorf("conn: read from %s while %s: %w", c.server, doing, err)
 	}

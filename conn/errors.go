@@ -18,7 +18,10 @@ var ErrClosed = errors.New("conn: connection closed by the client")
 // encode its packet: nothing of it was written, and the connection goes on.
 var ErrUnencodable = errors.New("conn: the packet cannot be encoded, so it was not sent")
 
-// ErrServerClosed means the broker closed the TCP connection (end of stream).
+// ErrServerClosed means the broker closed the connection: the end of the
+// TCP stream, or over WebSocket a close frame of any status (its status
+// and reason are in the error's message) or the end of the TCP stream
+// under it.
 var ErrServerClosed = errors.New("conn: the broker closed the connection")
 
 // ConnectError is a CONNACK refusal: the broker answered the CONNECT with a

@@ -337,3 +337,46 @@ type trackFunc func(err error)
 
 func (trackFunc) Claim() bool         { return true }
 func (f trackFunc) Written(err error) { f(err) }
+
+// However a broker ends a WebSocket connection, with a close frame of any
+// status or by dropping the TCP connection under it, it is the broker's
+// end (ErrServerClosed), as a TCP broker's close is: the session counts it
+// when it looks for a PUBLISH the broker refuses by closing. A close
+// frame's status and reason are in the message.
+func TestWebSocketBrokerCloses(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		end   func(p *wsPeer)
+		words []string
+	}{
+		{"normal closure", func(p *wsPeer) { p.ws.Close(websocket.StatusNormalClosure, "bye") }, nil},
+		{"going away", func(p *wsPeer) { p.ws.Close(websocket.StatusGoingAway, "") }, nil},
+		{"policy violation", func(p *wsPeer) { p.ws.Close(websocket.StatusPolicyViolation, "QoS 2 not allowed") },
+			[]string{"1008", "QoS 2 not allowed"}},
+		{"internal error", func(p *wsPeer) { p.ws.Close(websocket.StatusInternalError, "") }, []string{"1011"}},
+		{"no close frame", func(p *wsPeer) { p.ws.CloseNow() }, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server := serveWS(t, func(p *wsPeer) {
+				if p.handshake() {
+					tc.end(p)
+				}
+			})
+			c, err := openWS(t, server, make(chan conn.Inbound, 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			errs := run(c)
+			err = <-errs
+			<-errs
+			if !errors.Is(err, conn.ErrServerClosed) {
+				t.Fatalf("the connection ended with %v, want ErrServerClosed", err)
+			}
+			for _, w := range tc.words {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
