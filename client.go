@@ -583,7 +583,11 @@ type flushCancel struct {
 // *SubscribeError; the others are in effect. While disconnected the request
 // waits for the next connection; ctx ending before it was sent withdraws it
 // (ErrWithdrawn), after it was sent the result is ErrOutcomeUnknown and the
-// subscription takes effect if the broker grants it.
+// subscription takes effect if the broker grants it. A SUBSCRIBE that got
+// no SUBACK goes again on the next connection; one the broker answers by
+// ending the connection each time it is sent alone (as AWS IoT Core does
+// for a filter the client may not use) ends with ErrRefused and is not
+// sent again (see ErrRefused).
 func (c *Client) Subscribe(ctx context.Context, subs ...Subscription) error {
 	o, err := c.subscribeOp(subs)
 	if err != nil {

@@ -37,7 +37,10 @@
 // is acknowledged (each alone, if the broker ends that connection too
 // soon after). A message whose lone sending the broker answers at once by
 // ending the connection three times in a row ends with [ErrRefused], so
-// that it does not hold back the messages behind it forever.
+// that it does not hold back the messages behind it forever. A SUBSCRIBE
+// or UNSUBSCRIBE the broker answers so (AWS IoT Core does, for a filter
+// the client may not use) is sent alone and refused the same way, instead
+// of ending every connection right after it starts.
 //
 // # Starting while the broker is away
 //

@@ -153,10 +153,40 @@ func (c clientEnd) Write(b []byte) (int, error) {
 				c.w.unsent = map[string]bool{}
 			}
 			c.w.unsent[tagOf(pub.Payload)] = true
+			if pub.QoS == codec.QoS2 {
+				c.w.noteMaybeQoS2Locked(pub.PacketID, tagOf(pub.Payload))
+			}
 		}
 		rest = rest[size:]
 	}
 	return n, err
+}
+
+// noteMaybeQoS2 notes that a client may have sent the QoS 2 message tag
+// under the packet identifier id (see world.maybeQoS2).
+func (w *world) noteMaybeQoS2(id uint16, tag string) {
+	w.unsentMu.Lock()
+	defer w.unsentMu.Unlock()
+	w.noteMaybeQoS2Locked(id, tag)
+}
+
+func (w *world) noteMaybeQoS2Locked(id uint16, tag string) {
+	if w.maybeQoS2 == nil {
+		w.maybeQoS2 = map[uint16]string{}
+	}
+	w.maybeQoS2[id] = tag
+}
+
+// unseenQoS2 is the QoS 2 message a client may have sent under id that
+// the broker never read, "" if none.
+func (w *world) unseenQoS2(id uint16) string {
+	w.unsentMu.Lock()
+	tag := w.maybeQoS2[id]
+	w.unsentMu.Unlock()
+	if m := w.msgs[tag]; m != nil && !m.seen {
+		return tag
+	}
+	return ""
 }
 
 // triedToSend reports whether a write that carried the message tag failed.
@@ -339,9 +369,9 @@ func (b *broker) receive(bc *bconn, f rxFrame) {
 		for i, s := range p.Subscriptions {
 			filters[i] = s.Filter
 		}
-		b.onControl(bc, p.PacketID, &ctlFlow{sub: p, filters: filters})
+		b.onControl(bc, p.PacketID, &ctlFlow{sub: p, filters: filters}, f.at)
 	case *codec.Unsubscribe:
-		b.onControl(bc, p.PacketID, &ctlFlow{unsub: p, filters: p.Filters})
+		b.onControl(bc, p.PacketID, &ctlFlow{unsub: p, filters: p.Filters}, f.at)
 	default:
 		w.violate("c%d: the client sent %s", bc.n, p.Type())
 	}
@@ -361,16 +391,12 @@ func (b *broker) idInUse(bc *bconn, id uint16) string {
 	return ""
 }
 
-func (b *broker) onControl(bc *bconn, id uint16, c *ctlFlow) {
+func (b *broker) onControl(bc *bconn, id uint16, c *ctlFlow, at time.Time) {
 	w := b.w
 	if u := b.idInUse(bc, id); u != "" {
 		w.violate("c%d: the client sent %s with packet identifier %d, in use for %s [MQTT-2.2.1-3]", bc.n, describeCtl(c), id, u)
 		return
 	}
-	if bc.ctl == nil {
-		bc.ctl = map[uint16]*ctlFlow{}
-	}
-	bc.ctl[id] = c
 	for _, f := range c.filters {
 		if c.sub != nil {
 			w.subSeen[f] = true
@@ -379,10 +405,26 @@ func (b *broker) onControl(bc *bconn, id uint16, c *ctlFlow) {
 		}
 	}
 	for _, f := range c.filters {
-		if cs := w.ctlByFilter[f]; cs != nil && cs.neverSent {
+		if cs := w.ctlByFilter[f]; cs != nil && (cs.neverSent || cs.refused) {
 			w.violate("c%d: the client sent %s for %s after its call ended %v", bc.n, describeCtl(c), f, cs.op.err)
 		}
 	}
+	// The call's own filter comes first (see world.subscribe).
+	own := w.ctlByFilter[c.filters[0]]
+	if own != nil && own.op.own == c.filters[0] && (len(own.sends) == 0 || own.sends[len(own.sends)-1].bc != bc) {
+		own.sends = append(own.sends, sendRec{bc: bc, at: at})
+	}
+	if own != nil && own.poison && c.sub != nil {
+		// Refused: the broker ends the connection instead of answering.
+		own.cuts++
+		w.logf("  broker refuses SUBSCRIBE %v: cuts c%d (%d times)", c.filters, bc.n, own.cuts)
+		b.cut(bc)
+		return
+	}
+	if bc.ctl == nil {
+		bc.ctl = map[uint16]*ctlFlow{}
+	}
+	bc.ctl[id] = c
 }
 
 func describeCtl(c *ctlFlow) string {
@@ -587,6 +629,15 @@ func (b *broker) onPubrel(bc *bconn, p *codec.Pubrel) {
 	case f == nil:
 		// A flow the broker already completed (PUBCOMP lost), or one of a
 		// session it lost: PUBCOMP anyway.
+		bc.compOwed = append(bc.compOwed, p.PacketID)
+	case f.qos != 2 && w.unseenQoS2(p.PacketID) != "":
+		// The client finishes a QoS 2 flow it may have begun under this
+		// identifier and cannot send again (F5's fix): a PUBLISH in a
+		// failed write, or stored as sent before a crash, that never
+		// reached the broker, whose last message under the identifier
+		// was of QoS 1. A broker has no flow for it: PUBCOMP (seed
+		// 4548025240643540266).
+		w.logf("  c%d: PUBREL %d for %s, which the broker never read (the identifier last carried %s): no flow", bc.n, p.PacketID, w.unseenQoS2(p.PacketID), f.tag)
 		bc.compOwed = append(bc.compOwed, p.PacketID)
 	case f.qos != 2:
 		w.violate("c%d: PUBREL %d for QoS 1 message %s", bc.n, p.PacketID, f.tag)

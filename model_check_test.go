@@ -193,6 +193,20 @@ func (w *world) checkControl(o *opRec, err error) {
 		if _, refused := se.Refused[o.own]; refused != slices.ContainsFunc(acked, codec.ReasonCode.IsError) {
 			w.violate("%s ended %v; the broker answered %v for %s", o, err, acked, o.own)
 		}
+	case errors.Is(err, mqtt.ErrRefused):
+		// Only a SUBSCRIBE the broker refuses by cutting the connection
+		// (poison), after cuts on three probes at least, or by the
+		// coincidence of the broker's faults (refused_control.go).
+		rec := w.ctlByFilter[o.own]
+		rec.refused = true
+		switch {
+		case !rec.poison && endedRightAfter(rec.sends, 3, time.Second):
+			w.logf("  %s: the broker ended the last 3 connections within 1 s of reading it: refused by coincidence", o)
+		case !rec.poison:
+			w.violate("%s ended %v, but the broker takes it", o, err)
+		case rec.cuts < 3:
+			w.violate("%s ended %v after the broker refused it %d times", o, err, rec.cuts)
+		}
 	case errors.Is(err, mqtt.ErrWithdrawn):
 		w.ctlByFilter[o.own].neverSent = true
 		if seen {
@@ -581,6 +595,26 @@ func (s *modelStore) describe() string {
 		}
 	}
 	return "[" + strings.Join(out, " ") + "]"
+}
+
+// sentQoS2 lists the QoS 2 publishes the store holds as sent (with a
+// packet identifier), by identifier.
+func (s *modelStore) sentQoS2() map[uint16]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[uint16]string{}
+	for _, v := range s.live {
+		if len(v) < 5 || v[0] != 'P' {
+			continue
+		}
+		id := uint16(v[3])<<8 | uint16(v[4])
+		if p, _, err := codec.Decode(v[5:], v[1], 0); err == nil && id != 0 {
+			if pub, ok := p.(*codec.Publish); ok && pub.QoS == codec.QoS2 {
+				out[id] = tagOf(pub.Payload)
+			}
+		}
+	}
+	return out
 }
 
 // durable is what a crash now would leave.

@@ -256,6 +256,10 @@ func (w *world) subscribe(inst *instance) {
 	o := w.newOp("sub", inst)
 	w.nextOut++
 	o.own = fmt.Sprintf("s/%d", w.nextOut)
+	rec := &ctlRec{op: o}
+	if w.d["poison"] && w.rng.IntN(15) == 0 { // each costs a few reconnects
+		o.own, rec.poison = fmt.Sprintf("deny/%d", w.nextOut), true
+	}
 	subs := []mqtt.Subscription{{Filter: o.own, QoS: codec.QoS(w.rng.IntN(3))}}
 	if len(w.subscribed) > 0 && w.rng.IntN(2) == 0 {
 		subs = append(subs, mqtt.Subscription{Filter: w.subscribed[w.rng.IntN(len(w.subscribed))], QoS: 1})
@@ -263,7 +267,7 @@ func (w *world) subscribe(inst *instance) {
 	for _, s := range subs {
 		o.filters = append(o.filters, s.Filter)
 	}
-	w.ctlByFilter[o.own] = &ctlRec{op: o}
+	w.ctlByFilter[o.own] = rec
 	w.logf("  client %d: op%d Subscribe %v ctx=%s", inst.n, o.n, o.filters, o.ctxDesc)
 	c := inst.c
 	o.runSync(func() error { return c.Subscribe(o.ctx, subs...) })

@@ -28,6 +28,11 @@ type world struct {
 	// broker had closed its end): the client counts them as maybe sent.
 	unsentMu sync.Mutex
 	unsent   map[string]bool
+	// maybeQoS2: by packet identifier, the last QoS 2 message a client
+	// may have sent under it without the broker reading it: its PUBLISH
+	// was in a write that failed, or a client found it in the store as
+	// sent (recorded before the write). Under unsentMu.
+	maybeQoS2 map[uint16]string
 
 	seed    uint64
 	steps   int
@@ -101,11 +106,15 @@ type sendRec struct {
 // connections that carried m within d of reading m on it: what the client
 // takes for a refusal (refused.go), here by the coincidence of the
 // broker's faults.
-func (m *msgRec) endedRightAfter(n int, d time.Duration) bool {
-	if len(m.sends) < n {
+func (m *msgRec) endedRightAfter(n int, d time.Duration) bool { return endedRightAfter(m.sends, n, d) }
+
+// endedRightAfter reports whether the broker ended each of the last n
+// connections in sends within d of reading what they carried.
+func endedRightAfter(sends []sendRec, n int, d time.Duration) bool {
+	if len(sends) < n {
 		return false
 	}
-	for _, s := range m.sends[len(m.sends)-n:] {
+	for _, s := range sends[len(sends)-n:] {
 		if s.bc.brokerEnd.IsZero() || s.bc.brokerEnd.Sub(s.at) > d {
 			return false
 		}
@@ -138,6 +147,14 @@ type inMsg struct {
 type ctlRec struct {
 	op        *opRec
 	neverSent bool
+	// poison: a SUBSCRIBE of this filter makes the broker end the
+	// connection (as AWS IoT Core does for a filter the client may not
+	// use); cuts counts how often it did, refused is set once the call
+	// ended with ErrRefused, and sends are the connections the broker
+	// read its SUBSCRIBE or UNSUBSCRIBE on, and when.
+	poison, refused bool
+	cuts            int
+	sends           []sendRec
 }
 
 // instance is one Client: one process of the application.
@@ -346,6 +363,9 @@ func (w *world) newInstance() {
 	if w.store != nil {
 		inst.cfg.Store = w.store
 		w.logf("client %d: the store holds %s", inst.n, w.store.describe())
+		for id, tag := range w.store.sentQoS2() {
+			w.noteMaybeQoS2(id, tag)
+		}
 	}
 	inst.slow = w.d["slowreader"] && w.rng.IntN(2) == 0
 	w.insts = append(w.insts, inst)

@@ -42,14 +42,15 @@ import (
 // ErrRefused, and the messages behind it go on.
 
 // ErrRefused means the broker ended the connection each time a QoS 1/2
-// message was sent on its own, at once and before acknowledging it, while
-// it kept the connection open otherwise: the broker will not take the
-// message (an MQTT 3.1.1 broker refuses a QoS it does not support, a topic
-// the client may not use or a message too large by closing the
-// connection), so it is not sent again. The error also wraps
-// ErrOutcomeUnknown (the broker did not say what it did with it) and the
-// error of the last connection's end.
-var ErrRefused = errors.New("mqtt: refused: the broker ends the connection whenever this message is sent")
+// message (or a SUBSCRIBE or UNSUBSCRIBE) was sent on its own, at once and
+// before acknowledging it, while it kept the connection open otherwise: the
+// broker will not take it (an MQTT 3.1.1 broker refuses a QoS it does not
+// support, a topic the client may not use or a message too large by
+// closing the connection; AWS IoT Core refuses a topic filter the same
+// way), so it is not sent again. The error also wraps ErrOutcomeUnknown
+// (the broker did not say what it did with it) and the error of the last
+// connection's end.
+var ErrRefused = errors.New("mqtt: refused: the broker ends the connection whenever this is sent")
 
 // errProbeUnanswered is wrapped in the error of a connection the broker
 // ended while its probe waited for an answer: the loss is then the

@@ -50,6 +50,7 @@ type session struct {
 	gen        uint64          // bumped whenever the broker lost the session
 	connectedN int             // how many connections this session has had
 	probe      *probe          // cur's probe (see refused.go); nil: none
+	ctl        *ctlRefusal     // nil until a SUBSCRIBE or UNSUBSCRIBE is first sent alone (refused_control.go)
 
 	// Outbound.
 	queue          opQueue     // publishes not yet given a packet identifier
@@ -97,10 +98,10 @@ type session struct {
 	// inQuota is how many QoS 1/2 PUBLISHes the broker sent on cur that
 	// it has no PUBACK or PUBCOMP for yet: under MQTT 5 at most the
 	// Receive Maximum this client announced [MQTT-3.3.4-9].
-	inQuota     int
-	dropped     int  // QoS 0 messages dropped since the last MessagesDropped event
-	overrunSaid bool // the broker exceeding it was logged, on cur
+	inQuota     int32 // (int32: it shares a word with the two flags below)
+	overrunSaid bool  // the broker exceeding it was logged, on cur
 	dropping    bool
+	dropped     int       // QoS 0 messages dropped since the last MessagesDropped event
 	dropSaid    time.Time // when the last MessagesDropped event went out
 
 	// Routes and requests (routes.go, request.go).
@@ -143,6 +144,13 @@ type flight struct {
 	relNeeded bool             // QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
 	relSeq    uint64           // relNeeded: when its PUBREC came, in the order of seq
 	owed      bool             // in session.resend: its PUBLISH goes again on this connection
+	// SUBSCRIBE and UNSUBSCRIBE (see refused_control.go): the connection
+	// it was last sent on (its connectedN) and when; how many ends of
+	// connections in a row may have been the broker's refusal of it,
+	// among others (ends) and sent alone (refusals).
+	sentOn         int
+	sentAt         time.Time
+	ends, refusals uint8
 }
 
 // inState is where an inbound QoS 1/2 message is in its flow.
@@ -401,7 +409,7 @@ func (s *session) inline(handle func()) {
 // says whether they wait.
 func (s *session) allowDirect() {
 	var cn *conn.Conn
-	if s.phase == running && s.cur != nil && s.resendN == 0 && !s.probing() && s.queue.len() == 0 && len(s.held) == 0 {
+	if s.phase == running && s.cur != nil && s.resendN == 0 && !s.probing() && s.ctlProbeOut() == nil && s.queue.len() == 0 && len(s.held) == 0 {
 		cn = s.cur
 	}
 	if s.c.direct.Load() != cn {
@@ -471,6 +479,7 @@ func (s *session) control(r any) {
 		s.expire(r.o)
 	case probeDue:
 		s.probeDue(r.cn)
+		s.ctlProbeDue(r.cn)
 	case *flushWaiter:
 		s.flush(r)
 	case flushCancel:
@@ -517,6 +526,7 @@ func (s *session) connected(nc newConn) {
 	s.cur = cn
 	s.connectedN++
 	s.startProbe(cn)
+	s.startCtlProbe(cn)
 	s.aliases = nil
 	s.inQuota, s.overrunSaid = 0, false
 	if s.settled != nil {
@@ -687,7 +697,7 @@ func (s *session) resendOwed(unfinished []*flight) {
 				continue
 			}
 			s.renumber(f)
-			s.send(conn.Frame{Packet: f.pkt, Track: trackerOf(f.ctl)})
+			s.sendCtl(f)
 			continue
 		}
 		f.owed = true
@@ -791,6 +801,7 @@ func (s *session) lost() {
 	// sync, which came after them.
 	unwritten := append(cn.Drain(), s.held...)
 	s.probeLost(cn, unwritten)
+	s.ctlProbeLost(cn, unwritten)
 	s.unhold(unwritten)
 	clear(s.held)
 	s.held = s.held[:0]

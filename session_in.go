@@ -75,8 +75,8 @@ func (s *session) onPublish(p *codec.Publish) {
 		s.queueDelivery(delivery{msg: m, size: size})
 		return
 	}
-	if s.cfg.version == codec.V5 && s.inQuota >= s.receiveMaximum() {
-		if s.inQuota >= receiveMaximumTolerated(s.receiveMaximum()) {
+	if s.cfg.version == codec.V5 && int(s.inQuota) >= s.receiveMaximum() {
+		if int(s.inQuota) >= receiveMaximumTolerated(s.receiveMaximum()) {
 			s.protocolError(codec.ReceiveMaximumExceeded, codec.TypePublish,
 				"the broker sent %d unacknowledged QoS 1/2 messages, far more than the Receive Maximum of %d this client announced [MQTT-3.3.4-9]",
 				s.inQuota+1, s.receiveMaximum())

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/robustmqtt/mqtt/codec"
-	"github.com/robustmqtt/mqtt/conn"
 	"github.com/robustmqtt/mqtt/store"
 )
 
@@ -158,7 +157,7 @@ func (s *session) pump() {
 		// (where LatestPerTopic could no longer supersede it).
 		s.lost()
 	}
-	if s.resendN > 0 && !s.sendOwed() || s.probeOut() {
+	if s.ctlProbeHolds() || s.resendN > 0 && !s.sendOwed() || s.probeOut() {
 		return // what the session owes goes before anything new, and a probe alone
 	}
 	for s.cur != nil {
@@ -400,8 +399,13 @@ func (s *session) endFlight(id uint16) {
 			s.settled = new(idSet)
 		}
 		s.settled.add(id)
-	} else if f.ctl != nil {
-		f.ctl.inFlight = false
+	} else {
+		if f.ctl != nil {
+			f.ctl.inFlight = false
+		}
+		if p := s.ctlProbeOut(); p != nil && p.f == f {
+			s.endCtlProbe() // what it held back goes at the next pump
+		}
 	}
 }
 
@@ -437,6 +441,10 @@ func (s *session) sendControl(o *ctlOp) {
 	if o.done() || o.state.Load() == opWithdrawn {
 		return
 	}
+	if s.ctlProbeOut() != nil {
+		s.waitingCtl = append(s.waitingCtl, o) // until the one sent alone is answered
+		return
+	}
 	id, ok := s.allocID()
 	if !ok {
 		o.finish(errors.New("mqtt: all 65535 packet identifiers are in use; try again later"))
@@ -457,7 +465,7 @@ func (s *session) sendControl(o *ctlOp) {
 	f.seq = s.seq
 	o.id, o.inFlight = id, true
 	s.flights.put(id, f)
-	s.send(conn.Frame{Packet: f.pkt, Track: o})
+	s.sendCtl(f)
 }
 
 func subscribePacket(id uint16, subs []Subscription) *codec.Subscribe {
@@ -512,7 +520,7 @@ func (s *session) resubscribe(maybeKept bool) {
 		s.seq++
 		f := &flight{seq: s.seq, kind: codec.TypeSubscribe, pkt: pkt}
 		s.flights.put(id, f)
-		s.send(conn.Frame{Packet: f.pkt})
+		s.sendCtl(f)
 	}
 }
 
@@ -728,6 +736,7 @@ func (s *session) onSuback(p *codec.Suback) {
 	if f.ctl != nil {
 		f.ctl.finish(err)
 	}
+	s.pump() // what waited for it, if it was sent alone
 	s.checkDrained()
 }
 
@@ -760,5 +769,6 @@ func (s *session) onUnsuback(p *codec.Unsuback) {
 		err = &SubscribeError{Refused: refused}
 	}
 	f.ctl.finish(err)
+	s.pump() // what waited for it, if it was sent alone
 	s.checkDrained()
 }
