@@ -183,7 +183,7 @@ func (o *opRec) run(w *world, f func() <-chan error) {
 		select {
 		case err := <-ch:
 			o.mu.Lock()
-			o.done, o.err, o.resAt = true, err, time.Now()
+			o.done, o.err, o.resAt, o.afterCrash = true, err, time.Now(), o.inst.crashed.Load()
 			o.mu.Unlock()
 		case <-w.abort:
 		}
@@ -195,7 +195,7 @@ func (o *opRec) runSync(f func() error) {
 	go func() {
 		err := f()
 		o.mu.Lock()
-		o.returned, o.done, o.err, o.resAt = true, true, err, time.Now()
+		o.returned, o.done, o.err, o.resAt, o.afterCrash = true, true, err, time.Now(), o.inst.crashed.Load()
 		o.mu.Unlock()
 	}()
 }

@@ -202,6 +202,10 @@ type opRec struct {
 	done     bool
 	err      error
 	resAt    time.Time
+	// afterCrash: the result came once its client had begun to crash,
+	// from the Close that stands for the kill: no application sees it,
+	// and the store the next client finds predates it.
+	afterCrash bool
 
 	checked bool
 }
@@ -536,9 +540,11 @@ func (w *world) noteStore(inst *instance, durable map[uint64][]byte) {
 // from now on reaches the broker, and the next instance starts from the
 // synced state.
 func (w *world) crash(inst *instance) {
+	// Crashed first: a result given before (not afterCrash) had what it
+	// needed synced before the snapshot.
+	inst.crashed.Store(true)
 	durable := w.store.durable()
 	w.logf("client %d: CRASH (%d records synced)", inst.n, len(durable))
-	inst.crashed.Store(true)
 	inst.closing = true
 	for _, bc := range w.b.conns {
 		if bc.inst == inst && !bc.dead {
