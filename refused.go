@@ -137,15 +137,21 @@ func (s *session) probeHolds(o *pubOp) bool {
 		return false
 	}
 	if p.stop == nil {
-		c, cn := s.c, p.cn
-		p.stop = time.AfterFunc(probeQuiet, func() {
-			select {
-			case c.ctrl <- probeDue{cn}:
-			case <-c.done:
-			}
-		}).Stop
+		p.stop = s.afterQuiet(p.cn)
 	}
 	return true
+}
+
+// afterQuiet arms the timer that tells the session (probeDue) when cn has
+// been up for probeQuiet, and returns its Stop.
+func (s *session) afterQuiet(cn *conn.Conn) func() bool {
+	c := s.c
+	return time.AfterFunc(probeQuiet, func() {
+		select {
+		case c.ctrl <- probeDue{cn}:
+		case <-c.done:
+		}
+	}).Stop
 }
 
 // probeDue lets a probe that waits for probeQuiet go, if cn is still the

@@ -84,13 +84,7 @@ func (s *session) sendCtl(f *flight) {
 		}
 		if f.refusals > 0 && !p.due {
 			if p.stop == nil {
-				c, cn := s.c, p.cn
-				p.stop = time.AfterFunc(probeQuiet, func() {
-					select {
-					case c.ctrl <- probeDue{cn}:
-					case <-c.done:
-					}
-				}).Stop
+				p.stop = s.afterQuiet(p.cn)
 			}
 			return
 		}

@@ -28,15 +28,9 @@ func TestBrokerRefusesSubscribeByClosing(t *testing.T) {
 		refuse func(t *testing.T, sc *mqtttest.ScriptedConn)
 		gaveUp bool // the Subscribe's ctx ends before the refusal
 	}{
-		{name: "3.1.1 closes", v: 4, refuse: func(t *testing.T, sc *mqtttest.ScriptedConn) { sc.Close() }},
-		{name: "3.1.1 closes, caller gave up", v: 4, refuse: func(t *testing.T, sc *mqtttest.ScriptedConn) { sc.Close() }, gaveUp: true},
-		{
-			name: "5 says not authorized", v: 5,
-			refuse: func(t *testing.T, sc *mqtttest.ScriptedConn) {
-				send(t, sc, 5, &codec.Disconnect{ReasonCode: codec.NotAuthorized})
-				sc.Close()
-			},
-		},
+		{name: "3.1.1 closes", v: 4, refuse: closeConn},
+		{name: "3.1.1 closes, caller gave up", v: 4, refuse: closeConn, gaveUp: true},
+		{name: "5 says not authorized", v: 5, refuse: disconnectNotAuthorized},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -87,13 +81,7 @@ func TestBrokerRefusesSubscribeByClosing(t *testing.T) {
 
 			// The PUBLISH that waited goes, the SUBSCRIBE never again; a
 			// SUBSCRIBE the broker takes goes as ever.
-			sc = scripted(t, sb)
-			if topics := answer(t, sc, tc.v, 1); len(topics) != 1 || topics[0] != "alarm/taken" {
-				t.Fatalf("after the refusal the client sent %v, want only alarm/taken", topics)
-			}
-			if err := resultOf(t, good); err != nil {
-				t.Fatalf("the publish that waited: %v", err)
-			}
+			sc = onlyTakenGoes(t, sb, tc.v, good)
 			go func() { subscribed <- c.Subscribe(t.Context(), mqtt.Subscription{Filter: "allowed/#", QoS: 1}) }()
 			s := nextOf[*codec.Subscribe](t, sc, tc.v)
 			if s.Subscriptions[0].Filter != "allowed/#" {

@@ -72,13 +72,10 @@ func TestBrokerRefusesByClosing(t *testing.T) {
 		// that does not count against the message, nor calls for a probe.
 		notRefusal func(t *testing.T, sc *mqtttest.ScriptedConn)
 	}{
-		{name: "3.1.1 closes", v: 4, refuse: func(t *testing.T, sc *mqtttest.ScriptedConn) { sc.Close() }},
+		{name: "3.1.1 closes", v: 4, refuse: closeConn},
 		{
 			name: "5 says not authorized", v: 5,
-			refuse: func(t *testing.T, sc *mqtttest.ScriptedConn) {
-				send(t, sc, 5, &codec.Disconnect{ReasonCode: codec.NotAuthorized})
-				sc.Close()
-			},
+			refuse: disconnectNotAuthorized,
 			notRefusal: func(t *testing.T, sc *mqtttest.ScriptedConn) {
 				send(t, sc, 5, &codec.Disconnect{ReasonCode: codec.ServerShuttingDown})
 				sc.Close()
@@ -149,13 +146,7 @@ func TestBrokerRefusesByClosing(t *testing.T) {
 			// The message behind it goes (alone first: the broker ended
 			// the last connection with it in flight), the refused one
 			// never again.
-			sc = scripted(t, sb)
-			if topics := answer(t, sc, tc.v, 1); len(topics) != 1 || topics[0] != "alarm/taken" {
-				t.Fatalf("after the refusal the client sent %v, want only alarm/taken", topics)
-			}
-			if err := resultOf(t, good); err != nil {
-				t.Fatalf("the message behind the refused one: %v", err)
-			}
+			onlyTakenGoes(t, sb, tc.v, good)
 			if n := c.Stats().Connections.Lost.TakenOver; n != 0 {
 				t.Fatalf("Stats Lost.TakenOver %d: a refusing broker was taken for another client with the ClientID", n)
 			}
@@ -167,6 +158,33 @@ func TestBrokerRefusesByClosing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// closeConn is how an MQTT 3.1.1 broker refuses a packet: it closes the
+// connection without a word.
+func closeConn(_ *testing.T, sc *mqtttest.ScriptedConn) { sc.Close() }
+
+// disconnectNotAuthorized is how an MQTT 5 broker may refuse a packet
+// instead of answering it: DISCONNECT 0x87, then close.
+func disconnectNotAuthorized(t *testing.T, sc *mqtttest.ScriptedConn) {
+	send(t, sc, 5, &codec.Disconnect{ReasonCode: codec.NotAuthorized})
+	sc.Close()
+}
+
+// onlyTakenGoes checks that the next connection of sb sends the PUBLISH to
+// alarm/taken that waited behind a refused packet, and nothing else, and
+// that its publish (good) succeeds once the broker answered it. It
+// returns that connection.
+func onlyTakenGoes(t *testing.T, sb *mqtttest.ScriptedBroker, v byte, good <-chan error) *mqtttest.ScriptedConn {
+	t.Helper()
+	sc := scripted(t, sb)
+	if topics := answer(t, sc, v, 1); len(topics) != 1 || topics[0] != "alarm/taken" {
+		t.Fatalf("after the refusal the client sent %v, want only alarm/taken", topics)
+	}
+	if err := resultOf(t, good); err != nil {
+		t.Fatalf("the publish behind the refused packet: %v", err)
+	}
+	return sc
 }
 
 // refuseAfter is the client's: how many probes in a row the broker ends.
