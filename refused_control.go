@@ -27,8 +27,9 @@ import (
 // refuseAfter-th count in a row refuses it: its call ends with ErrRefused,
 // and it is not sent again. A SUBSCRIBE the client sends on its own after
 // the broker lost the session is refused the same way, and said so in the
-// log; the session sends it again after the next loss, as it does one
-// refused with a SUBACK reason code.
+// log; when it held several filters, each goes again alone, so that only
+// the one the broker refuses is given up. The session sends it again after
+// the next loss, as it does one refused with a SUBACK reason code.
 
 // ctlRefusal is the session's state for SUBSCRIBE and UNSUBSCRIBE sent
 // alone, made the first time one is (most sessions never need it, and an
@@ -235,8 +236,24 @@ func (s *session) refuseCtl(f *flight, end error) {
 	}
 	err := fmt.Errorf("%w: %w: %s %q: the broker ended the last %d connections within %s of its being sent alone on each, before answering it, so it will not take it (brokers that refuse by closing do so for a topic filter the client may not use); it is not sent again: %w",
 		ErrRefused, ErrOutcomeUnknown, what, filters, refuseAfter, refuseWindow, end)
-	s.cfg.Logger.Warn("mqtt: the broker refuses a subscription request", "err", err)
 	s.endFlight(controlID(f.pkt))
+	if sub, ok := f.pkt.(*codec.Subscribe); ok && f.ctl == nil && len(sub.Subscriptions) > 1 {
+		// The client's own re-subscription: the broker may refuse one
+		// filter of it, so each goes again on its own, to be answered
+		// or refused alone.
+		s.cfg.Logger.Warn("mqtt: the broker refuses a re-subscription of several filters; subscribing to each on its own", "err", err)
+		for _, one := range sub.Subscriptions {
+			id, ok := s.allocID()
+			if !ok {
+				return
+			}
+			s.seq++
+			pkt := &codec.Subscribe{PacketID: id, Subscriptions: []codec.Subscription{one}, Properties: sub.Properties}
+			s.flights.put(id, &flight{seq: s.seq, kind: codec.TypeSubscribe, pkt: pkt})
+		}
+		return
+	}
+	s.cfg.Logger.Warn("mqtt: the broker refuses a subscription request", "err", err)
 	if f.ctl != nil {
 		f.ctl.finish(err)
 	}

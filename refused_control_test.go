@@ -3,6 +3,8 @@ package mqtt_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -148,5 +150,114 @@ func TestInnocentSubscribeAnsweredAlone(t *testing.T) {
 	}
 	if err := resultOf(t, poison); !errors.Is(err, mqtt.ErrRefused) {
 		t.Fatalf("the publish the broker ends connections for: %v, want ErrRefused", err)
+	}
+}
+
+// subscribeGranted subscribes c to filters, one Subscribe of them all,
+// and grants them on sc.
+func subscribeGranted(t *testing.T, c *mqtt.Client, sc *mqtttest.ScriptedConn, filters ...string) {
+	t.Helper()
+	subs := make([]mqtt.Subscription, len(filters))
+	codes := make([]codec.ReasonCode, len(filters))
+	for i, f := range filters {
+		subs[i], codes[i] = mqtt.Subscription{Filter: f, QoS: 1}, codec.GrantedQoS1
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Subscribe(t.Context(), subs...) }()
+	s := nextOf[*codec.Subscribe](t, sc, 4)
+	send(t, sc, 4, &codec.Suback{PacketID: s.PacketID, ReasonCodes: codes})
+	if err := <-done; err != nil {
+		t.Fatalf("Subscribe %v: %v", filters, err)
+	}
+}
+
+// After the broker lost the session the client subscribes again on its
+// own, at most 8 filters per SUBSCRIBE: AWS IoT Core takes no more (a hard
+// limit) and ends the connection over a larger one, so an application that
+// subscribed within that limit, a few filters at a time, would otherwise
+// have had every connection ended after the first session loss.
+func TestResubscribeAtMostEightFiltersPerPacket(t *testing.T) {
+	t.Parallel()
+	sb := mqtttest.NewScriptedBroker(t)
+	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "resubscribe-eight"})
+	sc := scripted(t, sb)
+	var want []string
+	for i := range 4 {
+		var filters []string
+		for j := range 5 {
+			filters = append(filters, fmt.Sprintf("f/%d/%d", i, j))
+		}
+		subscribeGranted(t, c, sc, filters...)
+		want = append(want, filters...)
+	}
+	sc.Close() // the default CONNACK says: no session
+	sc = scripted(t, sb)
+	var got []string
+	for len(got) < len(want) {
+		s := nextOf[*codec.Subscribe](t, sc, 4)
+		if n := len(s.Subscriptions); n > 8 {
+			t.Fatalf("a re-subscription of %d filters; AWS IoT Core takes at most 8", n)
+		}
+		for _, sub := range s.Subscriptions {
+			got = append(got, sub.Filter)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("subscribed again to %v, want %v", got, want)
+	}
+}
+
+// A re-subscription of several filters that the broker refuses by ending
+// the connection (its policy no longer allows one of them) is not given
+// up whole: each filter goes again alone, the others are granted, and only
+// the one the broker refuses is given up.
+func TestRefusedResubscriptionSplits(t *testing.T) {
+	t.Parallel()
+	sb := mqtttest.NewScriptedBroker(t)
+	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "resubscribe-split"})
+	sc := scripted(t, sb)
+	subscribeGranted(t, c, sc, "a/1", "deny/x", "a/2")
+	sc.Close() // the default CONNACK says: no session; then it is kept
+	granted := map[string]bool{}
+	for conns := 0; !granted["a/1"] || !granted["a/2"]; conns++ {
+		if conns == 12 {
+			t.Fatalf("after %d connections the broker has granted only %v", conns, granted)
+		}
+		sc = scripted(t, sb)
+		if conns == 0 {
+			sb.SetConnack(sessionPresent)
+		}
+		for ended := false; !ended; {
+			ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+			b, err := sc.ReadFrame(ctx)
+			cancel()
+			if err != nil {
+				sc.Close() // nothing more on this connection: the next one
+				break
+			}
+			p, _, _ := codec.Decode(b, 4, 0)
+			s, ok := p.(*codec.Subscribe)
+			if !ok {
+				t.Fatalf("the client sent %T, want only SUBSCRIBEs", p)
+			}
+			var codes []codec.ReasonCode
+			for _, sub := range s.Subscriptions {
+				if sub.Filter == "deny/x" {
+					sc.Close() // as AWS IoT Core does
+					ended = true
+					break
+				}
+				codes = append(codes, codec.GrantedQoS1)
+			}
+			if !ended {
+				send(t, sc, 4, &codec.Suback{PacketID: s.PacketID, ReasonCodes: codes})
+				for _, sub := range s.Subscriptions {
+					granted[sub.Filter] = true
+				}
+			}
+		}
+	}
+	if granted["deny/x"] {
+		t.Fatal("deny/x granted")
 	}
 }

@@ -18,8 +18,11 @@ import (
 const closeDisconnectWait = 200 * time.Millisecond
 
 // resubscribeBatch is how many filters go in one SUBSCRIBE when the client
-// subscribes again after the broker lost the session.
-const resubscribeBatch = 64
+// subscribes again after the broker lost the session: AWS IoT Core takes at
+// most 8 per SUBSCRIBE (a hard limit) and ends the connection over a
+// larger one, so a client whose application subscribed within that limit
+// must not exceed it on its own.
+const resubscribeBatch = 8
 
 // session is the state of one MQTT session. Only the session goroutine
 // (run) touches it; everything else sends it requests on the Client's
