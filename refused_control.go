@@ -234,8 +234,12 @@ func (s *session) refuseCtl(f *flight, end error) {
 	case *codec.Unsubscribe:
 		what, filters = "UNSUBSCRIBE from", p.Filters
 	}
-	err := fmt.Errorf("%w: %w: %s %q: the broker ended the last %d connections within %s of its being sent alone on each, before answering it, so it will not take it (brokers that refuse by closing do so for a topic filter the client may not use); it is not sent again: %w",
-		ErrRefused, ErrOutcomeUnknown, what, filters, refuseAfter, refuseWindow, end)
+	why := "brokers that refuse by closing do so for a topic filter the client may not use"
+	if len(filters) > resubscribeBatch {
+		why += fmt.Sprintf(", or for more filters in one packet than they take (AWS IoT Core takes %d)", resubscribeBatch)
+	}
+	err := fmt.Errorf("%w: %w: %s %q: the broker ended the last %d connections within %s of its being sent alone on each, before answering it, so it will not take it (%s); it is not sent again: %w",
+		ErrRefused, ErrOutcomeUnknown, what, filters, refuseAfter, refuseWindow, why, end)
 	s.endFlight(controlID(f.pkt))
 	if sub, ok := f.pkt.(*codec.Subscribe); ok && f.ctl == nil && len(sub.Subscriptions) > 1 {
 		// The client's own re-subscription: the broker may refuse one
