@@ -75,7 +75,7 @@ func (s *session) startCtlProbe(cn *conn.Conn) {
 
 // sendCtl sends f, a SUBSCRIBE or UNSUBSCRIBE with its packet identifier,
 // on the current connection; while another is sent alone it waits
-// (heldCtl), and one sent alone from its second count on waits until its
+// (ctlRefusal.held), and one sent alone from its second count on waits until its
 // connection has been up for probeQuiet.
 func (s *session) sendCtl(f *flight) {
 	if p := s.ctlProbeOut(); p != nil {
