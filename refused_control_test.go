@@ -261,3 +261,43 @@ func TestRefusedResubscriptionSplits(t *testing.T) {
 		t.Fatal("deny/x granted")
 	}
 }
+
+// A re-subscription the client makes after the broker lost the session,
+// still unanswered when the next connection finds the session lost again,
+// is sent again as it is and not made anew beside it: before, every such
+// connection added one more SUBSCRIBE of the same filters, each sent again
+// on every later connection (and under MQTT 3.1.1 each brings the
+// retained messages again).
+func TestUnansweredResubscriptionsDoNotPileUp(t *testing.T) {
+	t.Parallel()
+	sb := mqtttest.NewScriptedBroker(t)
+	sb.SetConnack(frame(t, 5, &codec.Connack{}))
+	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "resubscribe-pile", Version: 5})
+	sc := scripted(t, sb)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Subscribe(t.Context(), mqtt.Subscription{Filter: "a", QoS: 1}, mqtt.Subscription{Filter: "b", QoS: 2})
+	}()
+	s := nextOf[*codec.Subscribe](t, sc, 5)
+	send(t, sc, 5, &codec.Suback{PacketID: s.PacketID, ReasonCodes: []codec.ReasonCode{codec.GrantedQoS1, codec.GrantedQoS2}})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	shutDown := func(sc *mqtttest.ScriptedConn) { // not a refusal (refused_control.go)
+		send(t, sc, 5, &codec.Disconnect{ReasonCode: codec.ServerShuttingDown})
+		sc.Close()
+	}
+	shutDown(sc)
+	for i := range 4 {
+		sc = scripted(t, sb)
+		s = nextOf[*codec.Subscribe](t, sc, 5)
+		if len(s.Subscriptions) != 2 || s.Subscriptions[0].Filter != "a" || s.Subscriptions[1].Filter != "b" {
+			t.Fatalf("connection %d: SUBSCRIBE %+v, want a and b", i+2, s.Subscriptions)
+		}
+		if i < 3 {
+			barrier(t, sc, 5) // a second SUBSCRIBE would have come before the barrier's PUBCOMP
+			shutDown(sc)
+		}
+	}
+	send(t, sc, 5, &codec.Suback{PacketID: s.PacketID, ReasonCodes: []codec.ReasonCode{codec.GrantedQoS1, codec.GrantedQoS2}})
+}

@@ -430,13 +430,13 @@ func (s *session) noteSubID(filter string, sent *codec.Properties) {
 	s.subIDOf[filter] = sent.SubscriptionIdentifier[0]
 }
 
-// sameSubID returns how many of the n subscriptions from s.subs[start]
-// share the Subscription Identifier of the first (one SUBSCRIBE carries
-// at most one).
-func (s *session) sameSubID(start, n int) int {
-	id := s.subIDOf[s.subs[start].Filter]
+// sameSubID returns how many of the first n of subs share the
+// Subscription Identifier of the first (one SUBSCRIBE carries at most
+// one).
+func (s *session) sameSubID(subs []Subscription, n int) int {
+	id := s.subIDOf[subs[0].Filter]
 	for i := 1; i < n; i++ {
-		if s.subIDOf[s.subs[start+i].Filter] != id {
+		if s.subIDOf[subs[i].Filter] != id {
 			return i
 		}
 	}

@@ -560,7 +560,7 @@ func (s *session) connected(nc newConn) {
 		// Flights go again as for a kept session; a broker that does not
 		// know them takes the PUBLISHes as new and completes the PUBRELs.
 		s.cfg.Logger.Info("mqtt: an earlier CONNECT went unanswered, so the session the broker calls present may be new; subscribing again")
-		s.resubscribe(true)
+		s.resubscribe(true, nil)
 	}
 	// Acknowledgements the application gave while we were away are not
 	// sent now: the broker re-sends every message it has no
@@ -636,8 +636,24 @@ func (s *session) brokerLostSession(unfinished []*flight) ([]*flight, bool) {
 	}
 	s.gen++
 	clear(s.in)
+	// A re-subscription of the client's own still in flight from before
+	// (the connections since ended before its SUBACK) goes again as it
+	// is, carrying its count of ends (refused_control.go), and the new
+	// one leaves its filters out: made anew on every connection that
+	// finds the session lost, they would pile up, one more for every
+	// such connection, each sent again on the next.
+	covered := map[string]bool{}
 	again := unfinished[:0]
 	for _, f := range unfinished {
+		if sub, ok := f.pkt.(*codec.Subscribe); ok && f.ctl == nil {
+			if !s.stillSubscribed(sub, covered) {
+				s.endFlight(sub.PacketID) // an older one makes it, or the application left it since
+				continue
+			}
+			for _, one := range sub.Subscriptions {
+				covered[one.Filter] = true
+			}
+		}
 		if f.kind == codec.TypePublish && f.relNeeded {
 			o := f.pub
 			err := fmt.Errorf("%w: publish to %s: the broker acknowledged receipt (PUBREC), then lost the session before the flow completed; whether it delivered the message depends on the broker",
@@ -648,8 +664,30 @@ func (s *session) brokerLostSession(unfinished []*flight) ([]*flight, bool) {
 		}
 		again = append(again, f)
 	}
-	s.resubscribe(false)
+	s.resubscribe(false, covered)
 	return again, true
+}
+
+// stillSubscribed reports whether sub, a re-subscription of the client's
+// own, asks for what the client holds now (filters, options and MQTT 5
+// Subscription Identifier; the application may have changed them since),
+// and none of its filters is in covered.
+func (s *session) stillSubscribed(sub *codec.Subscribe, covered map[string]bool) bool {
+	var subID uint32
+	if p := sub.Properties; p != nil && len(p.SubscriptionIdentifier) > 0 {
+		subID = p.SubscriptionIdentifier[0]
+	}
+	for _, one := range sub.Subscriptions {
+		i := slices.IndexFunc(s.subs, func(h Subscription) bool { return h.Filter == one.Filter })
+		if covered[one.Filter] || i < 0 || s.subIDOf[one.Filter] != subID {
+			return false
+		}
+		h := s.subs[i]
+		if h.QoS != one.QoS || h.NoLocal != one.NoLocal || h.RetainAsPublished != one.RetainAsPublished {
+			return false
+		}
+	}
+	return true
 }
 
 // renumber gives a SUBSCRIBE or UNSUBSCRIBE sent again on a new connection

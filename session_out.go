@@ -483,8 +483,10 @@ func subscribePacket(id uint16, subs []Subscription) *codec.Subscribe {
 // that does not fit alone is left out, and said so. maybeKept: the broker
 // may still have them (the session it calls present is unproven), so under
 // MQTT 5 retained messages are asked for only where a subscription is new
-// (Retain Handling 1 where the application asked for 0).
-func (s *session) resubscribe(maybeKept bool) {
+// (Retain Handling 1 where the application asked for 0). Filters in
+// covered are left out: a re-subscription still in flight from before
+// makes them (see brokerLostSession).
+func (s *session) resubscribe(maybeKept bool, covered map[string]bool) {
 	packet := func(subs []Subscription) *codec.Subscribe {
 		p := s.resubscribePacket(subs)
 		if maybeKept && s.cfg.version == codec.V5 {
@@ -496,17 +498,21 @@ func (s *session) resubscribe(maybeKept bool) {
 		}
 		return p
 	}
-	for start := 0; start < len(s.subs); {
-		n := s.sameSubID(start, min(resubscribeBatch, len(s.subs)-start))
-		pkt := packet(s.subs[start : start+n])
+	subs := s.subs
+	if len(covered) > 0 {
+		subs = slices.DeleteFunc(slices.Clone(subs), func(sub Subscription) bool { return covered[sub.Filter] })
+	}
+	for start := 0; start < len(subs); {
+		n := s.sameSubID(subs[start:], min(resubscribeBatch, len(subs)-start))
+		pkt := packet(subs[start : start+n])
 		for size, ok := s.fitsPacket(pkt); !ok; size, ok = s.fitsPacket(pkt) {
 			if n == 1 {
 				s.cfg.Logger.Error("mqtt: cannot subscribe again after the broker lost the session: the SUBSCRIBE is larger than the broker's Maximum Packet Size",
-					"filter", s.subs[start].Filter, "bytes", size, "max", s.maxPacket)
+					"filter", subs[start].Filter, "bytes", size, "max", s.maxPacket)
 				break
 			}
 			n /= 2
-			pkt = packet(s.subs[start : start+n])
+			pkt = packet(subs[start : start+n])
 		}
 		start += n
 		if _, ok := s.fitsPacket(pkt); !ok {
