@@ -28,8 +28,8 @@ import (
 // and it is not sent again. A SUBSCRIBE the client sends on its own after
 // the broker lost the session is refused the same way, and said so in the
 // log; when it held several filters, each goes again alone, so that only
-// the one the broker refuses is given up. The session sends it again after
-// the next loss, as it does one refused with a SUBACK reason code.
+// the one the broker refuses is given up, and dropped from the
+// subscriptions the client makes again after a later loss.
 
 // ctlRefusal is the session's state for SUBSCRIBE and UNSUBSCRIBE sent
 // alone, made the first time one is (most sessions never need it, and an
@@ -255,6 +255,15 @@ func (s *session) refuseCtl(f *flight, end error) {
 			pkt := &codec.Subscribe{PacketID: id, Subscriptions: []codec.Subscription{one}, Properties: sub.Properties}
 			s.flights.put(id, &flight{seq: s.seq, kind: codec.TypeSubscribe, pkt: pkt})
 		}
+		return
+	}
+	if sub, ok := f.pkt.(*codec.Subscribe); ok && f.ctl == nil {
+		// The client's own re-subscription of one filter: made again
+		// after every later session loss (with a clean session, on
+		// every connection), it would cost that many connections each
+		// time; the broker no longer takes it.
+		s.unsubscribed(sub.Subscriptions[0].Filter)
+		s.cfg.Logger.Warn("mqtt: the broker refuses a re-subscription; the client no longer holds that subscription", "err", err)
 		return
 	}
 	s.cfg.Logger.Warn("mqtt: the broker refuses a subscription request", "err", err)

@@ -210,7 +210,8 @@ func TestResubscribeAtMostEightFiltersPerPacket(t *testing.T) {
 // A re-subscription of several filters that the broker refuses by ending
 // the connection (its policy no longer allows one of them) is not given
 // up whole: each filter goes again alone, the others are granted, and only
-// the one the broker refuses is given up.
+// the one the broker refuses is given up, also after the next session
+// loss.
 func TestRefusedResubscriptionSplits(t *testing.T) {
 	t.Parallel()
 	sb := mqtttest.NewScriptedBroker(t)
@@ -232,7 +233,9 @@ func TestRefusedResubscriptionSplits(t *testing.T) {
 			b, err := sc.ReadFrame(ctx)
 			cancel()
 			if err != nil {
-				sc.Close() // nothing more on this connection: the next one
+				if !granted["a/1"] || !granted["a/2"] {
+					sc.Close() // nothing more on this connection: the next one
+				}
 				break
 			}
 			p, _, _ := codec.Decode(b, 4, 0)
@@ -259,6 +262,12 @@ func TestRefusedResubscriptionSplits(t *testing.T) {
 	}
 	if granted["deny/x"] {
 		t.Fatal("deny/x granted")
+	}
+	sb.SetConnack(frame(t, 4, &codec.Connack{}))
+	sc.Close()
+	sc = scripted(t, sb)
+	if s := nextOf[*codec.Subscribe](t, sc, 4); len(s.Subscriptions) != 2 || s.Subscriptions[0].Filter != "a/1" || s.Subscriptions[1].Filter != "a/2" {
+		t.Fatalf("after the next session loss the client subscribed again to %+v, want a/1 and a/2", s.Subscriptions)
 	}
 }
 
