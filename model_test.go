@@ -85,6 +85,7 @@ var modelSeeds = []struct {
 	{13351229010050392961, 498, "", "P9 (fixed with ErrRefused): the probes of a message the broker answered by cutting were counted, not in a row: one cut 80 s after its probe did not start the count again, and a message the broker took was refused"},
 	{4548025240643540266, 577, "-staleinbound,-storedevents,-relorder,-restoredrefused,-restoredexpiry,-offlineacks", "M1 (the model): a QoS 2 message stored as sent whose write failed, restored after a crash and then too much for the broker's Maximum QoS 0, is finished with PUBREL (F5's fix) under an identifier whose last PUBLISH the broker read was QoS 1; the broker has no flow for it"},
 	{575529009882998789, 503, "-staleinbound,-storedevents,-relorder,-restoredrefused,-restoredexpiry,-offlineacks", "M2 (the model): a message refused by the Close that stands for a crash (the third probe's cut came with the crash) was sent by the next client from the store, whose snapshot predates the removal; results given while a client crashes no longer count as promises"},
+	{5151932106214612854, 1000, "", "M3 (fixed: cancel after a withdrawal in one turn): with a Store, a publish withdrawn in a turn (here expired) has its result held for the sync; its ctx ending in the same turn gave \"outcome unknown: sent\" for a message never sent, which the restoredrefused check saw never reach the broker. Reproduces about 1 run in 7 (4 in 30), 0 in 30 after the fix"},
 }
 
 // modelDimensions are the things the generator can vary; each history

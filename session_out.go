@@ -271,6 +271,12 @@ func (s *session) cancel(o *op) {
 	if s.withdraw(o, withdrawnError(o.ctx, "it was never sent")) {
 		return
 	}
+	if o.state.Load() == opWithdrawn {
+		// Withdrawn earlier in this turn (expired, dropped, superseded)
+		// and not done yet: with a Store its result waits for the sync
+		// that makes its removal durable. It was never sent.
+		return
+	}
 	if !o.finishOnWrite {
 		o.finish(fmt.Errorf("%w: %w", ErrOutcomeUnknown, context.Cause(o.ctx)))
 	}
