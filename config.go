@@ -226,7 +226,9 @@ type Config struct {
 	//   - EMQX 5: 100 QoS 2 awaiting PUBREL (mqtt.max_awaiting_rel).
 	//     Closes the connection, unacknowledged: sent again, none lost.
 	//   - mochi-mqtt v2: 1024 (Capabilities.ReceiveMaximum). Likewise.
-	//   - HiveMQ CE, VerneMQ, NanoMQ, Aedes: no limit (HiveMQ's 10 and the
+	//   - Aedes 1.1.3 and later: 1000 QoS 2 awaiting PUBREL
+	//     (maxInflightInbound). Likewise.
+	//   - HiveMQ CE, VerneMQ, NanoMQ: no limit (HiveMQ's 10 and the
 	//     others' Receive Maximum bind MQTT 5 clients only).
 	//
 	// Raise it only for a broker known to take more.
