@@ -327,8 +327,11 @@ func (c *Client) setUp(isUp bool) {
 
 // Publish sends m and waits for its result. QoS 0 returns once the frame is
 // written to a connection; QoS 1 and 2 return nil only once the broker
-// acknowledged it (PUBACK, PUBCOMP). While the client is disconnected the
-// message waits in the session's queue.
+// acknowledged it (PUBACK, PUBCOMP). A broker that does not do QoS 2 may
+// take a QoS 2 message as QoS 1 and answer PUBACK (RabbitMQ does, over
+// MQTT 3.1.1): that acknowledges it too, at least once rather than exactly
+// once, and the Logger says so once per connection. While the client is
+// disconnected the message waits in the session's queue.
 //
 // ctx is the message's relevance window. If it ends before the PUBLISH was
 // written, the message is withdrawn and never sent: the error wraps

@@ -13,9 +13,11 @@ import (
 
 // A broker that will not take a message may say so (MQTT 5: a PUBACK or
 // PUBREC with a reason code, see PublishError), or just end the
-// connection: MQTT 3.1.1 has no other way, and RabbitMQ (QoS 2), AWS IoT
-// Core and Azure IoT Hub (QoS 2, a topic the client may not use, a message
-// too large) and Mosquitto (max_qos, max_packet_size) do so. A QoS 1/2
+// connection: MQTT 3.1.1 has no other way, and RabbitMQ (a topic its
+// permissions refuse), AWS IoT Core and Azure IoT Hub (QoS 2, a topic the
+// client may not use, a message too large) and Mosquitto (max_qos,
+// max_packet_size) do so. (RabbitMQ takes a QoS 2 message as QoS 1 and
+// answers PUBACK: see pubackEnds.) A QoS 1/2
 // message is sent again first on the next connection [MQTT-4.4.0-1], and
 // the broker ends that one too: left at that, one such message holds back
 // every message after it, forever (with a Store, across restarts too).

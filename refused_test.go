@@ -54,8 +54,8 @@ func answer(t *testing.T, sc *mqtttest.ScriptedConn, v byte, n int) []string {
 }
 
 // A broker that refuses a message by ending the connection (MQTT 3.1.1
-// has no other way: RabbitMQ does so for QoS 2, AWS IoT Core and Azure IoT
-// Hub for QoS 2 and topics a client may not use; an MQTT 5 broker may say
+// has no other way: RabbitMQ does so for a topic its permissions refuse,
+// AWS IoT Core and Azure IoT Hub for QoS 2 and topics a client may not use; an MQTT 5 broker may say
 // why in a DISCONNECT) would get it first on every reconnect, forever, and
 // nothing behind it would ever go. After two such ends in a row with the
 // same message first, the client sends it alone; the third time in a row

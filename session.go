@@ -101,11 +101,13 @@ type session struct {
 	// inQuota is how many QoS 1/2 PUBLISHes the broker sent on cur that
 	// it has no PUBACK or PUBCOMP for yet: under MQTT 5 at most the
 	// Receive Maximum this client announced [MQTT-3.3.4-9].
-	inQuota     int32 // (int32: it shares a word with the two flags below)
+	inQuota     int32 // (int32: it shares a word with the three flags below)
 	overrunSaid bool  // the broker exceeding it was logged, on cur
 	dropping    bool
-	dropped     int       // QoS 0 messages dropped since the last MessagesDropped event
-	dropSaid    time.Time // when the last MessagesDropped event went out
+	// downgradeSaid: a PUBACK for a QoS 2 publish was logged, on cur.
+	downgradeSaid bool
+	dropped       int       // QoS 0 messages dropped since the last MessagesDropped event
+	dropSaid      time.Time // when the last MessagesDropped event went out
 
 	// Routes and requests (routes.go, request.go).
 	pendingN   int                       // messages waiting for the application: in pending and in every route's queue
@@ -531,7 +533,7 @@ func (s *session) connected(nc newConn) {
 	s.startProbe(cn)
 	s.startCtlProbe(cn)
 	s.aliases = nil
-	s.inQuota, s.overrunSaid = 0, false
+	s.inQuota, s.overrunSaid, s.downgradeSaid = 0, false, false
 	if s.settled != nil {
 		clear(s.settled[:])
 	}

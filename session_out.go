@@ -580,10 +580,11 @@ func (s *session) unsubscribed(filter string) {
 	}
 }
 
-// onPuback ends a QoS 1 publish.
+// onPuback ends a QoS 1 publish, or a QoS 2 publish the broker took as
+// QoS 1 (see pubackEnds).
 func (s *session) onPuback(p *codec.Puback) {
 	f := s.flights.get(p.PacketID)
-	if f == nil || f.kind != codec.TypePublish || f.pub.pkt.QoS != AtLeastOnce {
+	if f == nil || f.kind != codec.TypePublish || !pubackEnds(f) {
 		if s.lateAck(p.PacketID, codec.TypePuback) {
 			return
 		}
@@ -591,6 +592,11 @@ func (s *session) onPuback(p *codec.Puback) {
 		return
 	}
 	o := f.pub
+	if o.pkt.QoS == ExactlyOnce && !s.downgradeSaid {
+		s.downgradeSaid = true
+		s.cfg.Logger.Warn("mqtt: the broker answered a QoS 2 PUBLISH with PUBACK: it takes QoS 2 messages as QoS 1 (at least once, not exactly once)",
+			"topic", o.pkt.Topic, "id", p.PacketID)
+	}
 	err := ackError(&o.pkt, p.ReasonCode, p.Properties)
 	s.settle(&o.op, err, err != nil)
 	s.endFlight(p.PacketID)
@@ -599,6 +605,23 @@ func (s *session) onPuback(p *codec.Puback) {
 	if err == nil {
 		s.letGo(o)
 	}
+}
+
+// pubackEnds reports whether a PUBACK ends f, a publish's flight: one of
+// QoS 1, or one of QoS 2 that has had no PUBREC. A broker that does not
+// do QoS 2 may take such a message as QoS 1 and answer PUBACK (RabbitMQ
+// does, with MQTT 3.1.1, which has no Maximum QoS to announce it): it
+// has the message, and will not have it from this client again. Taken as
+// a protocol error, the connection would end, the message go again on
+// the next, and so on forever, with everything behind it waiting.
+func pubackEnds(f *flight) bool {
+	switch f.pub.pkt.QoS {
+	case AtLeastOnce:
+		return true
+	case ExactlyOnce:
+		return !f.relNeeded
+	}
+	return false
 }
 
 // onPubrec moves a QoS 2 publish to its second half: PUBREL.
