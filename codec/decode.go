@@ -258,8 +258,15 @@ func frameLimit(maxSize int) (int, error) {
 	return maxSize, nil
 }
 
+// nonMinimal reports whether a Variable Byte Integer of n bytes whose last byte is last
+// takes more bytes than its value needs, which MQTT 5 forbids [MQTT-1.5.5-1]: it ends in a
+// zero byte after a continuation byte (80 00 for 0, FF 00 for 127). MQTT 3.1.1 says
+// nothing of it, and its Remaining Length is read as it comes.
+func nonMinimal(n int, last byte) bool { return n > 1 && last == 0 }
+
 // readHeader reads a fixed header: the first byte and the Remaining Length (at most four
-// bytes [MQTT-1.5.5-1]), and checks it with checkFrame. It reads no byte past the header.
+// bytes, as few as its value needs in MQTT 5 [MQTT-1.5.5-1]), and checks it with
+// checkFrame. It reads no byte past the header.
 func readHeader(r *bufio.Reader, limit int, version byte) (first byte, remaining, hlen int, err error) {
 	first, err = r.ReadByte()
 	if err != nil {
@@ -277,6 +284,9 @@ func readHeader(r *bufio.Reader, limit int, version byte) (first byte, remaining
 		remaining |= int(b&0x7F) << (7 * (hlen - 1))
 		hlen++
 		if b < 0x80 {
+			if version == V5 && nonMinimal(hlen-1, b) {
+				return 0, 0, 0, longLength(first, remaining, hlen)
+			}
 			break
 		}
 	}
@@ -318,10 +328,19 @@ func parseHeader(b []byte, limit int, version byte) (first byte, remaining, hlen
 		remaining |= int(c&0x7F) << (7 * (hlen - 1))
 		hlen++
 		if c < 0x80 {
+			if version == V5 && nonMinimal(hlen-1, c) {
+				return 0, 0, 0, longLength(b[0], remaining, hlen)
+			}
 			break
 		}
 	}
 	return b[0], remaining, hlen, checkFrame(b[0], remaining, hlen, limit, version)
+}
+
+// longLength is the error for a Remaining Length of MQTT 5 in more bytes than it needs.
+func longLength(first byte, remaining, hlen int) error {
+	return errorf(MalformedPacket, PacketType(first>>4), 1,
+		"remaining length %d is encoded in %d bytes, more than it needs [MQTT-1.5.5-1]", remaining, hlen-1)
 }
 
 // unexpected turns an EOF inside a frame into io.ErrUnexpectedEOF.
@@ -424,7 +443,9 @@ func (d *decoder) uint32(what string) (uint32, error) {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), nil
 }
 
-// varint reads a Variable Byte Integer (section 1.5.5) of at most four bytes.
+// varint reads a Variable Byte Integer (section 1.5.5) of at most four bytes, in
+// as few bytes as its value needs [MQTT-1.5.5-1]. Only MQTT 5 has them in a
+// packet's body (properties and their lengths).
 func (d *decoder) varint(what string) (uint32, error) {
 	start := d.off
 	var v uint32
@@ -435,6 +456,9 @@ func (d *decoder) varint(what string) (uint32, error) {
 		}
 		v |= uint32(c&0x7F) << (7 * i)
 		if c < 0x80 {
+			if nonMinimal(i+1, c) {
+				return 0, d.errAt(MalformedPacket, start, "%s %d is encoded in %d bytes, more than it needs [MQTT-1.5.5-1]", what, v, i+1)
+			}
 			return v, nil
 		}
 	}

@@ -195,7 +195,7 @@ func plainPublish(b []byte, pub *Publish, version byte, maxSize int) (p *Publish
 	first := b[0]
 	hlen, remaining := 2, int(b[1])
 	if remaining >= 0x80 {
-		if len(b) < 3 || b[2] >= 0x80 {
+		if len(b) < 3 || b[2] >= 0x80 || b[2] == 0 { // b[2] == 0: longer than needed, see nonMinimal
 			return nil, 0, false
 		}
 		hlen, remaining = 3, remaining&0x7F|int(b[2])<<7

@@ -4,8 +4,11 @@ package codec_test
 // belong to the codec.
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"testing"
+	"testing/iotest"
 
 	"github.com/robustmqtt/mqtt/codec"
 )
@@ -75,6 +78,68 @@ func TestDecodeKeepsBOM(t *testing.T) {
 			qp := q.Properties
 			if qp.ContentType != bom+"ct" || qp.ResponseTopic != bom+"rt" || len(qp.User) != 1 || qp.User[0] != p.Properties.User[0] {
 				t.Fatalf("decoded properties %+v, want the BOM kept", qp)
+			}
+		}
+	}
+}
+
+// [MQTT-1.5.5-1]: a Variable Byte Integer takes as few bytes as its value
+// needs. An MQTT 5 frame that spends more (a Remaining Length, a Property
+// Length, a property identifier or a Subscription Identifier ending in a
+// zero byte after a continuation byte) is malformed, on every decode path;
+// MQTT 3.1.1 says nothing of it, and its Remaining Length is read as it
+// comes.
+func TestVariableByteIntegersInFewestBytes(t *testing.T) {
+	paths := []struct {
+		name   string
+		decode func(frame []byte, v byte) (codec.Packet, error)
+	}{
+		{"Decode", func(b []byte, v byte) (codec.Packet, error) { p, _, err := codec.Decode(b, v, 0); return p, err }},
+		{"DecodeInto", func(b []byte, v byte) (codec.Packet, error) {
+			var pub codec.Publish
+			p, _, err := codec.DecodeInto(b, &pub, v, 0)
+			return p, err
+		}},
+		{"ReadPacket", func(b []byte, v byte) (codec.Packet, error) {
+			return codec.ReadPacket(bufio.NewReaderSize(iotest.OneByteReader(bytes.NewReader(b)), 16), v, 0)
+		}},
+		{"ReadPacket/buffered", func(b []byte, v byte) (codec.Packet, error) {
+			r := bufio.NewReaderSize(bytes.NewReader(b), 256)
+			if _, err := r.Peek(len(b)); err != nil {
+				return nil, err
+			}
+			return codec.ReadPacket(r, v, 0)
+		}},
+	}
+	for _, tc := range []struct {
+		name  string
+		v     byte
+		frame []byte
+		want  codec.Packet // nil: malformed
+	}{
+		{"PINGREQ, length 0 in two bytes", codec.V5, []byte{0xC0, 0x80, 0x00}, nil},
+		{"PINGREQ, length 0 in two bytes, 3.1.1", codec.V311, []byte{0xC0, 0x80, 0x00}, &codec.Pingreq{}},
+		{"PUBLISH, length 5 in two bytes", codec.V5, []byte{0x30, 0x85, 0x00, 0, 1, 'a', 0, 'x'}, nil},
+		{"PUBLISH, length 4 in two bytes, 3.1.1", codec.V311, []byte{0x30, 0x84, 0x00, 0, 1, 'a', 'x'},
+			&codec.Publish{Topic: "a", Payload: []byte("x")}},
+		{"PUBLISH, length 127 in two bytes", codec.V5, append([]byte{0x30, 0xFF, 0x00, 0, 1, 'a', 0}, make([]byte, 123)...), nil},
+		{"Property Length 0 in two bytes", codec.V5, []byte{0x30, 0x06, 0, 1, 'a', 0x80, 0x00, 'x'}, nil},
+		{"property identifier 1 in two bytes", codec.V5, []byte{0x30, 0x08, 0, 1, 'a', 0x03, 0x81, 0x00, 0x01, 'x'}, nil},
+		{"Subscription Identifier 1 in two bytes", codec.V5, []byte{0x30, 0x08, 0, 1, 'a', 0x03, 0x0B, 0x81, 0x00, 'x'}, nil},
+		{"Subscription Identifier 128 in two bytes", codec.V5, []byte{0x30, 0x08, 0, 1, 'a', 0x03, 0x0B, 0x80, 0x01, 'x'},
+			&codec.Publish{Topic: "a", Payload: []byte("x"), Properties: &codec.Properties{SubscriptionIdentifier: []uint32{128}}}},
+	} {
+		for _, path := range paths {
+			got, err := path.decode(tc.frame, tc.v)
+			if tc.want == nil {
+				var e *codec.Error
+				if !errors.As(err, &e) || e.Code != codec.MalformedPacket {
+					t.Errorf("%s, %s: %v, %v; want a malformed packet", tc.name, path.name, got, err)
+				}
+				continue
+			}
+			if err != nil || !equal(got, tc.want) {
+				t.Errorf("%s, %s: %s, %v; want %s", tc.name, path.name, dump(got), err, dump(tc.want))
 			}
 		}
 	}
