@@ -2,6 +2,7 @@ package conn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -25,6 +26,18 @@ type Authenticator interface {
 	Done(ctx context.Context, final []byte) error
 }
 
+// closedBeforeConnack adds to err, the error of a broker that closed the
+// connection before it answered an MQTT 5 CONNECT at all, what may be
+// the reason: a broker of MQTT 3.1.1 alone answers CONNACK 0x01 (see
+// v311Refusal), but some cannot parse the CONNECT and close (RabbitMQ
+// before 3.13, ActiveMQ 5).
+func (c *Conn) closedBeforeConnack(err error) error {
+	if c.version != codec.V5 || !errors.Is(err, ErrServerClosed) {
+		return err
+	}
+	return fmt.Errorf("%w; a broker that does not speak MQTT 5 may close the connection instead of answering an MQTT 5 CONNECT (RabbitMQ before 3.13 and ActiveMQ 5 do): if so, use Version 4", err)
+}
+
 // awaitConnack reads the broker's answer to CONNECT: the first packet that
 // is not an AUTH, after as many rounds of enhanced authentication as the
 // broker asks for (each AUTH Continue authentication is answered with
@@ -32,16 +45,20 @@ type Authenticator interface {
 func (c *Conn) awaitConnack(ctx context.Context, auth Authenticator) (codec.Packet, error) {
 	legacy, err := c.v311Refusal()
 	if err != nil {
-		return nil, c.readError(err, "waiting for CONNACK")
+		return nil, c.closedBeforeConnack(c.readError(err, "waiting for CONNACK"))
 	}
 	if legacy {
 		return nil, &ConnectError{Server: c.server, ReasonCode: codec.UnsupportedProtocolVersion,
 			Hint: "the broker does not speak MQTT 5 (it answered with an MQTT 3.1.1 CONNACK refusing protocol level 5); use Version 4"}
 	}
-	for {
+	for first := true; ; first = false {
 		p, err := codec.ReadPacket(c.br, c.version, c.maxPacket)
 		if err != nil {
-			return nil, c.readError(err, "waiting for CONNACK")
+			err = c.readError(err, "waiting for CONNACK")
+			if first {
+				err = c.closedBeforeConnack(err)
+			}
+			return nil, err
 		}
 		a, ok := p.(*codec.Auth)
 		if !ok {

@@ -480,8 +480,14 @@ func TestHandshakeV311Broker(t *testing.T) {
 				t.Errorf("v5 CONNECT, % X then close: %v; want unexpected EOF", answer, err)
 			}
 		}
-		if err := try(t.Context(), codec.V5, nil, false); !errors.Is(err, conn.ErrServerClosed) {
-			t.Errorf("v5 CONNECT, closed without an answer: %v; want ErrServerClosed", err)
+		// Closed without an answer: some brokers of MQTT 3.1.1 alone do so
+		// to an MQTT 5 CONNECT, and the error says what to try.
+		const closedHint = "use Version 4"
+		if err := try(t.Context(), codec.V5, nil, false); !errors.Is(err, conn.ErrServerClosed) || !strings.Contains(err.Error(), closedHint) {
+			t.Errorf("v5 CONNECT, closed without an answer: %v; want ErrServerClosed saying %q", err, closedHint)
+		}
+		if err := try(t.Context(), codec.V311, nil, false); !errors.Is(err, conn.ErrServerClosed) || strings.Contains(err.Error(), closedHint) {
+			t.Errorf("3.1.1 CONNECT, closed without an answer: %v; want ErrServerClosed without the hint", err)
 		}
 		for _, answer := range [][]byte{nil, {0x20, 0x02, 0x00}} {
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
