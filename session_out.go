@@ -588,7 +588,7 @@ func (s *session) onPuback(p *codec.Puback) {
 		if s.lateAck(p.PacketID, codec.TypePuback) {
 			return
 		}
-		s.protocolError(codec.ProtocolError, codec.TypePuback, "PUBACK for packet identifier %d, which no QoS 1 publish uses", p.PacketID)
+		s.protocolError(codec.ProtocolError, codec.TypePuback, "PUBACK for packet identifier %d, which no QoS 1 publish (nor a QoS 2 publish before its PUBREC) uses", p.PacketID)
 		return
 	}
 	o := f.pub
