@@ -60,7 +60,11 @@ func TestBrokerAnswersQoS2WithPuback(t *testing.T) {
 			go func() { _ = c.Disconnect(t.Context()) }()
 			nextOf[*codec.Disconnect](t, sc, v)
 			sc.Close()
-			<-c.Done()
+			select {
+			case <-c.Done():
+			case <-testCtx(t).Done():
+				t.Fatal("the client did not stop after its DISCONNECT")
+			}
 			if n := st.Len(); n != records {
 				t.Errorf("%d records in the store after the client stopped, want %d as before the publishes", n, records)
 			}
