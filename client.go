@@ -582,7 +582,8 @@ type flushCancel struct {
 
 // Subscribe subscribes to subs and waits for the broker's SUBACK. The
 // client remembers what it subscribed to and subscribes again if the broker
-// lost the session. Filters the broker refused are reported in a
+// lost the session (what of that does not take comes as a
+// ResubscribeFailed event). Filters the broker refused are reported in a
 // *SubscribeError; the others are in effect. While disconnected the request
 // waits for the next connection; ctx ending before it was sent withdraws it
 // (ErrWithdrawn), after it was sent the result is ErrOutcomeUnknown and the
@@ -673,7 +674,9 @@ func (c *Client) Messages() <-chan Message { return c.messages }
 // never waits for it: when 8 events are unread the oldest is dropped, so
 // an application that does not read it loses nothing but history; a
 // Reconnecting event that finds 8 unread is dropped instead, so that fast
-// retries never push out the ConnectionLost before them. It is closed
+// retries never push out the ConnectionLost before them, and the failures
+// nobody else hears of (StoredPublishFailed, ResubscribeFailed) are never
+// dropped but merged into one of their kind. It is closed
 // after the client stops. The channel is made by the first call: events
 // before it wait for it under the same rules, so a client nobody asks
 // for events does not carry a buffer of them.

@@ -777,6 +777,10 @@ func TestResubscribeFitsMaximumPacketSize(t *testing.T) {
 		t.Fatalf("subscribed again to %q, want %q", got, want)
 	}
 	barrier(t, sc, 5) // the long filter was not sent
+	e := waitEvent(t, c, mqtt.ResubscribeFailed)
+	if !slices.Equal(e.Filters, []string{subs[6].Filter}) || !errors.Is(e.Err, mqtt.ErrInvalidMessage) || !strings.Contains(e.Err.Error(), "Maximum Packet Size of 60") {
+		t.Fatalf("%v (filters %q), want the long filter, too large for the broker", e, e.Filters)
+	}
 }
 
 // [MQTT-3.2.2-15]: a SUBSCRIBE or UNSUBSCRIBE in flight when the

@@ -3,6 +3,8 @@ package mqtt
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/robustmqtt/mqtt/codec"
@@ -83,12 +85,11 @@ type SubscribeError struct {
 func (e *SubscribeError) Error() string {
 	var b strings.Builder
 	b.WriteString("mqtt: broker refused")
-	first := true
-	for f, code := range e.Refused {
-		if !first {
+	for i, f := range slices.Sorted(maps.Keys(e.Refused)) {
+		if i > 0 {
 			b.WriteString(",")
 		}
-		first = false
+		code := e.Refused[f]
 		fmt.Fprintf(&b, " %q (%s, 0x%02X)", f, code, byte(code))
 	}
 	if e.ReasonString != "" {

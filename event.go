@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -55,6 +56,24 @@ const (
 	// ConnectionLost of the conflict says it again. ClientID is the
 	// identifier in conflict.
 	ClientIDConflict
+	// ResubscribeFailed: after the broker lost the session (SessionLost,
+	// or a session it called present that may be new), the client
+	// subscribed again to what the application had subscribed to, and
+	// some of it did not take: the broker refused it in its SUBACK (Err
+	// wraps a *SubscribeError with its reason codes), refused it by
+	// ending the connection each time it was sent alone (Err wraps
+	// ErrRefused), or the SUBSCRIBE could not be sent at all, being
+	// larger than the broker's Maximum Packet Size (Err wraps
+	// ErrInvalidMessage). Filters lists the filters concerned: the broker
+	// delivers nothing for them until the application subscribes again.
+	// (A filter the broker refused in SUBACK, or that was too large, is
+	// also tried again after the next session loss: a Quota exceeded
+	// passes, the next server may take more. One it refused by ending
+	// connections is not, each try costing several connections.) Like
+	// StoredPublishFailed, these events are never dropped: when they come
+	// faster than Events is read, one event reports several (Filters and
+	// Err hold them all).
+	ResubscribeFailed
 )
 
 func (k EventKind) String() string {
@@ -75,6 +94,8 @@ func (k EventKind) String() string {
 		return "stored publish failed"
 	case ClientIDConflict:
 		return "client ID conflict"
+	case ResubscribeFailed:
+		return "resubscribe failed"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
@@ -82,13 +103,14 @@ func (k EventKind) String() string {
 // Event reports a change in the client's connection.
 type Event struct {
 	Kind           EventKind
-	Server         string          // Connected, ConnectionLost, SessionLost, GaveUp: which of Config.Servers (a password in it shown as xxxxx), or the Server Reference followed
+	Server         string          // Connected, ConnectionLost, SessionLost, GaveUp, ResubscribeFailed: which of Config.Servers (a password in it shown as xxxxx), or the Server Reference followed
 	SessionPresent bool            // Connected: the broker kept the session
 	ClientID       string          // Connected: the client identifier in use (MQTT 5 brokers may assign one)
 	Attempt        backoff.Attempt // Reconnecting: which retry, since when, and why the last failed
 	Delay          time.Duration   // Reconnecting: how long until the attempt
 	Count          int             // MessagesDropped: how many; StoredPublishFailed: how many publishes failed (1, more when merged)
-	Err            error           // ConnectionLost, GaveUp: why; Reconnecting: why the previous attempt failed (= Attempt.Err)
+	Filters        []string        // ResubscribeFailed: the topic filters the client is no longer subscribed to
+	Err            error           // ConnectionLost, GaveUp, StoredPublishFailed, ResubscribeFailed: why; Reconnecting: why the previous attempt failed (= Attempt.Err)
 
 	// Connack (Connected, MQTT 5) are the properties of the broker's
 	// CONNACK, a copy: nil when it sent none, and always under MQTT 3.1.1.
@@ -130,6 +152,8 @@ func (e Event) String() string {
 		return fmt.Sprintf("a publish restored from the store failed: %v", e.Err)
 	case ClientIDConflict:
 		return fmt.Sprintf("another client uses client ID %q on %s: %v", e.ClientID, e.Server, e.Err)
+	case ResubscribeFailed:
+		return fmt.Sprintf("subscribing again to %q failed: %v", e.Filters, e.Err)
 	}
 	return e.Kind.String()
 }
@@ -142,10 +166,10 @@ const eventBuffer = 8
 // the oldest event is dropped, so a reader that comes back sees the latest
 // state; but a Reconnecting event finding it full is dropped itself, so
 // that a burst of fast retries (backoff.Constant(0) makes thousands a
-// second) cannot push out the ConnectionLost before it. A
-// StoredPublishFailed event is never dropped, since nobody else hears of
-// that failure: it is merged into the newest one waiting instead (see
-// mergeStoredFailures). Safe from any goroutine.
+// second) cannot push out the ConnectionLost before it. StoredPublishFailed
+// and ResubscribeFailed events are never dropped, since nobody else hears
+// of those failures: one is merged into the newest of its kind waiting
+// instead (see makeRoom). Safe from any goroutine.
 func (c *Client) emit(e Event) {
 	c.eventsMu.Lock()
 	defer c.eventsMu.Unlock()
@@ -199,21 +223,61 @@ func handOut(e Event) Event {
 	return e
 }
 
+// neverDropped reports whether an event of kind k reports something the
+// application hears of nowhere else, so that makeRoom merges it instead of
+// dropping it.
+func neverDropped(k EventKind) bool { return k == StoredPublishFailed || k == ResubscribeFailed }
+
 // makeRoom shortens events, oldest first, to at most n: it drops the oldest
-// event of another kind than StoredPublishFailed; when only those are left
-// it merges the newest two.
+// event that may be dropped; when none is left, it merges two of a kind.
 func makeRoom(events []Event, n int) []Event {
 	for len(events) > n {
-		i := slices.IndexFunc(events, func(e Event) bool { return e.Kind != StoredPublishFailed })
-		if i < 0 {
-			last := len(events) - 1
-			events[last-1] = mergeStoredFailures(events[last-1], events[last])
-			events = events[:last]
+		i := slices.IndexFunc(events, func(e Event) bool { return !neverDropped(e.Kind) })
+		if i >= 0 {
+			events = slices.Delete(events, i, i+1)
 			continue
 		}
-		events = slices.Delete(events, i, i+1)
+		merged := mergeNewest(events)
+		if len(merged) == len(events) {
+			merged = events[1:] // no two of a kind: only when n < 2, which no caller asks
+		}
+		events = merged
 	}
 	return events
+}
+
+// mergeNewest merges the newest event that has an older one of its kind
+// into the newest such older one, and returns events one shorter. Of three
+// or more events of the two kinds never dropped, two are of a kind; with
+// fewer, nothing may be merged and events are returned as they are.
+func mergeNewest(events []Event) []Event {
+	for i := len(events) - 1; i > 0; i-- {
+		for j := i - 1; j >= 0; j-- {
+			if events[j].Kind == events[i].Kind {
+				events[j] = merge(events[j], events[i])
+				return slices.Delete(events, i, i+1)
+			}
+		}
+	}
+	return events
+}
+
+// merge makes one event of two of the same kind that is never dropped,
+// a (the older) and b.
+func merge(a, b Event) Event {
+	if a.Kind == ResubscribeFailed {
+		return mergeResubscribeFailures(a, b)
+	}
+	return mergeStoredFailures(a, b)
+}
+
+// mergeResubscribeFailures makes one ResubscribeFailed event of two:
+// Filters lists both's, and Err joins both's (errors.Is and errors.As find
+// each).
+func mergeResubscribeFailures(a, b Event) Event {
+	a.Filters = append(slices.Clip(a.Filters), b.Filters...)
+	a.Err = errors.Join(a.Err, b.Err)
+	return a
 }
 
 // mergeStoredFailures makes one StoredPublishFailed event of two: Count

@@ -3,6 +3,8 @@ package mqtt
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -73,6 +75,62 @@ func testEmitNeverDropsStoredFailures(t *testing.T, c *Client, events func() <-c
 		if want := fmt.Sprintf("publish %d to t/%d failed", i, i); err.Error() != want {
 			t.Fatalf("failure %d is %q, want %q, in order", i, err, want)
 		}
+	}
+}
+
+// A refused re-subscription is heard of nowhere else either: bursts of
+// ResubscribeFailed mixed with StoredPublishFailed (a resubscription
+// refused after a full buffer of stored failures included, which has no
+// other event of its kind to merge into) lose no filter and no failure.
+func TestEmitNeverDropsResubscribeFailures(t *testing.T) {
+	eachEventsStart(t, testEmitNeverDropsResubscribeFailures)
+}
+
+func testEmitNeverDropsResubscribeFailures(t *testing.T, c *Client, events func() <-chan Event) {
+	var wantFilters []string
+	stored := 0
+	resubscribe := func(i int) {
+		f := fmt.Sprintf("f/%d", i)
+		wantFilters = append(wantFilters, f)
+		c.emit(Event{Kind: ResubscribeFailed, Filters: []string{f}, Err: fmt.Errorf("%w: %s", ErrRefused, f)})
+	}
+	for i := range eventBuffer {
+		c.emit(Event{Kind: StoredPublishFailed, Count: 1, Err: fmt.Errorf("stored %d", i)})
+		stored++
+	}
+	resubscribe(0) // the buffer holds only the other kind
+	for i := 1; i < 3*eventBuffer; i++ {
+		c.emit(Event{Kind: Connected})
+		if i%3 == 0 {
+			c.emit(Event{Kind: StoredPublishFailed, Count: 1, Err: fmt.Errorf("stored %d", stored)})
+			stored++
+		}
+		resubscribe(i)
+	}
+	var gotFilters []string
+	gotStored := 0
+	for more := true; more; {
+		select {
+		case e := <-events():
+			switch e.Kind {
+			case ResubscribeFailed:
+				gotFilters = append(gotFilters, e.Filters...)
+				for _, f := range e.Filters {
+					if !strings.Contains(e.Err.Error(), f) || !errors.Is(e.Err, ErrRefused) {
+						t.Errorf("%v: its error does not say why %s failed", e, f)
+					}
+				}
+			case StoredPublishFailed:
+				gotStored += e.Count
+			}
+		default:
+			more = false
+		}
+	}
+	slices.Sort(gotFilters)
+	slices.Sort(wantFilters)
+	if !slices.Equal(gotFilters, wantFilters) || gotStored != stored {
+		t.Fatalf("the events name filters %q and %d stored failures, want %q and %d", gotFilters, gotStored, wantFilters, stored)
 	}
 }
 

@@ -246,9 +246,14 @@ func (s *session) refuseCtl(f *flight, end error) {
 		// filter of it, so each goes again on its own, to be answered
 		// or refused alone.
 		s.cfg.Logger.Warn("mqtt: the broker refuses a re-subscription of several filters; subscribing to each on its own", "err", err)
-		for _, one := range sub.Subscriptions {
+		for i, one := range sub.Subscriptions {
 			id, ok := s.allocID()
 			if !ok {
+				var left []string
+				for _, sub := range sub.Subscriptions[i:] {
+					left = append(left, sub.Filter)
+				}
+				s.resubscribeFailed(left, errIDsExhausted)
 				return
 			}
 			s.seq++
@@ -263,7 +268,7 @@ func (s *session) refuseCtl(f *flight, end error) {
 		// every connection), it would cost that many connections each
 		// time; the broker no longer takes it.
 		s.unsubscribed(sub.Subscriptions[0].Filter)
-		s.cfg.Logger.Warn("mqtt: the broker refuses a re-subscription; the client no longer holds that subscription", "err", err)
+		s.resubscribeFailed([]string{sub.Subscriptions[0].Filter}, err)
 		return
 	}
 	s.cfg.Logger.Warn("mqtt: the broker refuses a subscription request", "err", err)

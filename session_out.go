@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -453,7 +454,7 @@ func (s *session) sendControl(o *ctlOp) {
 	}
 	id, ok := s.allocID()
 	if !ok {
-		o.finish(errors.New("mqtt: all 65535 packet identifiers are in use; try again later"))
+		o.finish(errIDsExhausted)
 		return
 	}
 	var f *flight
@@ -513,8 +514,8 @@ func (s *session) resubscribe(maybeKept bool, covered map[string]bool) {
 		pkt := packet(subs[start : start+n])
 		for size, ok := s.fitsPacket(pkt); !ok; size, ok = s.fitsPacket(pkt) {
 			if n == 1 {
-				s.cfg.Logger.Error("mqtt: cannot subscribe again after the broker lost the session: the SUBSCRIBE is larger than the broker's Maximum Packet Size",
-					"filter", subs[start].Filter, "bytes", size, "max", s.maxPacket)
+				s.resubscribeFailed([]string{subs[start].Filter}, fmt.Errorf("%w: the SUBSCRIBE is %d bytes on the wire, more than the broker's Maximum Packet Size of %d [MQTT-3.2.2-15]",
+					ErrInvalidMessage, size, s.maxPacket))
 				break
 			}
 			n /= 2
@@ -526,6 +527,11 @@ func (s *session) resubscribe(maybeKept bool, covered map[string]bool) {
 		}
 		id, ok := s.allocID()
 		if !ok {
+			var left []string
+			for _, sub := range subs[start-n:] {
+				left = append(left, sub.Filter)
+			}
+			s.resubscribeFailed(left, errIDsExhausted)
 			return
 		}
 		pkt.PacketID = id
@@ -534,6 +540,24 @@ func (s *session) resubscribe(maybeKept bool, covered map[string]bool) {
 		s.flights.put(id, f)
 		s.sendCtl(f)
 	}
+}
+
+// errIDsExhausted is the error of a request that found every packet
+// identifier in use.
+var errIDsExhausted = errors.New("mqtt: all 65535 packet identifiers are in use; try again later")
+
+// resubscribeFailed tells the application, with a ResubscribeFailed event,
+// and the Logger that the client's own re-subscription of filters after a
+// lost session did not take, and why (err).
+func (s *session) resubscribeFailed(filters []string, err error) {
+	err = fmt.Errorf("mqtt: subscribing again after the broker lost the session: %w", err)
+	s.cfg.Logger.Warn("mqtt: the broker does not deliver for these filters until the application subscribes again",
+		"filters", filters, "err", err)
+	var server string
+	if s.cur != nil {
+		server = s.cur.Server()
+	}
+	s.c.emit(Event{Kind: ResubscribeFailed, Server: server, Filters: filters, Err: err})
 }
 
 // controlID is the packet identifier of a SUBSCRIBE or UNSUBSCRIBE.
@@ -765,7 +789,7 @@ func (s *session) onSuback(p *codec.Suback) {
 		}
 		err = e
 		if f.ctl == nil {
-			s.cfg.Logger.Warn("mqtt: the broker refused a re-subscription after it lost the session", "err", err)
+			s.resubscribeFailed(slices.Sorted(maps.Keys(refused)), err)
 		}
 	}
 	if f.ctl != nil {

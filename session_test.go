@@ -3,6 +3,8 @@ package mqtt_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -197,6 +199,54 @@ func TestSessionLostResubscribesAndResends(t *testing.T) {
 	send(t, sc, 4, &codec.Suback{PacketID: rs.PacketID, ReasonCodes: []codec.ReasonCode{1, 2}}, &codec.Puback{PacketID: p.PacketID})
 	if err := <-owed; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A re-subscription the broker refuses in its SUBACK is news the
+// application hears of nowhere else (it made no call): a ResubscribeFailed
+// event names the filter and carries the broker's reason code, the granted
+// filter keeps delivering, and the refused one is tried again after the
+// next session loss (a refusal such as Quota exceeded can pass).
+func TestRefusedResubscriptionIsReported(t *testing.T) {
+	for _, tc := range []struct {
+		v    byte
+		code codec.ReasonCode
+	}{{4, codec.UnspecifiedError}, {5, codec.NotAuthorized}} {
+		t.Run(fmt.Sprintf("v%d", tc.v), func(t *testing.T) {
+			sb := mqtttest.NewScriptedBroker(t)
+			c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "resub-refused", Version: tc.v})
+			sc := scripted(t, sb)
+			subDone := make(chan error, 1)
+			go func() {
+				subDone <- c.Subscribe(testCtx(t), mqtt.Subscription{Filter: "a/+", QoS: 1}, mqtt.Subscription{Filter: "deny/#", QoS: 1})
+			}()
+			sp := nextOf[*codec.Subscribe](t, sc, tc.v)
+			send(t, sc, tc.v, &codec.Suback{PacketID: sp.PacketID, ReasonCodes: []codec.ReasonCode{1, 1}})
+			if err := <-subDone; err != nil {
+				t.Fatal(err)
+			}
+			for round := range 2 {
+				sc.Close() // the default CONNACK says: no session
+				sc = scripted(t, sb)
+				rs := nextOf[*codec.Subscribe](t, sc, tc.v)
+				if len(rs.Subscriptions) != 2 || rs.Subscriptions[0].Filter != "a/+" || rs.Subscriptions[1].Filter != "deny/#" {
+					t.Fatalf("round %d: subscribed again to %+v, want a/+ and deny/#", round, rs.Subscriptions)
+				}
+				send(t, sc, tc.v, &codec.Suback{PacketID: rs.PacketID, ReasonCodes: []codec.ReasonCode{1, tc.code}})
+				e := waitEvent(t, c, mqtt.ResubscribeFailed)
+				var se *mqtt.SubscribeError
+				if !slices.Equal(e.Filters, []string{"deny/#"}) || !errors.As(e.Err, &se) || se.Refused["deny/#"] != tc.code || len(se.Refused) != 1 {
+					t.Fatalf("round %d: %v (filters %q), want deny/# refused with %v", round, e, e.Filters, tc.code)
+				}
+				if e.Server != sb.URL() {
+					t.Errorf("the event names server %q, want %q", e.Server, sb.URL())
+				}
+			}
+			send(t, sc, tc.v, &codec.Publish{Topic: "a/1", QoS: 1, PacketID: 7})
+			if m := receive(t, c); m.Topic != "a/1" {
+				t.Fatalf("got a message to %q, want a/1", m.Topic)
+			}
+		})
 	}
 }
 

@@ -9,7 +9,8 @@ import (
 )
 
 // reporter says on stderr what happens to a command's connection: always a
-// loss, a reconnection, a lost session and dropped messages; with -d also
+// loss, a reconnection, a lost session, dropped messages and failures
+// nobody else hears of (a stored publish, a re-subscription); with -d also
 // the first connection and every retry.
 type reporter struct {
 	command  string // pub, sub, rr
@@ -47,7 +48,7 @@ func (r *reporter) report(e mqtt.Event) {
 		say("%d QoS 0 messages dropped: stdout is too slow", e.Count)
 	case mqtt.ClientIDConflict:
 		say("another client uses the client ID %q: each connection takes the session from the other; give each its own -i", e.ClientID)
-	case mqtt.StoredPublishFailed:
+	case mqtt.StoredPublishFailed, mqtt.ResubscribeFailed:
 		say("%v", e)
 	case mqtt.Reconnecting:
 		if r.o.debug {
