@@ -35,7 +35,8 @@ import (
 // in order, each once the one before was answered.
 //
 // A probe counts against its message when the broker ends the connection
-// within refuseWindow of it, before answering it, having taken the bytes
+// within refuseWindow of it (plus two of the connection's round trips: see
+// refusalWithin), before answering it, having taken the bytes
 // (the write succeeded). From the second time on, the probe waits until
 // its connection has been up for probeQuiet: a broker that ends
 // connections whatever they carry (restarting, overloaded, or a link that
@@ -66,7 +67,8 @@ const (
 	refuseAfter = 3
 	// refuseWindow bounds how soon after a probe the connection's end
 	// must come to count against it: a broker that refuses a message
-	// closes the connection as soon as it has read it.
+	// closes the connection as soon as it has read it. Two of the
+	// connection's round trips are added (see refusalWithin).
 	refuseWindow = time.Second
 	// probeQuiet is how long a connection must have been up before a
 	// probe goes, from the second probe of a message on.
@@ -74,8 +76,21 @@ const (
 )
 
 // isolateWithin: a connection the broker ends this soon after it answered
-// a probe makes the next connection send each PUBLISH it owes alone.
+// a probe (plus two of its round trips) makes the next connection send
+// each PUBLISH it owes alone.
 const isolateWithin = 5 * time.Second
+
+// refusalWithin is how soon after a packet sent on cn the broker's end of
+// cn must come to count as its refusal of the packet: refuseWindow, plus
+// two round trips as cn's CONNECT/CONNACK exchange measured them. The end
+// comes a round trip after the packet left (half of it for the packet to
+// arrive, half for the close to come back): on a link whose round trips
+// take a second or more (NB-IoT, GPRS, a satellite hop) a fixed window
+// would never see a refusal, and one message the broker will not take
+// would hold back every message behind it, forever.
+func refusalWithin(cn *conn.Conn) time.Duration {
+	return refuseWindow + 2*cn.RoundTrip()
+}
 
 // probeMode is how a connection sends the PUBLISHes it owes.
 type probeMode uint8
@@ -225,7 +240,7 @@ func (s *session) probeLost(cn *conn.Conn, unwritten []conn.Frame) {
 	head := s.firstPublishInFlight()
 	if byBroker && refusalEnd(err) && head != nil {
 		switch {
-		case p != nil && (p.each && !p.done || !p.answered.IsZero() && time.Since(p.answered) < isolateWithin):
+		case p != nil && (p.each && !p.done || !p.answered.IsZero() && time.Since(p.answered) < isolateWithin+2*p.cn.RoundTrip()):
 			s.probeNext = probeEach
 		case p != nil && !p.done || head.id == s.suspectID:
 			s.probeNext = probeHead // a probe still out or waiting, or the same first twice
@@ -262,7 +277,7 @@ func (s *session) probeLost(cn *conn.Conn, unwritten []conn.Frame) {
 		return
 	}
 	refused := fmt.Errorf("%w: %w: publish to %s (QoS %d, %d bytes of payload): the broker ended the last %d connections within %s of its being sent alone on each, before acknowledging it, so it will not take it (brokers that refuse by closing do so for a QoS they do not support, a topic the client may not use, or a message too large); it is not sent again: %w",
-		ErrRefused, ErrOutcomeUnknown, o.pkt.Topic, o.pkt.QoS, len(o.pkt.Payload), refuseAfter, refuseWindow, err)
+		ErrRefused, ErrOutcomeUnknown, o.pkt.Topic, o.pkt.QoS, len(o.pkt.Payload), refuseAfter, refusalWithin(cn).Round(time.Millisecond), err)
 	s.cfg.Logger.Warn("mqtt: the broker refuses a message", "err", refused)
 	s.settle(&o.op, refused, true)
 	s.endFlight(p.id)
@@ -270,8 +285,8 @@ func (s *session) probeLost(cn *conn.Conn, unwritten []conn.Frame) {
 
 // refusedBy reports whether the end err of cn counts as the broker's
 // refusal of o, its probe sent at sent: o was written (not in unwritten,
-// and a write succeeded since), and the broker ended cn within refuseWindow
-// of it in a way that can refuse a message.
+// and a write succeeded since), and the broker ended cn within
+// refusalWithin(cn) of it in a way that can refuse a message.
 func refusedBy(cn *conn.Conn, err error, o *pubOp, sent time.Time, unwritten []conn.Frame) bool {
 	for _, fr := range unwritten {
 		if fr.Track == conn.Tracker(o) {
@@ -279,7 +294,7 @@ func refusedBy(cn *conn.Conn, err error, o *pubOp, sent time.Time, unwritten []c
 		}
 	}
 	// A write that failed: the broker had ended cn before.
-	return cn.WroteSince(sent) && refusalEnd(err) && time.Since(sent) <= refuseWindow
+	return cn.WroteSince(sent) && refusalEnd(err) && time.Since(sent) <= refusalWithin(cn)
 }
 
 // firstPublishInFlight is the publish in flight that was sent first and

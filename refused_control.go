@@ -18,10 +18,11 @@ import (
 // client does gets through.
 //
 // So a SUBSCRIBE or UNSUBSCRIBE that the broker did not answer before
-// ending two connections in a row, each within refuseWindow of its being
-// written, is sent alone on the next connection: nothing else is sent
-// until the broker answers it. Each time the broker ends that connection
-// within refuseWindow of it, before answering, counts against it; from the
+// ending two connections in a row, each within refuseWindow (plus two
+// round trips, see refusalWithin) of its being written, is sent alone on
+// the next connection: nothing else is sent until the broker answers it.
+// Each time the broker ends that connection that soon after it, before
+// answering, counts against it; from the
 // second count on it goes only once its connection has been up for
 // probeQuiet, and an end before that starts the count again. The
 // refuseAfter-th count in a row refuses it: its call ends with ErrRefused,
@@ -175,7 +176,7 @@ func (s *session) ctlProbeLost(cn *conn.Conn, unwritten []conn.Frame) {
 			f.refusals = 0
 		case f.sentOn != s.connectedN:
 			// Not sent on cn (it waited for the one sent alone).
-		case mayRefuse && wroteCtl(cn, f, unwritten) && time.Since(f.sentAt) <= refuseWindow:
+		case mayRefuse && wroteCtl(cn, f, unwritten) && time.Since(f.sentAt) <= refusalWithin(cn):
 			if alone {
 				f.refusals++
 				if f.refusals >= refuseAfter {
@@ -190,7 +191,7 @@ func (s *session) ctlProbeLost(cn *conn.Conn, unwritten []conn.Frame) {
 		}
 	}
 	for _, f := range refused {
-		s.refuseCtl(f, err)
+		s.refuseCtl(f, err, refusalWithin(cn))
 	}
 	if !mayRefuse {
 		return
@@ -221,9 +222,10 @@ func wroteCtl(cn *conn.Conn, f *flight, unwritten []conn.Frame) bool {
 }
 
 // refuseCtl ends f, a SUBSCRIBE or UNSUBSCRIBE the broker refused by
-// ending the connection (end is the last end's error): its call ends with
-// ErrRefused, and it is not sent again.
-func (s *session) refuseCtl(f *flight, end error) {
+// ending the connection (end is the last end's error, which came within
+// the given time of f): its call ends with ErrRefused, and it is not sent
+// again.
+func (s *session) refuseCtl(f *flight, end error, within time.Duration) {
 	what := "SUBSCRIBE to"
 	var filters []string
 	switch p := f.pkt.(type) {
@@ -239,7 +241,7 @@ func (s *session) refuseCtl(f *flight, end error) {
 		why += fmt.Sprintf(", or for more filters in one packet than they take (AWS IoT Core takes %d)", resubscribeBatch)
 	}
 	err := fmt.Errorf("%w: %w: %s %q: the broker ended the last %d connections within %s of its being sent alone on each, before answering it, so it will not take it (%s); it is not sent again: %w",
-		ErrRefused, ErrOutcomeUnknown, what, filters, refuseAfter, refuseWindow, why, end)
+		ErrRefused, ErrOutcomeUnknown, what, filters, refuseAfter, within.Round(time.Millisecond), why, end)
 	s.endFlight(controlID(f.pkt))
 	if sub, ok := f.pkt.(*codec.Subscribe); ok && f.ctl == nil && len(sub.Subscriptions) > 1 {
 		// The client's own re-subscription: the broker may refuse one

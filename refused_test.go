@@ -313,3 +313,53 @@ func TestEndSoonAfterAProbeSendsEachAlone(t *testing.T) {
 		}
 	}
 }
+
+// Over a slow link (NB-IoT, GPRS, a satellite hop: round trips of a second
+// or more) the broker's close comes a whole round trip after the refused
+// message left, later than the one second a fast link needs; counted only
+// within that second, no close would ever count, and the refused message
+// would hold back everything behind it forever. The window grows with the
+// round trip each connection's CONNECT/CONNACK measured. Here the link's
+// round trip is 1.2 s (the proxy delays data and ends by 600 ms each way),
+// and the client runs with its defaults.
+func TestBrokerRefusesByClosingOverASlowLink(t *testing.T) {
+	t.Parallel()
+	sb := mqtttest.NewScriptedBroker(t)
+	sb.SetConnack(frame(t, 4, &codec.Connack{SessionPresent: true}))
+	p := mqtttest.NewProxy(t, sb.Addr())
+	p.Latency(600 * time.Millisecond)
+	c := dial(t, mqtt.Config{Servers: []string{p.URL()}, ClientID: "slow-link"})
+	ctx := t.Context()
+	poison := c.PublishAsync(ctx, mqtt.Message{Topic: "alarm/refused", Payload: []byte("x"), QoS: mqtt.AtLeastOnce})
+	good := c.PublishAsync(ctx, mqtt.Message{Topic: "alarm/taken", Payload: []byte("y"), QoS: mqtt.AtLeastOnce})
+	// The broker: it closes the connection on reading the refused message,
+	// and acknowledges the other one.
+	for conns := 1; ; conns++ {
+		if conns > 8 {
+			t.Fatalf("the broker ended %d connections on reading the refused message, and the client still sends it", conns-1)
+		}
+		sc := scripted(t, sb)
+		taken := false
+		for !taken {
+			pub, ok := next(t, sc, 4).(*codec.Publish)
+			if !ok {
+				continue
+			}
+			if pub.Topic == "alarm/refused" {
+				sc.Close()
+				break
+			}
+			send(t, sc, 4, &codec.Puback{PacketID: pub.PacketID})
+			taken = true
+		}
+		if taken {
+			break
+		}
+	}
+	if err := <-poison; !errors.Is(err, mqtt.ErrRefused) {
+		t.Fatalf("the refused publish: %v, want ErrRefused", err)
+	}
+	if err := <-good; err != nil {
+		t.Fatalf("the publish behind it: %v", err)
+	}
+}

@@ -177,7 +177,9 @@ type Conn struct {
 	// the send queue below; here, it packs with the fields above).
 	closed  bool
 	connack *codec.Connack
-	epoch   time.Time // origin of the liveness clocks below
+	// roundTrip is how long the CONNECT/CONNACK exchange took.
+	roundTrip time.Duration
+	epoch     time.Time // origin of the liveness clocks below
 	// authMethod is the CONNECT's Authentication Method; "" for none.
 	authMethod string
 	// aliasMax is how many Topic Aliases the writer may use: the smaller
@@ -185,9 +187,13 @@ type Conn struct {
 	aliasMax int
 
 	// Owned by the reader (see idle.go).
-	idle  bool         // no frame expected soon: wait without a buffer
-	first [1]byte      // the byte an idle wait reads
-	pre   prefixReader // hands first back to br
+	idle  bool    // no frame expected soon: wait without a buffer
+	first [1]byte // the byte an idle wait reads
+	// stalled is set while the reader holds a frame it cannot hand on:
+	// the link is not silent then, the client is not reading (keepalive).
+	// The writer reads it.
+	stalled atomic.Bool
+	pre     prefixReader // hands first back to br
 
 	// Failure: err is set once, then dead is closed (set err, then close).
 	failOnce sync.Once
@@ -202,9 +208,6 @@ type Conn struct {
 	// for a reader waiting on maxQueuedFrames; made by the first such
 	// reader (guarded by mu).
 	drained chan struct{}
-	// stalled is set while the reader holds a frame it cannot hand on:
-	// the link is not silent then, the client is not reading (keepalive).
-	stalled atomic.Bool
 	// flushMu is held by the writer while it flushes, so that Drain sees
 	// the frames a flush put back unwritten.
 	flushMu sync.Mutex
@@ -336,11 +339,13 @@ func (c *Conn) handshake(ctx context.Context, connect *codec.Connect, auth Authe
 		return fmt.Errorf("conn: cannot encode CONNECT: %w", err)
 	}
 	c.connectWritten = true // from here on the broker may have it
+	start := time.Now()
 	if _, err := c.nc.Write(frame); err != nil {
 		stop()
 		return ctxErr(fmt.Errorf("conn: send CONNECT to %s: %w", c.server, err))
 	}
 	p, err := c.awaitConnack(ctx, auth)
+	c.roundTrip = time.Since(start)
 	if !stop() {
 		// ctx ended while we were waiting; whatever was read is moot.
 		return ctxErr(fmt.Errorf("conn: waiting for CONNACK from %s: %w", c.server, ctx.Err()))
@@ -447,6 +452,12 @@ func (c *Conn) readError(err error, doing string) error {
 
 // Server is the server URL this connection went to (password redacted).
 func (c *Conn) Server() string { return c.server }
+
+// RoundTrip is how long the CONNECT/CONNACK exchange took, from writing
+// CONNECT to reading CONNACK (with enhanced authentication, every round of
+// it): the link's round trip, the broker's handling of a CONNECT included.
+// It tells how long the broker's answer to anything may take to arrive.
+func (c *Conn) RoundTrip() time.Duration { return c.roundTrip }
 
 // Connack is the broker's CONNACK, with session present and, in MQTT 5, its
 // properties (Receive Maximum, Maximum Packet Size, Topic Alias Maximum,

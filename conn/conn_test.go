@@ -500,3 +500,30 @@ func TestHandshakeV311Broker(t *testing.T) {
 		}
 	})
 }
+
+// RoundTrip is the time from writing CONNECT to reading CONNACK: what the
+// client knows of how long the broker's answers take to arrive.
+func TestRoundTripOfTheHandshake(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		client, server := net.Pipe()
+		defer server.Close()
+		p := &peer{t: t, nc: server, br: bufio.NewReader(server), v: codec.V311}
+		const rtt = 1500 * time.Millisecond
+		go func() {
+			p.read()
+			time.Sleep(rtt) // the link and the broker, on synctest's clock
+			p.write(&codec.Connack{})
+		}()
+		c, err := conn.Establish(t.Context(), client, "pipe", conn.Config{
+			Connect: &codec.Connect{Version: codec.V311, ClientID: "c", CleanStart: true},
+			Inbound: make(chan conn.Inbound),
+		})
+		if err != nil {
+			t.Fatalf("Establish: %v", err)
+		}
+		defer c.Close()
+		if got := c.RoundTrip(); got != rtt {
+			t.Fatalf("RoundTrip() = %v, want %v", got, rtt)
+		}
+	})
+}

@@ -127,8 +127,10 @@ func (p *Proxy) Blackhole(on bool) {
 }
 
 // Latency delays every chunk of data by d in each direction (so a round trip
-// takes at least 2*d more), keeping its order. It applies to data read from
-// now on; 0 turns it off.
+// takes at least 2*d more), keeping its order, and so the end of either
+// side: a broker that closes the connection as soon as it reads a packet is
+// seen to close it 2*d after the client sent the packet, as over a slow
+// link. It applies to data read from now on; 0 turns it off.
 func (p *Proxy) Latency(d time.Duration) {
 	p.latency.Store(int64(max(d, 0)))
 }
@@ -295,10 +297,12 @@ func (l *link) run(ctx context.Context) {
 	wg.Wait()
 }
 
-// chunk is data read from one side, due to be written to the other.
+// chunk is data read from one side, due to be written to the other; or,
+// with end set, the end of that side, due to close the link.
 type chunk struct {
 	data []byte
 	due  time.Time
+	end  bool
 }
 
 // pump forwards src to dst until either side fails or the link is closed,
@@ -325,17 +329,17 @@ func (l *link) pump(src, dst net.Conn, delivered *atomic.Int64) {
 		case <-l.done:
 			return
 		}
-		if !ok { // src ended
-			l.closeUnlessBlackholed()
-			return
-		}
-		if wait := time.Until(c.due); wait > 0 {
+		if wait := time.Until(c.due); ok && wait > 0 {
 			timer.Reset(wait)
 			select {
 			case <-timer.C:
 			case <-l.done:
 				return
 			}
+		}
+		if !ok || c.end { // src ended (after the latency, as data would)
+			l.closeUnlessBlackholed()
+			return
 		}
 		if l.p.blackhole.Load() { // turned on while the chunk waited
 			if dst == l.client {
@@ -383,6 +387,12 @@ func (l *link) read(src net.Conn, queue chan<- chunk) {
 			}
 		}
 		if err != nil {
+			if d := time.Duration(l.p.latency.Load()); d > 0 {
+				select {
+				case queue <- chunk{end: true, due: time.Now().Add(d)}:
+				case <-l.done:
+				}
+			}
 			return
 		}
 	}

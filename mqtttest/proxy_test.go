@@ -236,6 +236,26 @@ func TestProxyLatency(t *testing.T) {
 	expect(t, server, "fast")
 }
 
+// The end of a connection travels like data: a target that closes as soon
+// as it reads a packet is seen to close a round trip after the packet was
+// sent.
+func TestProxyLatencyDelaysTheEnd(t *testing.T) {
+	target, accepted := newTarget(t)
+	p := mqtttest.NewProxy(t, target)
+	const d = 50 * time.Millisecond
+	p.Latency(d)
+	client, server := pair(t, p, accepted)
+
+	start := time.Now()
+	send(t, client, "refused")
+	expect(t, server, "refused")
+	_ = server.Close()
+	expectEnd(t, client)
+	if took := time.Since(start); took < 2*d {
+		t.Errorf("the end came %v after the packet, want at least %v", took, 2*d)
+	}
+}
+
 // A whole MQTT exchange survives being chopped into one-byte writes.
 func TestProxySplitWrites(t *testing.T) {
 	b := mqtttest.NewBroker(t)
