@@ -123,7 +123,9 @@ type Config struct {
 
 	// KeepAlive is the longest the link may stay silent; the client pings
 	// before then and declares the link dead when nothing comes back
-	// within half an interval more. Zero means DefaultKeepAlive (30 s); a
+	// within half an interval more (or within two round trips of the
+	// connection's CONNECT/CONNACK exchange, on a link slower than
+	// that). Zero means DefaultKeepAlive (30 s); a
 	// negative value turns keepalive off (a dead link may then go
 	// unnoticed). At most 65535 s. An MQTT 5 broker may override it.
 	KeepAlive time.Duration

@@ -140,3 +140,68 @@ func TestKeepaliveCountsEveryByte(t *testing.T) {
 		})
 	})
 }
+
+// On a link slower than half the keepalive (a 2 s keepalive over a link
+// whose round trip, as CONNECT/CONNACK measured it, is 1.5 s), the
+// PINGRESP gets two round trips: one that comes 1.4 s after the PINGREQ
+// keeps the connection, and silence is still fatal, two round trips after
+// the PINGREQ.
+func TestKeepaliveWaitsTwoRoundTripsOnASlowLink(t *testing.T) {
+	const rtt = 1500 * time.Millisecond
+	slowLink := func(t *testing.T) (*conn.Conn, *peer) {
+		client, server := net.Pipe()
+		t.Cleanup(func() { server.Close() })
+		p := &peer{t: t, nc: server, br: bufio.NewReader(server), v: codec.V311}
+		go func() {
+			p.read()
+			time.Sleep(rtt)
+			p.write(&codec.Connack{})
+		}()
+		c, err := conn.Establish(t.Context(), client, "pipe", conn.Config{
+			Connect: &codec.Connect{Version: codec.V311, ClientID: "c", CleanStart: true, KeepAlive: 2},
+			Inbound: make(chan conn.Inbound),
+		})
+		if err != nil {
+			t.Fatalf("Establish: %v", err)
+		}
+		return c, p
+	}
+	t.Run("late answer", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, p := slowLink(t)
+			errs := run(c)
+			if _, ok := p.read().(*codec.Pingreq); !ok {
+				t.Fatal("want PINGREQ")
+			}
+			time.Sleep(1400 * time.Millisecond)
+			p.write(&codec.Pingresp{})
+			if _, ok := p.read().(*codec.Pingreq); !ok { // the next, after another quiet interval
+				t.Fatal("want the next PINGREQ")
+			}
+			if err := c.Err(); err != nil {
+				t.Fatalf("Err = %v after a PINGRESP 1.4 s late on a 1.5 s link, want a live connection", err)
+			}
+			c.Close()
+			<-errs
+			<-errs
+		})
+	})
+	t.Run("silence", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, p := slowLink(t)
+			errs := run(c)
+			if _, ok := p.read().(*codec.Pingreq); !ok {
+				t.Fatal("want PINGREQ")
+			}
+			sent := time.Now()
+			go sink(p.nc)
+			if err := <-errs; !errors.Is(err, conn.ErrKeepAliveTimeout) {
+				t.Fatalf("loop ended with %v, want ErrKeepAliveTimeout", err)
+			}
+			if d := time.Since(sent); d != 2*rtt {
+				t.Fatalf("declared dead %s after the PINGREQ, want %s (two round trips)", d, 2*rtt)
+			}
+			<-errs
+		})
+	})
+}

@@ -78,7 +78,10 @@ func (w *writer) keepalive() (ping bool, err error) {
 		return false, nil
 	}
 	k := int64(c.pingAfter())
-	timeout := int64(c.keepAlive / 2)
+	// Half an interval for the answer, or two round trips where the link
+	// is slower than that (a short keepalive over NB-IoT or a satellite
+	// hop would otherwise declare every connection dead).
+	timeout := int64(max(c.keepAlive/2, 2*c.roundTrip))
 	now := c.now()
 	lastRead, lastWrite := c.lastRead.Load(), c.lastWrite.Load()
 	if c.stalled.Load() {
