@@ -111,9 +111,14 @@ type Client struct {
 	// have reached the broker without its answer reaching the client.
 	connectUnanswered bool
 	connectedBefore   bool
-	takeover          takeoverWatch
-	lastErrMu         sync.Mutex
-	lastErr           error // the latest connection failure, for the errors of Dial and WaitConnected
+	// For the default connect timeout (attemptTimeout): how long the
+	// last attempt that reached CONNACK took, and how many attempts in a
+	// row have run out of time since.
+	connectTook     time.Duration
+	connectTimeouts int
+	takeover        takeoverWatch
+	lastErrMu       sync.Mutex
+	lastErr         error // the latest connection failure, for the errors of Dial and WaitConnected
 }
 
 // Dial validates cfg, connects to the first server that answers, retrying

@@ -19,6 +19,10 @@ import (
 	"github.com/robustmqtt/mqtt/store"
 )
 
+// maxAdaptedConnectTimeout caps the default connect timeout as it adapts
+// to a slow link (see Config.ConnectTimeout).
+const maxAdaptedConnectTimeout = 2 * time.Minute
+
 // Defaults for the zero values of Config. Each field's comment repeats its own.
 const (
 	DefaultKeepAlive       = 30 * time.Second
@@ -131,7 +135,15 @@ type Config struct {
 	KeepAlive time.Duration
 
 	// ConnectTimeout bounds one connection attempt: dial plus
-	// CONNECT/CONNACK. Zero means DefaultConnectTimeout (10 s).
+	// CONNECT/CONNACK. Zero means a timeout that adapts to the link:
+	// DefaultConnectTimeout (10 s) for the first attempt; then at least
+	// three times as long as the last attempt that connected took, and
+	// twice as long as the attempt before if that one ran out of time, up
+	// to 2 minutes. So a slow link (NB-IoT, a
+	// satellite hop, where a TLS connection can take more than 10 s) is
+	// not cut off, every time, before its handshake can finish, while a
+	// server that does not answer is left after 10 s the first time. A
+	// value set here bounds every attempt as it is.
 	ConnectTimeout time.Duration
 
 	// Username and Password are sent in CONNECT when set. For credentials
@@ -355,10 +367,13 @@ type Config struct {
 // settings is a validated Config with every default applied.
 type settings struct {
 	Config
-	shown     []string // Servers as events, logs and errors show them (conn.RedactServer)
-	version   byte
-	keepAlive uint16 // seconds
-	expiry    uint32 // seconds, MQTT 5
+	shown   []string // Servers as events, logs and errors show them (conn.RedactServer)
+	version byte
+	// adaptConnect: ConnectTimeout was left to its default, which adapts
+	// to the link (Client.attemptTimeout).
+	adaptConnect bool
+	keepAlive    uint16 // seconds
+	expiry       uint32 // seconds, MQTT 5
 	// authMethod is Config.Auth's Method, asked once; "" without Auth.
 	authMethod string
 }
@@ -462,7 +477,7 @@ func (cfg Config) validate() (*settings, error) {
 		s.expiry = uint32(expiry / time.Second)
 	}
 	if s.ConnectTimeout == 0 {
-		s.ConnectTimeout = DefaultConnectTimeout
+		s.ConnectTimeout, s.adaptConnect = DefaultConnectTimeout, true
 	} else if s.ConnectTimeout < 0 {
 		return bad("ConnectTimeout %s is negative", cfg.ConnectTimeout)
 	}

@@ -34,6 +34,7 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	}
 	c.runServer, c.runUp = shown, false
 	c.stats.attempts.Add(1)
+	timeout, began := c.attemptTimeout(), time.Now()
 	var cn *conn.Conn
 	endTurn, err := c.takeAuthTurn(ctx)
 	if err == nil {
@@ -42,7 +43,7 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 		if err == nil {
 			cfg := conn.Config{
 				Connect:        connect,
-				ConnectTimeout: c.cfg.ConnectTimeout,
+				ConnectTimeout: timeout,
 				MaxPacketSize:  c.cfg.MaxPacketSize,
 				TLS:            c.cfg.TLS,
 				Inbound:        c.inbound,
@@ -57,7 +58,11 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 		}
 		endTurn()
 	}
+	took := time.Since(began)
 	if err != nil {
+		if took >= timeout && ctx.Err() == nil {
+			c.connectTimeouts++
+		}
 		if conn.ConnectMayHaveArrived(err) {
 			c.connectUnanswered = true
 		}
@@ -69,6 +74,7 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 		c.cfg.Logger.Debug("mqtt: connect failed", "server", shown, "err", err)
 		return err
 	}
+	c.connectTook, c.connectTimeouts = took, 0
 	// The session must know the connection before its first frame, so
 	// the reader starts only once the session has taken it.
 	nc := newConn{cn: cn, presentUnproven: c.connectUnanswered && cn.Connack().SessionPresent}
@@ -107,6 +113,25 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	}
 	c.connectedBefore = true
 	return nil
+}
+
+// attemptTimeout is the connect timeout of the next attempt: the one
+// Config sets, or, left to its default, one that adapts to the link (see
+// Config.ConnectTimeout): DefaultConnectTimeout, at least three times what
+// the last connection took to come up, doubled for each attempt in a row
+// since then that ran out of time, at most maxAdaptedConnectTimeout.
+func (c *Client) attemptTimeout() time.Duration {
+	if !c.cfg.adaptConnect {
+		return c.cfg.ConnectTimeout
+	}
+	t := max(DefaultConnectTimeout, 3*c.connectTook)
+	for range c.connectTimeouts {
+		if t >= maxAdaptedConnectTimeout {
+			break
+		}
+		t *= 2
+	}
+	return min(t, maxAdaptedConnectTimeout)
 }
 
 // connectFor returns the CONNECT for one attempt to server (shown, as
