@@ -11,6 +11,7 @@ import (
 	"github.com/robustmqtt/mqtt"
 	"github.com/robustmqtt/mqtt/codec"
 	"github.com/robustmqtt/mqtt/internal/mosquitto"
+	"github.com/robustmqtt/mqtt/mqtttest"
 )
 
 // aclConfig is the dynamic security configuration of aclBroker: anonymous
@@ -186,4 +187,42 @@ func TestV311MosquittoRefusesByClosing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The same refusal by Mosquitto (max_qos 1, a QoS 2 message) over a slow
+// link: the publisher, with every default, reaches the broker through the
+// fault proxy at 1.2 s round trips, so that each close comes more than a
+// second after the message left. It is still recognised, and the message
+// behind it arrives.
+func TestV311MosquittoRefusesByClosingOverASlowLink(t *testing.T) {
+	b := mosquitto.New(t, "max_qos 1")
+	sub := dial(t, config(b, "slow-refused-sub", 4))
+	subscribe(t, sub, mqtt.Subscription{Filter: "refused/#", QoS: mqtt.AtLeastOnce})
+	p := mqtttest.NewProxy(t, b.Addr())
+	p.Latency(600 * time.Millisecond)
+	pub := dialDefaults(t, mqtt.Config{Servers: []string{p.URL()}, ClientID: "slow-refused-pub"})
+	// Longer than wait: four or five connections at 1.2 s round trips,
+	// and the default backoff's delays between them.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	refused := pub.PublishAsync(ctx, mqtt.Message{Topic: "refused/qos2", Payload: []byte("exactly once"), QoS: mqtt.ExactlyOnce})
+	behind := pub.PublishAsync(ctx, mqtt.Message{Topic: "refused/behind", Payload: []byte("behind"), QoS: mqtt.AtLeastOnce})
+	select {
+	case err := <-refused:
+		if !errors.Is(err, mqtt.ErrRefused) {
+			t.Fatalf("the message mosquitto refuses: %v, want ErrRefused", err)
+		}
+		t.Log(err)
+	case <-ctx.Done():
+		t.Fatalf("no result for the message mosquitto refuses over the slow link:\n%s", b.Log())
+	}
+	select {
+	case err := <-behind:
+		if err != nil {
+			t.Fatalf("the message behind it: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no result for the message behind the refused one")
+	}
+	receiveWant(t, sub, "refused/behind", "behind")
 }
