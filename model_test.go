@@ -337,8 +337,8 @@ func long(t *testing.T, steps int, en map[string]bool) {
 		}
 	})
 	took := time.Since(began).Round(time.Second)
-	t.Logf("long run: %d histories, %d steps in %s", histories.Load(), total.Load(), took)
-	fmt.Fprintf(os.Stderr, "model: long run: %d histories, %d steps in %s\n", histories.Load(), total.Load(), took)
+	t.Logf("long run: %d histories, %d steps in %s; ResubscribeFailed events named %d filters", histories.Load(), total.Load(), took, resubscribeFailures.Load())
+	fmt.Fprintf(os.Stderr, "model: long run: %d histories, %d steps in %s; ResubscribeFailed events named %d filters\n", histories.Load(), total.Load(), took, resubscribeFailures.Load())
 }
 
 // runModel runs one history in a bubble of its own.

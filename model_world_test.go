@@ -316,6 +316,7 @@ func (w *world) events() {
 						}
 					}
 				}
+				w.checkResubscribeFailed(inst, e)
 				var pe *mqtt.ProtocolError
 				if errors.As(e.Err, &pe) && !inst.crashed.Load() {
 					w.violate("client %d: %v: a protocol error from a broker that kept the protocol", inst.n, e)
@@ -323,6 +324,36 @@ func (w *world) events() {
 			default:
 				more = false
 			}
+		}
+	}
+}
+
+// resubscribeFailures counts the filters ResubscribeFailed events named, in
+// every history of a run (reported by the long run).
+var resubscribeFailures atomic.Int64
+
+// checkResubscribeFailed checks a ResubscribeFailed event: it names
+// filters, and each one it says the broker refused in a SUBACK is one the
+// broker did refuse so.
+func (w *world) checkResubscribeFailed(inst *instance, e mqtt.Event) {
+	if e.Kind != mqtt.ResubscribeFailed {
+		return
+	}
+	resubscribeFailures.Add(int64(len(e.Filters)))
+	if len(e.Filters) == 0 || e.Err == nil {
+		w.violate("client %d: %v names no filter or no error", inst.n, e)
+		return
+	}
+	var se *mqtt.SubscribeError
+	if !errors.As(e.Err, &se) {
+		return
+	}
+	for f := range se.Refused {
+		if !slices.Contains(e.Filters, f) {
+			w.violate("client %d: %v: its error refuses %s, which Filters does not name", inst.n, e, f)
+		}
+		if !slices.ContainsFunc(w.subAcked[f], codec.ReasonCode.IsError) {
+			w.violate("client %d: %v: the broker never refused %s in a SUBACK (it answered %v)", inst.n, e, f, w.subAcked[f])
 		}
 	}
 }
