@@ -545,7 +545,10 @@ func (b *broker) onPublish(bc *bconn, p *codec.Publish, at time.Time) {
 		b.cut(bc)
 		return
 	}
-	if p.QoS == 1 {
+	// downgrade: QoS 2 taken as QoS 1 and answered with PUBACK, as RabbitMQ
+	// does under MQTT 3.1.1 (an MQTT 5 broker that cannot take QoS 2 says
+	// so with Maximum QoS instead).
+	if p.QoS == 1 || w.d["downgrade"] && bc.ver == codec.V311 {
 		if f := s.in[id]; f != nil {
 			f.owedOn, f.inst = bc, bc.inst // the same message again
 			return
@@ -879,7 +882,9 @@ func (b *broker) owed() []owedAck {
 		case f.qos == 1:
 			out = append(out, owedAck{what: "PUBACK " + f.tag, kind: codec.TypePuback, do: func(code codec.ReasonCode) {
 				b.send(bc, &codec.Puback{PacketID: id, ReasonCode: code})
-				b.w.msgs[f.tag].acks = append(b.w.msgs[f.tag].acks, code)
+				m := b.w.msgs[f.tag]
+				m.acks = append(m.acks, code)
+				m.pubacked = true
 				delete(b.sess.in, id)
 				b.freeIn(bc)
 			}})

@@ -86,6 +86,7 @@ type msgRec struct {
 	neverSent bool               // its result promised that it never will be
 	acks      []codec.ReasonCode // PUBACK / PUBREC codes the broker sent for it
 	comps     int                // PUBCOMPs the broker sent for it
+	pubacked  bool               // the broker answered it with PUBACK (a QoS 2 one too, with downgrade)
 	// poison: the broker cuts the connection whenever it reads this
 	// message; cuts counts how often it did, and refused is set once its
 	// publish ended with ErrRefused.
@@ -130,7 +131,7 @@ func (m *msgRec) ackedOnce() bool {
 	if m.comps > 0 {
 		return true
 	}
-	return m.qos == 1 && slices.ContainsFunc(m.acks, func(c codec.ReasonCode) bool { return c < 0x80 })
+	return (m.qos == 1 || m.pubacked) && slices.ContainsFunc(m.acks, func(c codec.ReasonCode) bool { return c < 0x80 })
 }
 
 // inMsg is one message the broker published.
