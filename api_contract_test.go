@@ -41,6 +41,8 @@ var (
 	_ = mqtt.Event{Kind: mqtt.EventKind(0), Server: "", SessionPresent: false,
 		Attempt: backoff.Attempt{N: 0, Elapsed: time.Duration(0), Err: error(nil)}, Delay: time.Duration(0), Err: error(nil)}
 	_ = []mqtt.EventKind{mqtt.Connected, mqtt.ConnectionLost, mqtt.Reconnecting, mqtt.SessionLost, mqtt.GaveUp}
+	// Events stay comparable: a program may compare one with ==.
+	_ = mqtt.Event{} == mqtt.Event{}
 
 	_ func(backoff.Strategy, backoff.Attempt) (time.Duration, bool) = backoff.Strategy.Next
 	_ func(time.Duration) backoff.Strategy                          = backoff.Constant

@@ -64,15 +64,16 @@ const (
 	// ending the connection each time it was sent alone (Err wraps
 	// ErrRefused), or the SUBSCRIBE could not be sent at all, being
 	// larger than the broker's Maximum Packet Size (Err wraps
-	// ErrInvalidMessage). Filters lists the filters concerned: the broker
-	// delivers nothing for them until the application subscribes again.
+	// ErrInvalidMessage). FailedFilters(e) lists the filters concerned:
+	// the broker delivers nothing for them until the application
+	// subscribes again.
 	// (A filter the broker refused in SUBACK, or that was too large, is
 	// also tried again after the next session loss: a Quota exceeded
 	// passes, the next server may take more. One it refused by ending
 	// connections is not, each try costing several connections.) Like
 	// StoredPublishFailed, these events are never dropped: when they come
-	// faster than Events is read, one event reports several (Filters and
-	// Err hold them all).
+	// faster than Events is read, one event reports several (Err joins
+	// them, FailedFilters lists every filter).
 	ResubscribeFailed
 )
 
@@ -109,7 +110,6 @@ type Event struct {
 	Attempt        backoff.Attempt // Reconnecting: which retry, since when, and why the last failed
 	Delay          time.Duration   // Reconnecting: how long until the attempt
 	Count          int             // MessagesDropped: how many; StoredPublishFailed: how many publishes failed (1, more when merged)
-	Filters        []string        // ResubscribeFailed: the topic filters the client is no longer subscribed to
 	Err            error           // ConnectionLost, GaveUp, StoredPublishFailed, ResubscribeFailed: why; Reconnecting: why the previous attempt failed (= Attempt.Err)
 
 	// Connack (Connected, MQTT 5) are the properties of the broker's
@@ -153,7 +153,7 @@ func (e Event) String() string {
 	case ClientIDConflict:
 		return fmt.Sprintf("another client uses client ID %q on %s: %v", e.ClientID, e.Server, e.Err)
 	case ResubscribeFailed:
-		return fmt.Sprintf("subscribing again to %q failed: %v", e.Filters, e.Err)
+		return fmt.Sprintf("subscribing again failed: %v", e.Err)
 	}
 	return e.Kind.String()
 }
@@ -271,13 +271,49 @@ func merge(a, b Event) Event {
 	return mergeStoredFailures(a, b)
 }
 
-// mergeResubscribeFailures makes one ResubscribeFailed event of two:
-// Filters lists both's, and Err joins both's (errors.Is and errors.As find
-// each).
+// mergeResubscribeFailures makes one ResubscribeFailed event of two: Err
+// joins both's (errors.Is and errors.As find each; FailedFilters lists the
+// filters of both).
 func mergeResubscribeFailures(a, b Event) Event {
-	a.Filters = append(slices.Clip(a.Filters), b.Filters...)
 	a.Err = errors.Join(a.Err, b.Err)
 	return a
+}
+
+// resubscribeError is the Err of a ResubscribeFailed event: the filters
+// the client could not subscribe to again after a lost session, and why.
+type resubscribeError struct {
+	filters []string
+	err     error
+}
+
+func (e *resubscribeError) Error() string {
+	return fmt.Sprintf("mqtt: subscribing again to %q after the broker lost the session: %v", e.filters, e.err)
+}
+
+func (e *resubscribeError) Unwrap() error { return e.err }
+
+// FailedFilters lists the topic filters a ResubscribeFailed event reports:
+// those the client could not subscribe to again after the broker lost the
+// session, for which the broker delivers nothing until the application
+// subscribes again. It returns nil for an event of another kind.
+func FailedFilters(e Event) []string {
+	if e.Kind != ResubscribeFailed {
+		return nil
+	}
+	var filters []string
+	var walk func(err error)
+	walk = func(err error) {
+		switch err := err.(type) {
+		case *resubscribeError:
+			filters = append(filters, err.filters...)
+		case interface{ Unwrap() []error }:
+			for _, e := range err.Unwrap() {
+				walk(e)
+			}
+		}
+	}
+	walk(e.Err)
+	return filters
 }
 
 // mergeStoredFailures makes one StoredPublishFailed event of two: Count

@@ -92,7 +92,7 @@ func testEmitNeverDropsResubscribeFailures(t *testing.T, c *Client, events func(
 	resubscribe := func(i int) {
 		f := fmt.Sprintf("f/%d", i)
 		wantFilters = append(wantFilters, f)
-		c.emit(Event{Kind: ResubscribeFailed, Filters: []string{f}, Err: fmt.Errorf("%w: %s", ErrRefused, f)})
+		c.emit(Event{Kind: ResubscribeFailed, Err: &resubscribeError{filters: []string{f}, err: fmt.Errorf("%w: %s", ErrRefused, f)}})
 	}
 	for i := range eventBuffer {
 		c.emit(Event{Kind: StoredPublishFailed, Count: 1, Err: fmt.Errorf("stored %d", i)})
@@ -114,8 +114,8 @@ func testEmitNeverDropsResubscribeFailures(t *testing.T, c *Client, events func(
 		case e := <-events():
 			switch e.Kind {
 			case ResubscribeFailed:
-				gotFilters = append(gotFilters, e.Filters...)
-				for _, f := range e.Filters {
+				gotFilters = append(gotFilters, FailedFilters(e)...)
+				for _, f := range FailedFilters(e) {
 					if !strings.Contains(e.Err.Error(), f) || !errors.Is(e.Err, ErrRefused) {
 						t.Errorf("%v: its error does not say why %s failed", e, f)
 					}

@@ -340,8 +340,9 @@ func (w *world) checkResubscribeFailed(inst *instance, e mqtt.Event) {
 	if e.Kind != mqtt.ResubscribeFailed {
 		return
 	}
-	resubscribeFailures.Add(int64(len(e.Filters)))
-	if len(e.Filters) == 0 || e.Err == nil {
+	filters := mqtt.FailedFilters(e)
+	resubscribeFailures.Add(int64(len(filters)))
+	if len(filters) == 0 || e.Err == nil {
 		w.violate("client %d: %v names no filter or no error", inst.n, e)
 		return
 	}
@@ -350,8 +351,8 @@ func (w *world) checkResubscribeFailed(inst *instance, e mqtt.Event) {
 		return
 	}
 	for f := range se.Refused {
-		if !slices.Contains(e.Filters, f) {
-			w.violate("client %d: %v: its error refuses %s, which Filters does not name", inst.n, e, f)
+		if !slices.Contains(filters, f) {
+			w.violate("client %d: %v: its error refuses %s, which FailedFilters does not name", inst.n, e, f)
 		}
 		if !slices.ContainsFunc(w.subAcked[f], codec.ReasonCode.IsError) {
 			w.violate("client %d: %v: the broker never refused %s in a SUBACK (it answered %v)", inst.n, e, f, w.subAcked[f])

@@ -550,14 +550,13 @@ var errIDsExhausted = errors.New("mqtt: all 65535 packet identifiers are in use;
 // and the Logger that the client's own re-subscription of filters after a
 // lost session did not take, and why (err).
 func (s *session) resubscribeFailed(filters []string, err error) {
-	err = fmt.Errorf("mqtt: subscribing again after the broker lost the session: %w", err)
 	s.cfg.Logger.Warn("mqtt: the broker does not deliver for these filters until the application subscribes again",
 		"filters", filters, "err", err)
 	var server string
 	if s.cur != nil {
 		server = s.cur.Server()
 	}
-	s.c.emit(Event{Kind: ResubscribeFailed, Server: server, Filters: filters, Err: err})
+	s.c.emit(Event{Kind: ResubscribeFailed, Server: server, Err: &resubscribeError{filters: filters, err: err}})
 }
 
 // controlID is the packet identifier of a SUBSCRIBE or UNSUBSCRIBE.
