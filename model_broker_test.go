@@ -326,7 +326,7 @@ func (b *broker) receive(bc *bconn, f rxFrame) {
 			w.violate("c%d: a second CONNECT [MQTT-3.1.0-2]", bc.n)
 			return
 		}
-		bc.connect, bc.connectAt = p, f.at
+		bc.connect = p
 		if p.CleanStart != bc.inst.cfg.CleanStart || p.ClientID != bc.inst.cfg.ClientID {
 			w.violate("c%d: CONNECT %+v does not match the config", bc.n, p)
 		}
@@ -741,7 +741,6 @@ func (b *broker) connack(bc *bconn, code codec.ReasonCode, lim limits, lose bool
 		}
 	}
 	ack := &codec.Connack{SessionPresent: present}
-	bc.connackAt = time.Now()
 	if bc.ver == codec.V5 {
 		pr := &codec.Properties{}
 		if lim.recvMax > 0 {

@@ -115,7 +115,7 @@ func (w *world) checkPublish(o *opRec, err error, at time.Time) {
 		switch {
 		case !m.poison && m.endedRightAfter(3, time.Second):
 			// What the error says happened, by chance of the faults.
-			w.logf("  %s: the broker ended the last 3 connections within 1 s (plus two round trips) of reading it: refused by coincidence", o)
+			w.logf("  %s: the broker ended the last 3 connections within 1 s of reading it: refused by coincidence", o)
 		case !m.poison:
 			w.violate("%s ended %v, but the broker takes that message", o, err)
 		case m.cuts < 3:
@@ -208,7 +208,7 @@ func (w *world) checkControl(o *opRec, err error) {
 		rec.refused = true
 		switch {
 		case !rec.poison && endedRightAfter(rec.sends, 3, time.Second):
-			w.logf("  %s: the broker ended the last 3 connections within 1 s (plus two round trips) of reading it: refused by coincidence", o)
+			w.logf("  %s: the broker ended the last 3 connections within 1 s of reading it: refused by coincidence", o)
 		case !rec.poison:
 			w.violate("%s ended %v, but the broker takes it", o, err)
 		case rec.cuts < 3:

@@ -51,21 +51,18 @@ type bconn struct {
 	// brokerEnd is when the broker cut it or sent DISCONNECT; zero if
 	// it did not.
 	brokerEnd time.Time
-	// connectAt is when the client's CONNECT arrived, connackAt when the
-	// broker accepted it: the round trip the client measures.
-	connectAt, connackAt time.Time
-	connect              *codec.Connect
-	up                   bool // a successful CONNACK went out
-	dead                 bool // the model has seen it end (or ended it)
-	lim                  limits
-	quotaIn              int // PUBLISHes QoS>0 the client may still send; -1: no limit
-	quotaOut             int // PUBLISHes QoS>0 the broker may still send; -1: no limit
-	sawDisc              bool
-	ctl                  map[uint16]*ctlFlow
-	compOwed             []uint16 // PUBREL for identifiers without a flow: PUBCOMP owed
-	ord                  [3]ackOrder
-	resendQ              []uint16          // broker flows whose PUBLISH waits for send quota
-	aliases              map[string]uint16 // MQTT 5 topic aliases the broker set on this connection
+	connect   *codec.Connect
+	up        bool // a successful CONNACK went out
+	dead      bool // the model has seen it end (or ended it)
+	lim       limits
+	quotaIn   int // PUBLISHes QoS>0 the client may still send; -1: no limit
+	quotaOut  int // PUBLISHes QoS>0 the broker may still send; -1: no limit
+	sawDisc   bool
+	ctl       map[uint16]*ctlFlow
+	compOwed  []uint16 // PUBREL for identifiers without a flow: PUBCOMP owed
+	ord       [3]ackOrder
+	resendQ   []uint16          // broker flows whose PUBLISH waits for send quota
+	aliases   map[string]uint16 // MQTT 5 topic aliases the broker set on this connection
 	// On a connection that resumed the session: the client's flows it
 	// took over (identifier -> message), whether a new message came
 	// yet, and the original order of the latest re-sent PUBLISH and PUBREL.
@@ -340,13 +337,4 @@ func rc(c codec.ReasonCode) string {
 func tagOf(payload []byte) string {
 	s, _, _ := strings.Cut(string(payload), "|")
 	return s
-}
-
-// handshake is how long the broker took to accept the connection's
-// CONNECT; 0 before it did.
-func (bc *bconn) handshake() time.Duration {
-	if bc.connackAt.IsZero() {
-		return 0
-	}
-	return bc.connackAt.Sub(bc.connectAt)
 }

@@ -110,15 +110,13 @@ type sendRec struct {
 func (m *msgRec) endedRightAfter(n int, d time.Duration) bool { return endedRightAfter(m.sends, n, d) }
 
 // endedRightAfter reports whether the broker ended each of the last n
-// connections in sends within d of reading what they carried, plus two of
-// that connection's handshake round trips (CONNECT read to CONNACK sent),
-// as the client's refusal window has it (refusalWithin).
+// connections in sends within d of reading what they carried.
 func endedRightAfter(sends []sendRec, n int, d time.Duration) bool {
 	if len(sends) < n {
 		return false
 	}
 	for _, s := range sends[len(sends)-n:] {
-		if s.bc.brokerEnd.IsZero() || s.bc.brokerEnd.Sub(s.at) > d+2*s.bc.handshake() {
+		if s.bc.brokerEnd.IsZero() || s.bc.brokerEnd.Sub(s.at) > d {
 			return false
 		}
 	}

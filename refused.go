@@ -82,12 +82,14 @@ const isolateWithin = 5 * time.Second
 
 // refusalWithin is how soon after a packet sent on cn the broker's end of
 // cn must come to count as its refusal of the packet: refuseWindow, plus
-// two round trips as cn's CONNECT/CONNACK exchange measured them. The end
-// comes a round trip after the packet left (half of it for the packet to
-// arrive, half for the close to come back): on a link whose round trips
-// take a second or more (NB-IoT, GPRS, a satellite hop) a fixed window
-// would never see a refusal, and one message the broker will not take
-// would hold back every message behind it, forever.
+// two of the link's round trips as cn measured them (conn.RoundTrip: the
+// smaller of the TCP handshake and CONNECT/CONNACK, so that a broker slow
+// to accept does not widen it). The end comes a round trip after the
+// packet left (half of it for the packet to arrive, half for the close to
+// come back): on a link whose round trips take a second or more (NB-IoT,
+// GPRS, a satellite hop) a fixed window would never see a refusal, and one
+// message the broker will not take would hold back every message behind
+// it, forever.
 func refusalWithin(cn *conn.Conn) time.Duration {
 	return refuseWindow + 2*cn.RoundTrip()
 }
@@ -285,16 +287,19 @@ func (s *session) probeLost(cn *conn.Conn, unwritten []conn.Frame) {
 
 // refusedBy reports whether the end err of cn counts as the broker's
 // refusal of o, its probe sent at sent: o was written (not in unwritten,
-// and a write succeeded since), and the broker ended cn within
-// refusalWithin(cn) of it in a way that can refuse a message.
+// and a write succeeded since), the client was reading all the broker sent
+// (cn not stalled), and the broker ended cn within refusalWithin(cn) of it
+// in a way that can refuse a message.
 func refusedBy(cn *conn.Conn, err error, o *pubOp, sent time.Time, unwritten []conn.Frame) bool {
 	for _, fr := range unwritten {
 		if fr.Track == conn.Tracker(o) {
 			return false // it never reached the broker on cn
 		}
 	}
-	// A write that failed: the broker had ended cn before.
-	return cn.WroteSince(sent) && refusalEnd(err) && time.Since(sent) <= refusalWithin(cn)
+	// A write that failed: the broker had ended cn before. A reader that
+	// had stopped reading (the application behind) may have left the
+	// broker's answer unread.
+	return cn.WroteSince(sent) && !cn.Stalled() && refusalEnd(err) && time.Since(sent) <= refusalWithin(cn)
 }
 
 // firstPublishInFlight is the publish in flight that was sent first and

@@ -176,7 +176,7 @@ func (s *session) ctlProbeLost(cn *conn.Conn, unwritten []conn.Frame) {
 			f.refusals = 0
 		case f.sentOn != s.connectedN:
 			// Not sent on cn (it waited for the one sent alone).
-		case mayRefuse && wroteCtl(cn, f, unwritten) && time.Since(f.sentAt) <= refusalWithin(cn):
+		case mayRefuse && wroteCtl(cn, f, unwritten) && !cn.Stalled() && time.Since(f.sentAt) <= refusalWithin(cn):
 			if alone {
 				f.refusals++
 				if f.refusals >= refuseAfter {

@@ -95,6 +95,10 @@ type Config struct {
 	// connection, and as the alias alone afterwards. The packets queued
 	// are not changed. Zero: none.
 	TopicAliases int
+
+	// link is how long Open's dial took, for RoundTrip; Establish alone
+	// has none.
+	link linkTime
 }
 
 // Inbound is one frame from the broker, with the connection it came on, so
@@ -253,12 +257,16 @@ func Open(ctx context.Context, server string, cfg Config) (*Conn, error) {
 	}
 	var nc net.Conn
 	if cfg.Dial != nil {
+		began := time.Now()
 		nc, err = cfg.Dial(ctx, server)
 		if err == nil && nc == nil {
 			err = fmt.Errorf("conn: Config.Dial returned neither a connection nor an error for %s", u.Redacted())
 		}
+		cfg.link = linkTime{took: time.Since(began), timed: true}
 	} else {
-		nc, err = dial(ctx, u, cfg.TLS)
+		var t linkTimer
+		nc, err = dial(withLinkTimer(ctx, &t), u, cfg.TLS)
+		cfg.link = t.result()
 	}
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
@@ -304,7 +312,7 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 		return nil, errors.New("conn: an Authentication Method in CONNECT and Config.Auth go together: set both or neither")
 	}
 	c.br = newReader(liveReader{c})
-	if err := c.handshake(ctx, cfg.Connect, cfg.Auth); err != nil {
+	if err := c.handshake(ctx, cfg.Connect, cfg.Auth, cfg.link); err != nil {
 		nc.Close()
 		var refused *ConnectError
 		if c.connectWritten && !errors.As(err, &refused) {
@@ -322,8 +330,9 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 }
 
 // handshake writes CONNECT and reads CONNACK, with the rounds of enhanced
-// authentication in between, giving up when ctx ends.
-func (c *Conn) handshake(ctx context.Context, connect *codec.Connect, auth Authenticator) error {
+// authentication in between, giving up when ctx ends. link is how long
+// the dial took, if Open timed it (see RoundTrip).
+func (c *Conn) handshake(ctx context.Context, connect *codec.Connect, auth Authenticator, link linkTime) error {
 	// Unblock the socket when ctx ends: a deadline in the past fails the
 	// pending read or write at once.
 	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
@@ -346,6 +355,9 @@ func (c *Conn) handshake(ctx context.Context, connect *codec.Connect, auth Authe
 	}
 	p, err := c.awaitConnack(ctx, auth)
 	c.roundTrip = time.Since(start)
+	if link.timed {
+		c.roundTrip = min(c.roundTrip, link.took)
+	}
 	if !stop() {
 		// ctx ended while we were waiting; whatever was read is moot.
 		return ctxErr(fmt.Errorf("conn: waiting for CONNACK from %s: %w", c.server, ctx.Err()))
@@ -453,10 +465,16 @@ func (c *Conn) readError(err error, doing string) error {
 // Server is the server URL this connection went to (password redacted).
 func (c *Conn) Server() string { return c.server }
 
-// RoundTrip is how long the CONNECT/CONNACK exchange took, from writing
-// CONNECT to reading CONNACK (with enhanced authentication, every round of
-// it): the link's round trip, the broker's handling of a CONNECT included.
-// It tells how long the broker's answer to anything may take to arrive.
+// RoundTrip is the link's round trip as the connection measured it: the
+// smaller of how long the CONNECT/CONNACK exchange took (with enhanced
+// authentication, every round of it) and, when Open dialed, how long the
+// dial's TCP handshake took (tcp://, tls://, ws://, wss://: from connect(2)
+// to the connection, after any name lookup) or Config.Dial's call. The
+// smaller, because each can hold waits that are not the link's: a broker
+// slow to accept a CONNECT (overloaded after a restart), a dialer that
+// resolves names or passes a proxy. The TCP handshake is answered by the
+// broker's kernel, however busy its process: over a fast link RoundTrip
+// stays small even when CONNACK is slow.
 func (c *Conn) RoundTrip() time.Duration { return c.roundTrip }
 
 // Connack is the broker's CONNACK, with session present and, in MQTT 5, its

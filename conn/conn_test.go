@@ -527,3 +527,80 @@ func TestRoundTripOfTheHandshake(t *testing.T) {
 		}
 	})
 }
+
+// Through Open, RoundTrip is the smaller of the dial and CONNECT/CONNACK:
+// a broker slow to accept (1.5 s) on a link whose handshake took 200 ms
+// has a 200 ms round trip; a dial slower than the CONNACK, the CONNACK's.
+func TestRoundTripIsTheLinks(t *testing.T) {
+	for _, tc := range []struct {
+		dial, connack, want time.Duration
+	}{
+		{200 * time.Millisecond, 1500 * time.Millisecond, 200 * time.Millisecond},
+		{3 * time.Second, 700 * time.Millisecond, 700 * time.Millisecond},
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			client, server := net.Pipe()
+			defer server.Close()
+			p := &peer{t: t, nc: server, br: bufio.NewReader(server), v: codec.V311}
+			go func() {
+				p.read()
+				time.Sleep(tc.connack)
+				p.write(&codec.Connack{})
+			}()
+			c, err := conn.Open(t.Context(), "tcp://slow.link:1883", conn.Config{
+				Connect: &codec.Connect{Version: codec.V311, ClientID: "c", CleanStart: true},
+				Inbound: make(chan conn.Inbound),
+				Dial: func(context.Context, string) (net.Conn, error) {
+					time.Sleep(tc.dial) // the link's handshake, on synctest's clock
+					return client, nil
+				},
+			})
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			defer c.Close()
+			if got := c.RoundTrip(); got != tc.want {
+				t.Fatalf("dial %s, CONNACK after %s: RoundTrip() = %v, want %v", tc.dial, tc.connack, got, tc.want)
+			}
+		})
+	}
+}
+
+// The built-in dial times its TCP handshake: over loopback to a broker
+// that takes 300 ms to accept the CONNECT, RoundTrip is the handshake's
+// (well under the CONNACK's 300 ms), not the broker's.
+func TestRoundTripTimesTheTCPHandshake(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const slow = 300 * time.Millisecond
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		p := &peer{t: t, nc: nc, br: bufio.NewReader(nc), v: codec.V311}
+		p.read()
+		accept := time.NewTimer(slow) // the broker's own delay
+		<-accept.C
+		p.write(&codec.Connack{})
+		_, _ = io.Copy(io.Discard, nc)
+	}()
+	c, err := conn.Open(t.Context(), "tcp://"+ln.Addr().String(), conn.Config{
+		Connect: &codec.Connect{Version: codec.V311, ClientID: "c", CleanStart: true},
+		Inbound: make(chan conn.Inbound),
+	})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if got := c.RoundTrip(); got >= slow {
+		t.Errorf("RoundTrip() = %v: the broker's delay, not the TCP handshake's", got)
+	}
+	c.Close()
+	<-served
+}

@@ -134,19 +134,26 @@ func dial(ctx context.Context, server *url.URL, tlsConfig *tls.Config) (net.Conn
 }
 
 func dialTCP(ctx context.Context, server *url.URL, _ *tls.Config) (net.Conn, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", server.Host)
+	nc, err := tcpDialer(ctx).DialContext(ctx, "tcp", server.Host)
 	if err != nil {
 		return nil, dialError(server, err)
 	}
+	connected(ctx, nc)
 	return nc, nil
 }
 
+// dialTLS connects over TCP, then runs the TLS handshake (as tls.Dialer
+// would), so that the TCP handshake alone is timed (see linkTimer).
 func dialTLS(ctx context.Context, server *url.URL, tlsConfig *tls.Config) (net.Conn, error) {
-	d := tls.Dialer{Config: clientTLS(tlsConfig, server)}
-	nc, err := d.DialContext(ctx, "tcp", server.Host)
+	nc, err := tcpDialer(ctx).DialContext(ctx, "tcp", server.Host)
 	if err != nil {
 		return nil, dialError(server, err)
 	}
-	return nc, nil
+	connected(ctx, nc)
+	tc := tls.Client(nc, clientTLS(tlsConfig, server))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, dialError(server, err)
+	}
+	return tc, nil
 }

@@ -155,18 +155,24 @@ func (c *Conn) send(in Inbound) bool {
 	// flow control holds the broker back through TCP. Time spent so is
 	// not silence on the link (see keepalive).
 	c.stalled.Store(true)
-	defer func() {
-		c.lastRead.Store(c.now())
-		c.stalled.Store(false)
-	}()
 	select {
 	case c.inbound <- in:
+		c.lastRead.Store(c.now())
+		c.stalled.Store(false)
 		return true
 	case <-c.dead:
+		// stalled stays set: the connection ended while the reader held
+		// a frame, with whatever came after it unread (see Stalled).
 		c.pendingIn.Add(-1)
 		return false
 	}
 }
+
+// Stalled reports whether the reader is holding a frame the receiver does
+// not take (its application is behind, or the writer is), or was when the
+// connection ended: what the broker sent after that frame has not been
+// read, an answer to something the client sent among it maybe.
+func (c *Conn) Stalled() bool { return c.stalled.Load() }
 
 // Taken tells the connection that the receiver has handled a frame it got
 // through Config.Inbound: once every frame handed over so is handled, the

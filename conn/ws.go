@@ -35,7 +35,11 @@ const webSocketSubprotocol = "mqtt"
 func dialWebSocket(ctx context.Context, server *url.URL, tlsConfig *tls.Config) (net.Conn, error) {
 	// A transport of its own: no proxy, no HTTP/2 (the upgrade is
 	// HTTP/1.1), the TLS rules of tls://.
-	tr := &http.Transport{}
+	tr := &http.Transport{DialContext: func(dctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := tcpDialer(ctx).DialContext(dctx, network, addr)
+		connected(ctx, nc) // ctx carries the timer, if any
+		return nc, err
+	}}
 	if server.Scheme == "wss" {
 		tr.TLSClientConfig = clientTLS(tlsConfig, server)
 	}

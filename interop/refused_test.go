@@ -3,6 +3,7 @@ package interop_test
 import (
 	"context"
 	"errors"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -191,8 +192,9 @@ func TestV311MosquittoRefusesByClosing(t *testing.T) {
 
 // The same refusal by Mosquitto (max_qos 1, a QoS 2 message) over a slow
 // link: the publisher, with every default, reaches the broker through the
-// fault proxy at 1.2 s round trips, so that each close comes more than a
-// second after the message left. It is still recognised, and the message
+// fault proxy at 1.2 s round trips (its TCP handshake too, through
+// Config.Dial), so that each close comes more than a second after the
+// message left. It is still recognised, and the message
 // behind it arrives.
 func TestV311MosquittoRefusesByClosingOverASlowLink(t *testing.T) {
 	b := mosquitto.New(t, "max_qos 1")
@@ -200,7 +202,19 @@ func TestV311MosquittoRefusesByClosingOverASlowLink(t *testing.T) {
 	subscribe(t, sub, mqtt.Subscription{Filter: "refused/#", QoS: mqtt.AtLeastOnce})
 	p := mqtttest.NewProxy(t, b.Addr())
 	p.Latency(600 * time.Millisecond)
-	pub := dialDefaults(t, mqtt.Config{Servers: []string{p.URL()}, ClientID: "slow-refused-pub"})
+	// The link's TCP handshake takes its round trip too.
+	slowDial := func(ctx context.Context, _ string) (net.Conn, error) {
+		handshake := time.NewTimer(1200 * time.Millisecond)
+		defer handshake.Stop()
+		select {
+		case <-handshake.C:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", p.Addr())
+	}
+	pub := dialDefaults(t, mqtt.Config{Servers: []string{p.URL()}, ClientID: "slow-refused-pub", Dial: slowDial})
 	// Longer than wait: four or five connections at 1.2 s round trips,
 	// and the default backoff's delays between them.
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
