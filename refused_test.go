@@ -317,24 +317,6 @@ func TestEndSoonAfterAProbeSendsEachAlone(t *testing.T) {
 	}
 }
 
-// slowLink is a Config.Dial through p, a fault proxy whose Latency delays
-// data and ends by half of rtt each way: a link whose TCP handshake also
-// takes rtt, as a real one's does. Pass rtt 0 for a fast link in front of
-// a slow broker (the proxy's delay, then, is the broker's).
-func slowLink(p *mqtttest.Proxy, rtt time.Duration) func(context.Context, string) (net.Conn, error) {
-	return func(ctx context.Context, _ string) (net.Conn, error) {
-		handshake := time.NewTimer(rtt) // SYN, SYN-ACK
-		defer handshake.Stop()
-		select {
-		case <-handshake.C:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", p.Addr())
-	}
-}
-
 // refusingBroker plays a broker that ends the connection whenever it reads
 // a PUBLISH to alarm/refused and acknowledges any other, on connection
 // after connection, until it has acknowledged one or ended conns of them.
@@ -374,7 +356,7 @@ func TestBrokerRefusesByClosingOverASlowLink(t *testing.T) {
 	sb.SetConnack(frame(t, 4, &codec.Connack{SessionPresent: true}))
 	p := mqtttest.NewProxy(t, sb.Addr())
 	p.Latency(600 * time.Millisecond)
-	c := dial(t, mqtt.Config{Servers: []string{p.URL()}, ClientID: "slow-link", Dial: slowLink(p, 1200*time.Millisecond)})
+	c := dial(t, mqtt.Config{Servers: []string{p.URL()}, ClientID: "slow-link", Dial: p.Dial(1200 * time.Millisecond)})
 	ctx := t.Context()
 	poison := c.PublishAsync(ctx, mqtt.Message{Topic: "alarm/refused", Payload: []byte("x"), QoS: mqtt.AtLeastOnce})
 	good := c.PublishAsync(ctx, mqtt.Message{Topic: "alarm/taken", Payload: []byte("y"), QoS: mqtt.AtLeastOnce})
@@ -402,7 +384,7 @@ func TestSlowBrokerDoesNotWidenTheRefusalWindow(t *testing.T) {
 	sb.SetConnack(frame(t, 4, &codec.Connack{SessionPresent: true}))
 	p := mqtttest.NewProxy(t, sb.Addr())
 	p.Latency(600 * time.Millisecond)
-	c := dial(t, mqtt.Config{Servers: []string{p.URL()}, ClientID: "slow-broker", Dial: slowLink(p, 0)})
+	c := dial(t, mqtt.Config{Servers: []string{p.URL()}, ClientID: "slow-broker", Dial: p.Dial(0)})
 	poison := c.PublishAsync(t.Context(), mqtt.Message{Topic: "alarm/refused", Payload: []byte("x"), QoS: mqtt.AtLeastOnce})
 	refusingBroker(t, sb, 6) // two ends, then four probes ended after 1.2 s
 	select {

@@ -3,7 +3,6 @@ package interop_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -165,24 +164,7 @@ func TestV311MosquittoRefusesByClosing(t *testing.T) {
 			ctx := testCtx(t)
 			refused := pub.PublishAsync(ctx, tc.refused)
 			behind := pub.PublishAsync(ctx, mqtt.Message{Topic: "refused/behind", Payload: []byte("behind"), QoS: mqtt.AtLeastOnce})
-			select {
-			case err := <-refused:
-				if !errors.Is(err, mqtt.ErrRefused) || !errors.Is(err, mqtt.ErrOutcomeUnknown) {
-					t.Fatalf("the message mosquitto refuses: %v, want ErrRefused and ErrOutcomeUnknown", err)
-				}
-				t.Log(err)
-			case <-ctx.Done():
-				t.Fatalf("no result for the message mosquitto refuses:\n%s", b.Log())
-			}
-			select {
-			case err := <-behind:
-				if err != nil {
-					t.Fatalf("the message behind it: %v", err)
-				}
-			case <-ctx.Done():
-				t.Fatal("no result for the message behind the refused one")
-			}
-			receiveWant(t, sub, "refused/behind", "behind")
+			refusedThenBehind(ctx, t, b, sub, refused, behind)
 			if n := pub.Stats().Connections.Lost.TakenOver; n != 0 {
 				t.Fatalf("Stats Lost.TakenOver %d: the refusals were taken for another client with the ClientID", n)
 			}
@@ -203,32 +185,29 @@ func TestV311MosquittoRefusesByClosingOverASlowLink(t *testing.T) {
 	p := mqtttest.NewProxy(t, b.Addr())
 	p.Latency(600 * time.Millisecond)
 	// The link's TCP handshake takes its round trip too.
-	slowDial := func(ctx context.Context, _ string) (net.Conn, error) {
-		handshake := time.NewTimer(1200 * time.Millisecond)
-		defer handshake.Stop()
-		select {
-		case <-handshake.C:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", p.Addr())
-	}
-	pub := dialDefaults(t, mqtt.Config{Servers: []string{p.URL()}, ClientID: "slow-refused-pub", Dial: slowDial})
+	pub := dialDefaults(t, mqtt.Config{Servers: []string{p.URL()}, ClientID: "slow-refused-pub", Dial: p.Dial(1200 * time.Millisecond)})
 	// Longer than wait: four or five connections at 1.2 s round trips,
 	// and the default backoff's delays between them.
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	refused := pub.PublishAsync(ctx, mqtt.Message{Topic: "refused/qos2", Payload: []byte("exactly once"), QoS: mqtt.ExactlyOnce})
 	behind := pub.PublishAsync(ctx, mqtt.Message{Topic: "refused/behind", Payload: []byte("behind"), QoS: mqtt.AtLeastOnce})
+	refusedThenBehind(ctx, t, b, sub, refused, behind)
+}
+
+// refusedThenBehind checks the results of a publish Mosquitto (b) refuses
+// by closing, ErrRefused with ErrOutcomeUnknown, and of the one published
+// behind it, nil, which sub then receives; each before ctx ends.
+func refusedThenBehind(ctx context.Context, t *testing.T, b *mosquitto.Broker, sub *mqtt.Client, refused, behind <-chan error) {
+	t.Helper()
 	select {
 	case err := <-refused:
-		if !errors.Is(err, mqtt.ErrRefused) {
-			t.Fatalf("the message mosquitto refuses: %v, want ErrRefused", err)
+		if !errors.Is(err, mqtt.ErrRefused) || !errors.Is(err, mqtt.ErrOutcomeUnknown) {
+			t.Fatalf("the message mosquitto refuses: %v, want ErrRefused and ErrOutcomeUnknown", err)
 		}
 		t.Log(err)
 	case <-ctx.Done():
-		t.Fatalf("no result for the message mosquitto refuses over the slow link:\n%s", b.Log())
+		t.Fatalf("no result for the message mosquitto refuses:\n%s", b.Log())
 	}
 	select {
 	case err := <-behind:

@@ -135,6 +135,26 @@ func (p *Proxy) Latency(d time.Duration) {
 	p.latency.Store(int64(max(d, 0)))
 }
 
+// Dial returns a Config.Dial (mqtt and conn) that reaches the proxy as
+// over a link whose TCP handshake takes handshake: the proxy accepts at
+// once, on loopback, while a real slow link's handshake takes a round
+// trip, as its data does (Latency). Set both, handshake to twice the
+// latency, for a slow link; Latency alone is a fast link to a slow broker.
+// The dial gives up when its ctx ends.
+func (p *Proxy) Dial(handshake time.Duration) func(ctx context.Context, server string) (net.Conn, error) {
+	return func(ctx context.Context, _ string) (net.Conn, error) {
+		t := time.NewTimer(handshake)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", p.Addr())
+	}
+}
+
 // SplitWrites makes the proxy forward data in writes of at most n bytes each,
 // so the receiver sees frames arrive in pieces; n <= 0 turns it off.
 // Whether the receiver also reads them in pieces is up to its TCP stack:

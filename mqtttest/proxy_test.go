@@ -336,3 +336,35 @@ func TestProxyClose(t *testing.T) {
 		t.Fatalf("WaitStats with a cancelled ctx = %v", err)
 	}
 }
+
+// Dial reaches the proxy after the handshake's time, as over a slow link,
+// and gives up when its ctx ends first.
+func TestProxyDialTakesTheHandshake(t *testing.T) {
+	target, accepted := newTarget(t)
+	p := mqtttest.NewProxy(t, target)
+	const d = 50 * time.Millisecond
+	start := time.Now()
+	client, err := p.Dial(d)(t.Context(), p.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if took := time.Since(start); took < d {
+		t.Errorf("the dial took %v, want at least %v", took, d)
+	}
+	var server net.Conn
+	select {
+	case server = <-accepted:
+	case <-time.After(ioTimeout):
+		t.Fatal("the proxy did not connect to the target")
+	}
+	defer server.Close()
+	send(t, client, "through")
+	expect(t, server, "through")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := p.Dial(time.Hour)(ctx, p.URL()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a dial whose ctx ended: %v, want context.Canceled", err)
+	}
+}
