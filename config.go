@@ -158,8 +158,9 @@ type Config struct {
 	// so is a nil password (MQTT 3.1.1 allows no password without a
 	// username). Its error fails that attempt, which counts as a failed
 	// attempt for Backoff, and is in the Reconnecting event's Err. ctx
-	// ends when the client stops, or after ConnectTimeout; the client
-	// waits for Credentials to return (Close too), so it must honour ctx.
+	// ends when the client stops, or after the attempt's connect timeout
+	// (see ConnectTimeout); the client waits for Credentials to return
+	// (Close too), so it must honour ctx.
 	// It is called on a goroutine of the client, never two at a time. The
 	// client neither keeps the password after the attempt nor ever logs
 	// it. Set Credentials, or Username and Password, not both. Nil: the
@@ -178,8 +179,9 @@ type Config struct {
 	// broker's refusal is a *ConnectError (0x8C Bad authentication method,
 	// 0x87 Not authorized, ...). Client.Reauthenticate runs an exchange
 	// again on a live connection. Its methods are called with a ctx that
-	// ends when the client stops, or after ConnectTimeout (in
-	// Reauthenticate: the caller's ctx), and must honour it; never two
+	// ends when the client stops, or after the attempt's connect timeout
+	// (see ConnectTimeout; in Reauthenticate: the caller's ctx), and must
+	// honour it; never two
 	// at a time, and in order within one exchange (Start, Next for each
 	// challenge, Done), but an exchange may end after any step, when the
 	// connection fails or ctx ends, so Start begins afresh. Username and

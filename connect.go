@@ -39,7 +39,7 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	endTurn, err := c.takeAuthTurn(ctx)
 	if err == nil {
 		var connect *codec.Connect
-		connect, err = c.connectFor(ctx, server, shown)
+		connect, err = c.connectFor(ctx, server, shown, timeout)
 		if err == nil {
 			cfg := conn.Config{
 				Connect:        connect,
@@ -137,18 +137,19 @@ func (c *Client) attemptTimeout() time.Duration {
 // connectFor returns the CONNECT for one attempt to server (shown, as
 // errors show it): the one built at start, or a copy of it with the
 // credentials asked for now (Config.Credentials) and the Authentication
-// Data of a new exchange (Config.Auth's Start). Their errors fail the
+// Data of a new exchange (Config.Auth's Start), each bounded by timeout,
+// the attempt's connect timeout. Their errors fail the
 // attempt like a refused connection; so do credentials that CONNECT
 // cannot carry. Neither the password nor anything derived from it goes
 // into an error or a log.
-func (c *Client) connectFor(ctx context.Context, server, shown string) (*codec.Connect, error) {
+func (c *Client) connectFor(ctx context.Context, server, shown string, timeout time.Duration) (*codec.Connect, error) {
 	// Made for each attempt rather than kept: a client carries no CONNECT
 	// while it is connected (0.1 KiB, 0.45 KiB with MQTT 5 properties).
 	p := c.cfg.connectPacket()
 	creds, auth := c.cfg.Credentials, c.cfg.Auth
 	if creds != nil {
-		ctx, cancel := context.WithTimeoutCause(ctx, c.cfg.ConnectTimeout,
-			fmt.Errorf("mqtt: Config.Credentials did not return within the connect timeout of %s", c.cfg.ConnectTimeout))
+		ctx, cancel := context.WithTimeoutCause(ctx, timeout,
+			fmt.Errorf("mqtt: Config.Credentials did not return within the connect timeout of %s", timeout))
 		defer cancel()
 		user, pass, err := creds(ctx, server)
 		if err != nil {
@@ -161,8 +162,8 @@ func (c *Client) connectFor(ctx context.Context, server, shown string) (*codec.C
 		p.Password, p.HasPassword = pass, pass != nil
 	}
 	if auth != nil {
-		ctx, cancel := context.WithTimeoutCause(ctx, c.cfg.ConnectTimeout,
-			fmt.Errorf("mqtt: Config.Auth's Start did not return within the connect timeout of %s", c.cfg.ConnectTimeout))
+		ctx, cancel := context.WithTimeoutCause(ctx, timeout,
+			fmt.Errorf("mqtt: Config.Auth's Start did not return within the connect timeout of %s", timeout))
 		defer cancel()
 		data, err := authData(auth.Start(ctx, server))
 		if err != nil {
