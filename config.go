@@ -127,11 +127,11 @@ type Config struct {
 
 	// KeepAlive is the longest the link may stay silent; the client pings
 	// before then and declares the link dead when nothing comes back
-	// within half an interval more (or within two round trips of the
-	// connection's CONNECT/CONNACK exchange, on a link slower than
-	// that). Zero means DefaultKeepAlive (30 s); a
-	// negative value turns keepalive off (a dead link may then go
-	// unnoticed). At most 65535 s. An MQTT 5 broker may override it.
+	// within half an interval more (or within two of the link's round
+	// trips, as the connection measured them, on a link slower than
+	// that). Zero means DefaultKeepAlive (30 s); a negative value turns
+	// keepalive off (a dead link may then go unnoticed). At most 65535 s.
+	// An MQTT 5 broker may override it.
 	KeepAlive time.Duration
 
 	// ConnectTimeout bounds one connection attempt: dial plus
@@ -139,11 +139,11 @@ type Config struct {
 	// DefaultConnectTimeout (10 s) for the first attempt; then at least
 	// three times as long as the last attempt that connected took, and
 	// twice as long as the attempt before if that one ran out of time, up
-	// to 2 minutes. So a slow link (NB-IoT, a
-	// satellite hop, where a TLS connection can take more than 10 s) is
-	// not cut off, every time, before its handshake can finish, while a
-	// server that does not answer is left after 10 s the first time. A
-	// value set here bounds every attempt as it is.
+	// to 2 minutes. So a slow link (NB-IoT, a satellite hop, where a TLS
+	// connection can take more than 10 s) is not cut off, every time,
+	// before its handshake can finish, while a server that does not
+	// answer is left after 10 s the first time. A value set here bounds
+	// every attempt as it is.
 	ConnectTimeout time.Duration
 
 	// Username and Password are sent in CONNECT when set. For credentials

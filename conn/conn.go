@@ -181,7 +181,7 @@ type Conn struct {
 	// the send queue below; here, it packs with the fields above).
 	closed  bool
 	connack *codec.Connack
-	// roundTrip is how long the CONNECT/CONNACK exchange took.
+	// roundTrip is the link's round trip as measured (see RoundTrip).
 	roundTrip time.Duration
 	epoch     time.Time // origin of the liveness clocks below
 	// authMethod is the CONNECT's Authentication Method; "" for none.

@@ -501,8 +501,8 @@ func TestHandshakeV311Broker(t *testing.T) {
 	})
 }
 
-// RoundTrip is the time from writing CONNECT to reading CONNACK: what the
-// client knows of how long the broker's answers take to arrive.
+// Without a dial to time (Establish), RoundTrip is the time from writing
+// CONNECT to reading CONNACK.
 func TestRoundTripOfTheHandshake(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		client, server := net.Pipe()
