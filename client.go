@@ -724,7 +724,8 @@ func (c *Client) Err() error {
 }
 
 // Close stops the client now: it sends DISCONNECT if it is connected (best
-// effort), fails every unfinished publish and subscribe with ErrClosed
+// effort: it gives the DISCONNECT and the broker's close of the connection
+// at most 200 ms), fails every unfinished publish and subscribe with ErrClosed
 // (ErrInStore for a publish that is durably in Config.Store) and
 // returns once every goroutine of the client has exited. Messages and
 // Events are closed. Calling it again does nothing.
@@ -750,11 +751,14 @@ func (c *Client) wakeSession() {
 
 // Disconnect stops the client gracefully: new publishes are refused, the
 // queue and the in-flight publishes are given until ctx ends to finish,
-// then DISCONNECT is sent and the client stops as Close does. It returns
-// nil if everything finished, or an error wrapping ctx.Err() that says how
-// much did not (those calls get ErrClosed). A call made while another
-// Disconnect is in progress returns at once with an error saying so; wait
-// on Done for the stop.
+// then DISCONNECT is sent and the client stops as Close does, once the
+// broker has closed the connection (which it does when it has read the
+// DISCONNECT, so that everything written before it arrived too), or after
+// the longer of 2 s and four of the link's round trips, or when ctx ends.
+// It returns nil if everything finished, or an error wrapping ctx.Err()
+// that says how much did not (those calls get ErrClosed). A call made
+// while another Disconnect is in progress returns at once with an error
+// saying so; wait on Done for the stop.
 func (c *Client) Disconnect(ctx context.Context) error {
 	req := &disconnectRequest{reply: make(chan error, 1)}
 	select {
@@ -767,7 +771,14 @@ func (c *Client) Disconnect(ctx context.Context) error {
 		if err == errDisconnecting {
 			return err
 		}
-		<-c.done
+		// Everything finished and DISCONNECT goes out; the session then
+		// waits for the broker to close the connection (see
+		// session.awaitBrokerClose), which ctx may cut short.
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			c.Close()
+		}
 		return err
 	case <-ctx.Done():
 		c.Close()

@@ -6,6 +6,7 @@ package mqtt_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -487,6 +488,7 @@ func TestNothingAfterDisconnect(t *testing.T) {
 	if p, err := codec.ReadPacket(b.br, 4, 0); !errors.Is(err, io.EOF) {
 		t.Fatalf("after DISCONNECT the client sent %v (err %v), want the end of the stream", p, err)
 	}
+	b.nc.Close() // as a broker does on DISCONNECT
 	if err := <-results; err != nil {
 		t.Fatalf("Disconnect: %v", err)
 	}
@@ -757,4 +759,111 @@ func TestSessionLossTheStoreCannotRecord(t *testing.T) {
 	if inbound != 0 {
 		t.Fatalf("%d inbound records left in the store after the broker lost the session", inbound)
 	}
+}
+
+// A graceful Disconnect to a broker slow to read: what it reported written
+// (QoS 0 messages and the DISCONNECT) was still in the client's socket
+// buffer when it closed the connection, and with bytes received and not
+// read (messages the application had not taken) the operating system
+// resets such a connection and discards what it has not sent. The broker
+// saw the connection fail instead of the DISCONNECT (a broker publishes
+// the Will then) and never got the messages. Now the client ends its side
+// of the stream and waits for the broker to close.
+func TestDisconnectDeliversWhatItWrote(t *testing.T) {
+	b := newManualBroker(t)
+	saidGoodbye := make(chan struct{})
+	dial := func(ctx context.Context, server string) (net.Conn, error) {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "tcp", strings.TrimPrefix(server, "tcp://"))
+		if err != nil {
+			return nil, err
+		}
+		return &goodbyeSpy{TCPConn: nc.(*net.TCPConn), said: saidGoodbye}, nil
+	}
+	dialed := make(chan *mqtt.Client, 1)
+	go func() {
+		c, err := mqtt.Dial(testCtx(t), mqtt.Config{Servers: []string{"tcp://" + b.ln.Addr().String()}, ClientID: "goodbye", Dial: dial})
+		if err != nil {
+			t.Error(err)
+		}
+		dialed <- c
+	}()
+	b.accept()
+	c := <-dialed
+	if c == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { c.Close() })
+
+	// More QoS 1 messages than the application may fall behind by
+	// (MaxPending, 1000): the client stops reading after 1000, and the
+	// rest waits unread in its socket.
+	var frames []byte
+	for id := range uint16(1100) {
+		frames, _ = (&codec.Publish{Topic: "in", Payload: []byte("x"), QoS: 1, PacketID: id + 1}).AppendTo(frames, 4)
+	}
+	if _, err := b.nc.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+
+	// 512 KiB of QoS 0 messages that the broker does not read yet: each is
+	// reported written once it is in the socket's buffers.
+	ctx := testCtx(t)
+	const n = 8
+	var results []<-chan error
+	for range n {
+		results = append(results, c.PublishAsync(ctx, mqtt.Message{Topic: "big", Payload: make([]byte, 64<<10)}))
+	}
+	for _, res := range results {
+		if err := resultOf(t, res); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disconnected := make(chan error, 1)
+	go func() { disconnected <- c.Disconnect(ctx) }()
+	select {
+	case <-saidGoodbye:
+	case <-ctx.Done():
+		t.Fatal("the client wrote no DISCONNECT")
+	}
+
+	// Only now does the broker read: every message, the DISCONNECT, and
+	// the end of the stream.
+	got := 0
+	for {
+		p := b.read()
+		if p.Type() == codec.TypeDisconnect {
+			break
+		}
+		if pub, ok := p.(*codec.Publish); ok && pub.Topic == "big" {
+			got++
+		}
+	}
+	if got != n {
+		t.Fatalf("the broker got %d of the %d messages Disconnect finished before its DISCONNECT", got, n)
+	}
+	b.nc.SetReadDeadline(time.Now().Add(wait))
+	if p, err := codec.ReadPacket(b.br, 4, 0); !errors.Is(err, io.EOF) {
+		t.Fatalf("after DISCONNECT: %v (err %v), want the end of the stream", p, err)
+	}
+	b.nc.Close() // as a broker does on DISCONNECT
+	if err := <-disconnected; err != nil {
+		t.Fatalf("Disconnect: %v", err)
+	}
+}
+
+// goodbyeSpy is a TCP connection that closes said once a write that ends
+// with a DISCONNECT (E0 00) has returned.
+type goodbyeSpy struct {
+	*net.TCPConn
+	said chan struct{}
+	once sync.Once
+}
+
+func (g *goodbyeSpy) Write(b []byte) (int, error) {
+	n, err := g.TCPConn.Write(b)
+	if err == nil && bytes.HasSuffix(b, []byte{0xE0, 0x00}) {
+		g.once.Do(func() { close(g.said) })
+	}
+	return n, err
 }

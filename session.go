@@ -962,8 +962,53 @@ func (s *session) closeNow() {
 	defer t.Stop()
 	select {
 	case <-written:
+		s.awaitBrokerClose(t.C)
 	case <-s.cur.Done():
 	case <-t.C:
+	}
+}
+
+// goodbyeWait bounds how long a graceful stop waits, after its DISCONNECT
+// was written, for the broker to close the connection: at least
+// minGoodbyeWait, longer over a slow link (a broker closes as it reads the
+// DISCONNECT, a round trip after it was written, later when the bytes
+// written before it are still on their way).
+func goodbyeWait(cn *conn.Conn) time.Duration {
+	return max(minGoodbyeWait, 4*cn.RoundTrip())
+}
+
+// minGoodbyeWait is the least goodbyeWait.
+const minGoodbyeWait = 2 * time.Second
+
+// awaitBrokerClose runs once the DISCONNECT of a stop was written on cur:
+// it ends the client's side of the stream (conn.Conn.CloseWrite) and waits
+// until the broker has closed its side, or until timeout fires or Close is
+// called, taking in and dropping every frame that arrives meanwhile
+// [MQTT-3.14.4-1: nothing is answered after DISCONNECT]. Closing at once
+// would reset a connection with unread bytes, which makes the operating
+// system discard what it had not yet sent: the DISCONNECT and the last
+// QoS 0 messages, which the stop reported written, are lost, and the
+// broker publishes the Will (see CloseWrite). Once the broker closed, all
+// of it was read.
+func (s *session) awaitBrokerClose(timeout <-chan time.Time) {
+	cn := s.cur
+	if cn == nil || !cn.CloseWrite() {
+		return
+	}
+	c := s.c
+	for {
+		select {
+		case in := <-c.inbound:
+			in.Conn.Taken() // the reader hands the next one over
+		case <-cn.Done():
+			return
+		case <-timeout:
+			return
+		case <-s.wake:
+			if c.closing.Load() {
+				return
+			}
+		}
 	}
 }
 
@@ -974,6 +1019,14 @@ func (s *session) shutdown(err error) {
 	c := s.c
 	c.direct.Store(nil)    // every Publish takes the queue, which says ErrClosed
 	c.stopping.Store(true) // the connection's end is not news now
+	if err == nil && s.finalFrame != nil && s.cur != nil && !c.closing.Load() {
+		// A graceful Disconnect's DISCONNECT was written (run returns
+		// only then): the broker closes once it has read it. (Close's
+		// own DISCONNECT had its wait in closeNow.)
+		t := time.NewTimer(goodbyeWait(s.cur))
+		s.awaitBrokerClose(t.C)
+		t.Stop()
+	}
 	c.stopRun.Stop()
 	c.supWG.Wait()
 	if s.cur != nil {

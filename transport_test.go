@@ -134,3 +134,54 @@ func TestWebSocketMosquitto(t *testing.T) {
 		})
 	}
 }
+
+// A graceful Disconnect over every transport, in both versions: the
+// client ends its side of the stream after the DISCONNECT (TCP and TLS) and
+// waits for the broker to close, and the broker, having read the
+// DISCONNECT, publishes no Will. The message published after the broker
+// let the client go is the first the watcher gets; a Will would have come
+// before it.
+func TestGracefulDisconnectOverEveryTransport(t *testing.T) {
+	ca := mqtttest.NewCA(t)
+	for _, tc := range []struct {
+		name string
+		cfg  mqtttest.BrokerConfig
+	}{
+		{"tcp", mqtttest.BrokerConfig{}},
+		{"tls", mqtttest.BrokerConfig{TLS: tlsBroker(t, ca)}},
+		{"ws", mqtttest.BrokerConfig{WebSocket: true}},
+		{"wss", mqtttest.BrokerConfig{TLS: tlsBroker(t, ca), WebSocket: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := mqtttest.NewBrokerWith(t, tc.cfg)
+			for _, v := range versions {
+				t.Run(v.name, func(t *testing.T) {
+					ctx := testCtx(t)
+					topic := "will/" + tc.name + "/" + v.name
+					watcher := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "watcher", Version: v.version, TLS: &tls.Config{RootCAs: ca.Pool()}})
+					if err := watcher.Subscribe(ctx, mqtt.Subscription{Filter: topic, QoS: mqtt.AtLeastOnce}); err != nil {
+						t.Fatal(err)
+					}
+					id := "leaving-" + tc.name + "-" + v.name
+					c := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: id, Version: v.version, TLS: &tls.Config{RootCAs: ca.Pool()},
+						Will: &mqtt.Message{Topic: topic, Payload: []byte("will"), QoS: mqtt.AtLeastOnce}})
+					if err := c.Publish(ctx, mqtt.Message{Topic: "elsewhere", Payload: []byte("x"), QoS: mqtt.AtLeastOnce}); err != nil {
+						t.Fatal(err)
+					}
+					if err := c.Disconnect(ctx); err != nil {
+						t.Fatalf("Disconnect: %v", err)
+					}
+					if err := b.WaitDisconnected(ctx, id); err != nil {
+						t.Fatal(err)
+					}
+					if err := watcher.Publish(ctx, mqtt.Message{Topic: topic, Payload: []byte("after"), QoS: mqtt.AtLeastOnce}); err != nil {
+						t.Fatal(err)
+					}
+					if m := receive(t, watcher); string(m.Payload) != "after" {
+						t.Fatalf("the watcher got %q first, want %q: the broker published the Will of a client that said DISCONNECT", m.Payload, "after")
+					}
+				})
+			}
+		})
+	}
+}
