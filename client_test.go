@@ -224,6 +224,47 @@ func TestMessagesAndEventsClosedAfterClose(t *testing.T) {
 	c.Close() // twice is fine
 }
 
+// After a graceful stop the broker closes the connection, and that is no
+// loss to reconnect from: with a backoff of zero, the supervisor started a
+// new connection in the instant before the session stopped it (about 1 in
+// 200 Disconnects), which took the session at the broker and was then cut
+// without DISCONNECT, so the broker published the Will. Close and
+// Disconnect alike, 300 times each: the broker accepts one connection per
+// client (a client dialed last, once connected, was accepted after any
+// such stray connection), and the watcher gets no Will.
+func TestNoReconnectAfterOwnStop(t *testing.T) {
+	for _, stop := range []string{"Close", "Disconnect"} {
+		t.Run(stop, func(t *testing.T) {
+			b := mqtttest.NewBroker(t)
+			ctx := testCtx(t)
+			watcher := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "watcher"})
+			if err := watcher.Subscribe(ctx, mqtt.Subscription{Filter: "will", QoS: mqtt.AtLeastOnce}); err != nil {
+				t.Fatal(err)
+			}
+			const rounds = 300
+			for range rounds {
+				c := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "leaving", Backoff: backoff.Constant(0),
+					Will: &mqtt.Message{Topic: "will", Payload: []byte("will"), QoS: mqtt.AtLeastOnce}})
+				if stop == "Close" {
+					c.Close()
+				} else if err := c.Disconnect(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "last"})
+			if got, want := b.Accepted(), int64(rounds+2); got != want {
+				t.Errorf("the broker accepted %d connections, want %d (the watcher, the last client and one per stopped client)", got, want)
+			}
+			if err := watcher.Publish(ctx, mqtt.Message{Topic: "will", Payload: []byte("after"), QoS: mqtt.AtLeastOnce}); err != nil {
+				t.Fatal(err)
+			}
+			if m := receive(t, watcher); string(m.Payload) != "after" {
+				t.Fatalf("the watcher got %q first, want %q: a stopped client's Will was published", m.Payload, "after")
+			}
+		})
+	}
+}
+
 // Close and Disconnect end the connection on purpose: Events does not
 // report it as lost.
 func TestNoConnectionLostAfterOwnStop(t *testing.T) {

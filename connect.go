@@ -23,6 +23,15 @@ import (
 // on the same server first. An MQTT 5 redirect (Server Reference) is tried
 // once, before the configured servers.
 func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
+	if c.stopping.Load() {
+		// The session said goodbye (or is closing) and stops the
+		// supervisor next: the broker closing the last connection is not
+		// a loss to recover from. A new connection now would take the
+		// session at the broker and then be cut without DISCONNECT, and
+		// the broker would publish the Will.
+		<-ctx.Done()
+		return context.Cause(ctx)
+	}
 	// server is what is dialed; shown, with any password redacted, is what
 	// events, logs and errors say. A redirect target has no user
 	// information (followRedirect sees to it), so it is both.
