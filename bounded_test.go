@@ -155,21 +155,7 @@ func TestSlowApplicationStopsTheReader(t *testing.T) {
 // queue without bound: the reader stops while the queue is long.
 func TestAnswersToAFloodAreThrottled(t *testing.T) {
 	b := newManualBroker(t)
-	dialed := make(chan *mqtt.Client, 1)
-	go func() {
-		c, err := mqtt.Dial(testCtx(t), mqtt.Config{Servers: []string{"tcp://" + b.ln.Addr().String()}, ClientID: "flood",
-			KeepAlive: -1, Backoff: fastRetry})
-		if err != nil {
-			t.Error(err)
-		}
-		dialed <- c
-	}()
-	b.accept()
-	c := <-dialed
-	if c == nil {
-		t.FailNow()
-	}
-	t.Cleanup(func() { c.Close() })
+	c := b.dial(mqtt.Config{ClientID: "flood", KeepAlive: -1, Backoff: fastRetry})
 	var chunk []byte
 	for i := range 1 << 14 { // 64 KiB of PUBRELs
 		chunk = append(chunk, 0x62, 0x02, byte(i>>8|0x80), byte(i))

@@ -409,6 +409,28 @@ func (b *manualBroker) accept() {
 	b.write(&codec.Connack{})
 }
 
+// dial connects a client with cfg (its Servers set to the broker) and
+// accepts its connection, and closes the client when the test ends.
+func (b *manualBroker) dial(cfg mqtt.Config) *mqtt.Client {
+	b.t.Helper()
+	cfg.Servers = []string{"tcp://" + b.ln.Addr().String()}
+	dialed := make(chan *mqtt.Client, 1)
+	go func() {
+		c, err := mqtt.Dial(testCtx(b.t), cfg)
+		if err != nil {
+			b.t.Error(err)
+		}
+		dialed <- c
+	}()
+	b.accept()
+	c := <-dialed
+	if c == nil {
+		b.t.FailNow()
+	}
+	b.t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func (b *manualBroker) read() codec.Packet {
 	b.nc.SetReadDeadline(time.Now().Add(wait))
 	p, err := codec.ReadPacket(b.br, 4, 0)
@@ -433,20 +455,7 @@ func (b *manualBroker) write(p codec.Packet) {
 // be written is not sent after it.
 func TestNothingAfterDisconnect(t *testing.T) {
 	b := newManualBroker(t)
-	dialed := make(chan *mqtt.Client, 1)
-	go func() {
-		c, err := mqtt.Dial(testCtx(t), mqtt.Config{Servers: []string{"tcp://" + b.ln.Addr().String()}, ClientID: "goodbye", ManualAck: true})
-		if err != nil {
-			t.Error(err)
-		}
-		dialed <- c
-	}()
-	b.accept()
-	c := <-dialed
-	if c == nil {
-		t.FailNow()
-	}
-	t.Cleanup(func() { c.Close() })
+	c := b.dial(mqtt.Config{ClientID: "goodbye", ManualAck: true})
 
 	// A message the application takes and acknowledges only later.
 	b.write(&codec.Publish{Topic: "in", Payload: []byte("x"), QoS: 1, PacketID: 5})
@@ -780,20 +789,7 @@ func TestDisconnectDeliversWhatItWrote(t *testing.T) {
 		}
 		return &goodbyeSpy{TCPConn: nc.(*net.TCPConn), said: saidGoodbye}, nil
 	}
-	dialed := make(chan *mqtt.Client, 1)
-	go func() {
-		c, err := mqtt.Dial(testCtx(t), mqtt.Config{Servers: []string{"tcp://" + b.ln.Addr().String()}, ClientID: "goodbye", Dial: dial})
-		if err != nil {
-			t.Error(err)
-		}
-		dialed <- c
-	}()
-	b.accept()
-	c := <-dialed
-	if c == nil {
-		t.FailNow()
-	}
-	t.Cleanup(func() { c.Close() })
+	c := b.dial(mqtt.Config{ClientID: "goodbye", Dial: dial})
 
 	// More QoS 1 messages than the application may fall behind by
 	// (MaxPending, 1000): the client stops reading after 1000, and the
