@@ -725,7 +725,8 @@ func (c *Client) Err() error {
 
 // Close stops the client now: it sends DISCONNECT if it is connected (best
 // effort: it gives the DISCONNECT and the broker's close of the connection
-// at most 200 ms), fails every unfinished publish and subscribe with ErrClosed
+// at most 200 ms, or two of the link's round trips where they are longer),
+// fails every unfinished publish and subscribe with ErrClosed
 // (ErrInStore for a publish that is durably in Config.Store) and
 // returns once every goroutine of the client has exited. Messages and
 // Events are closed. Calling it again does nothing.

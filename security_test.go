@@ -73,7 +73,14 @@ func startTLSPeer(t *testing.T, cert tls.Certificate, script func(n int, nc net.
 				default:
 				}
 				script(n, nc)
-				io.Copy(io.Discard, r) // until the client hangs up
+				// Until the client hangs up, or says DISCONNECT, after
+				// which brokers close.
+				for {
+					f, err := readMQTTFrame(r)
+					if err != nil || f[0]>>4 == 14 {
+						return
+					}
+				}
 			})
 		}
 	})

@@ -14,7 +14,8 @@ import (
 )
 
 // closeDisconnectWait bounds how long Close waits for its best-effort
-// DISCONNECT to be written before it cuts the connection.
+// DISCONNECT to be written and the broker to close the connection before
+// it cuts the connection; over a link slower than that, two round trips.
 const closeDisconnectWait = 200 * time.Millisecond
 
 // resubscribeBatch is how many filters go in one SUBSCRIBE when the client
@@ -958,7 +959,7 @@ func (s *session) closeNow() {
 	if !s.cur.Send(conn.Frame{Packet: &codec.Disconnect{ReasonCode: codec.NormalDisconnection}, Track: closeOnWrite(written)}) {
 		return
 	}
-	t := time.NewTimer(closeDisconnectWait)
+	t := time.NewTimer(max(closeDisconnectWait, 2*s.cur.RoundTrip()))
 	defer t.Stop()
 	select {
 	case <-written:
@@ -981,18 +982,15 @@ func goodbyeWait(cn *conn.Conn) time.Duration {
 const minGoodbyeWait = 2 * time.Second
 
 // awaitBrokerClose runs once the DISCONNECT of a stop was written on cur:
-// it ends the client's side of the stream (conn.Conn.CloseWrite) and waits
-// until the broker has closed its side, or until timeout fires or Close is
-// called, taking in and dropping every frame that arrives meanwhile
-// [MQTT-3.14.4-1: nothing is answered after DISCONNECT]. Closing at once
-// would reset a connection with unread bytes, which makes the operating
-// system discard what it had not yet sent: the DISCONNECT and the last
-// QoS 0 messages, which the stop reported written, are lost, and the
-// broker publishes the Will (see CloseWrite). Once the broker closed, all
-// of it was read.
+// it waits until the broker has closed the connection, or until timeout
+// fires or Close is called, taking in and dropping every frame that
+// arrives meanwhile [MQTT-3.14.4-1: nothing is answered after DISCONNECT].
+// Closing at once could reset the connection and make the broker publish
+// the Will (see conn.Conn.SaidGoodbye). Once the broker closed, it read
+// everything up to the DISCONNECT.
 func (s *session) awaitBrokerClose(timeout <-chan time.Time) {
 	cn := s.cur
-	if cn == nil || !cn.CloseWrite() {
+	if cn == nil || !cn.SaidGoodbye() {
 		return
 	}
 	c := s.c

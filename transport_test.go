@@ -136,9 +136,8 @@ func TestWebSocketMosquitto(t *testing.T) {
 }
 
 // A graceful Disconnect over every transport, in both versions: the
-// client ends its side of the stream after the DISCONNECT (TCP and TLS) and
-// waits for the broker to close, and the broker, having read the
-// DISCONNECT, publishes no Will. The message published after the broker
+// client waits for the broker to close after the DISCONNECT, and the
+// broker, having read it, publishes no Will. The message published after the broker
 // let the client go is the first the watcher gets; a Will would have come
 // before it.
 func TestGracefulDisconnectOverEveryTransport(t *testing.T) {

@@ -176,6 +176,7 @@ func runScript(t *testing.T, tc scriptCase) []mqtttest.Violation {
 	t.Helper()
 	s := mqtttest.NewScriptedBroker(t)
 	s.AllowViolations()
+	s.KeepOpenAfterDisconnect(true) // so that it reads what a case sends after DISCONNECT
 	f := frames{t, tc.version}
 	if tc.connack != nil {
 		s.SetConnack(tc.connack(f))
@@ -877,6 +878,7 @@ func (e *errorTB) recorded() []string {
 // without a test only records it.
 func TestMonitorReports(t *testing.T) {
 	misbehave := func(t *testing.T, s *mqtttest.ScriptedBroker) {
+		s.KeepOpenAfterDisconnect(true) // so that it reads what follows
 		f := frames{t, 5}
 		c := dialBad(t, s.Addr(), 5)
 		c.write(f.connect("late", 0, true))

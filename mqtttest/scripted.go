@@ -24,7 +24,9 @@ import (
 // 3.1.1, 20 03 00 00 00 for MQTT 5. SetConnack replaces it.
 //
 // A connection whose first frame is not a CONNECT, or is malformed, is
-// closed and never handed to the test. Its methods are safe for concurrent
+// closed and never handed to the test. A connection on which the client
+// sends DISCONNECT is closed after it, as brokers do: ReadFrame returns the
+// DISCONNECT, then the end (unless KeepOpenAfterDisconnect). Its methods are safe for concurrent
 // use.
 type ScriptedBroker struct {
 	acc     *acceptor
@@ -34,6 +36,9 @@ type ScriptedBroker struct {
 
 	mu      sync.Mutex // guards the fields below
 	connack []byte     // nil: default
+	// keepAfterBye: connections stay open after the client's DISCONNECT
+	// (see KeepOpenAfterDisconnect).
+	keepAfterBye bool
 	// arrived holds the connections not yet handed to Accept, in the
 	// order the listener accepted them; each is handed out once its
 	// CONNACK is written (answered), or skipped if it ended before
@@ -90,6 +95,18 @@ func (s *ScriptedBroker) SetConnack(frame []byte) {
 		return
 	}
 	s.connack = append([]byte{}, frame...)
+}
+
+// KeepOpenAfterDisconnect, on, keeps the connections that arrive from now
+// on open after the client's DISCONNECT, which brokers do not, so that a
+// test sees whatever the client sends after it (a client that keeps the
+// protocol sends nothing, and closes the connection at the latest when
+// it gives up waiting for the broker to). Off (the default), such a
+// connection is closed after its DISCONNECT.
+func (s *ScriptedBroker) KeepOpenAfterDisconnect(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keepAfterBye = on
 }
 
 // Accept returns the next client connection, after its CONNECT was read and
@@ -160,6 +177,7 @@ func (s *ScriptedBroker) handle(nc net.Conn) {
 	// does what the client sends: the monitor sees both.
 	c := &ScriptedConn{conn: s.watch.tap(nc), done: make(chan struct{})}
 	s.mu.Lock()
+	c.keepAfterBye = s.keepAfterBye
 	s.all[c] = struct{}{}
 	if !s.closed {
 		s.arrived = append(s.arrived, c)
@@ -292,6 +310,9 @@ type ScriptedConn struct {
 	done    chan struct{} // closed by finish
 	changed signal
 	stage   int // stagePending, stageAnswered or stageDropped; guarded by ScriptedBroker.mu
+	// keepAfterBye: read on after the client's DISCONNECT (set before
+	// the connection is served).
+	keepAfterBye bool
 
 	mu     sync.Mutex // guards frames and err
 	frames [][]byte
@@ -362,7 +383,9 @@ func (c *ScriptedConn) Close() error {
 // called.
 func (c *ScriptedConn) Done() <-chan struct{} { return c.done }
 
-// readLoop queues the client's frames until the connection fails.
+// readLoop queues the client's frames until the connection fails, or
+// until the client's DISCONNECT, after which the broker closes the
+// connection, as brokers do.
 func (c *ScriptedConn) readLoop(r *bufio.Reader) {
 	for {
 		frame, err := readFrame(r)
@@ -374,8 +397,17 @@ func (c *ScriptedConn) readLoop(r *bufio.Reader) {
 		c.frames = append(c.frames, frame)
 		c.mu.Unlock()
 		c.changed.broadcast()
+		if frame[0]>>4 == 14 && !c.keepAfterBye {
+			c.finish(errSaidGoodbye)
+			return
+		}
 	}
 }
+
+// errSaidGoodbye is why a scripted connection ends after the client's
+// DISCONNECT: the broker closed it. It wraps io.EOF: the client's stream
+// ended there.
+var errSaidGoodbye = fmt.Errorf("the client sent DISCONNECT, and the scripted broker closed the connection, as brokers do: %w", io.EOF)
 
 // finish records why the connection ended and closes done.
 func (c *ScriptedConn) finish(err error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -275,5 +276,46 @@ func TestScriptedAcceptKeepsArrivalOrder(t *testing.T) {
 		if got := p.(*codec.Connect).ClientID; got != want {
 			t.Fatalf("Accept returned %q, want %q: connections out of their arrival order", got, want)
 		}
+	}
+}
+
+// After the client's DISCONNECT the scripted broker closes the connection,
+// as brokers do: ReadFrame returns the DISCONNECT, then the end, and the
+// client reads the end of the stream. With KeepOpenAfterDisconnect it
+// reads on, so that a test sees what the client sends after it.
+func TestScriptedClosesAfterDisconnect(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprint("keep=", keep), func(t *testing.T) {
+			ctx := testCtx(t)
+			s := mqtttest.NewScriptedBroker(t)
+			s.AllowViolations() // a PINGREQ after DISCONNECT, on purpose
+			s.KeepOpenAfterDisconnect(keep)
+			client := dialRaw(t, s.Addr(), 4)
+			client.handshake("c", false, 0)
+			c := accept(t, s)
+			if _, err := client.conn.Write([]byte{0xE0, 0x00}); err != nil {
+				t.Fatal(err)
+			}
+			if f, err := c.ReadFrame(ctx); err != nil || string(f) != "\xe0\x00" {
+				t.Fatalf("ReadFrame = %x, %v, want the DISCONNECT", f, err)
+			}
+			if !keep {
+				_, err := c.ReadFrame(ctx)
+				if !errors.Is(err, mqtttest.ErrClosed) || !errors.Is(err, io.EOF) {
+					t.Fatalf("ReadFrame after DISCONNECT = %v, want ErrClosed and EOF", err)
+				}
+				client.conn.SetReadDeadline(time.Now().Add(ioTimeout))
+				if n, err := client.r.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+					t.Fatalf("the client read %d bytes (%v), want the end of the stream", n, err)
+				}
+				return
+			}
+			if _, err := client.conn.Write([]byte{0xC0, 0x00}); err != nil {
+				t.Fatal(err)
+			}
+			if f, err := c.ReadFrame(ctx); err != nil || string(f) != "\xc0\x00" {
+				t.Fatalf("ReadFrame = %x, %v, want the PINGREQ sent after DISCONNECT", f, err)
+			}
+		})
 	}
 }

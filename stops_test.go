@@ -1,0 +1,226 @@
+package mqtt_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/robustmqtt/mqtt"
+	"github.com/robustmqtt/mqtt/backoff"
+	"github.com/robustmqtt/mqtt/mqtttest"
+)
+
+var (
+	stopsRounds = flag.Int("stops.rounds", 300, "TestStopAtAnyInstant: rounds")
+	stopsSeed   = flag.Uint64("stops.seed", 0, "TestStopAtAnyInstant: seed (0: from the clock, printed)")
+)
+
+// A client stopped at a random instant, on real sockets: with publishes of
+// every QoS in flight, while it reconnects after the proxy cut it or the
+// broker dropped it (with a backoff of 0 or 1 ms, so the stop often lands
+// in the middle of a connect), by Close or by Disconnect with a ctx of
+// random length. However it lands: the stop returns, every publish has
+// exactly one result, Messages and Events are closed, no goroutine is left
+// (see TestMain), and once a DISCONNECT was written the client dials
+// nothing more (a new connection after it took the session and was cut
+// without DISCONNECT, and the broker published the Will; see
+// TestNoReconnectAfterOwnStop). A client that met no fault and whose
+// Disconnect, with a ctx that does not end, returned nil has no Will
+// published (a Close right after publishes did publish it, nearly every
+// time; see TestStopRightAfterPublishingPublishesNoWill). The fake-time
+// model cannot see these seams: its clock stands still while a stop runs.
+// Replay a failure with -stops.seed.
+func TestStopAtAnyInstant(t *testing.T) {
+	seed := *stopsSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (replay: -stops.seed=%d)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 11))
+	b := mqtttest.NewBroker(t)
+	p := mqtttest.NewProxy(t, b.Addr())
+	ctx := testCtx(t)
+	watcher := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "will-watcher"})
+	if err := watcher.Subscribe(ctx, mqtt.Subscription{Filter: "will/#", QoS: mqtt.AtLeastOnce}); err != nil {
+		t.Fatal(err)
+	}
+	// The watcher reads all along: a watcher behind by MaxPending messages
+	// would stop reading, and hold the broker back.
+	wills := make(chan []string, 1)
+	go func() {
+		var got []string
+		for m := range watcher.Messages() {
+			if m.Topic == "will/end" {
+				break
+			}
+			got = append(got, m.Topic)
+		}
+		wills <- got
+	}()
+	noWill := make(map[string]bool) // Will topics of the clients that said goodbye cleanly
+	for round := range *stopsRounds {
+		ok, clean := stopRound(t, rng, b, p, round)
+		if !ok {
+			t.Fatalf("round %d failed (seed %d)", round, seed)
+		}
+		if clean {
+			noWill[fmt.Sprint("will/", round)] = true
+		}
+	}
+	// The broker publishes a Will as it lets a client go, before this.
+	if err := watcher.Publish(ctx, mqtt.Message{Topic: "will/end", QoS: mqtt.AtLeastOnce}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	select {
+	case got = <-wills:
+	case <-ctx.Done():
+		t.Fatal("the watcher did not get its own message")
+	}
+	for _, topic := range got {
+		if noWill[topic] {
+			t.Errorf("the Will on %s was published, of a client that met no fault and said goodbye with Disconnect (seed %d)", topic, seed)
+		}
+	}
+	t.Logf("%d rounds, %d clean goodbyes, %d Wills published (after faults, or stops that were not clean)", *stopsRounds, len(noWill), len(got))
+}
+
+// stopRound runs one client to its stop; it reports false after a failure,
+// and clean when the client met no fault and its Disconnect, with a ctx
+// that does not end, returned nil.
+func stopRound(t *testing.T, rng *rand.Rand, b *mqtttest.Broker, p *mqtttest.Proxy, round int) (ok, clean bool) {
+	t.Helper()
+	ctx := testCtx(t)
+	version := []byte{4, 5}[rng.IntN(2)]
+	spy := &dialSpy{}
+	c, err := mqtt.Dial(ctx, mqtt.Config{
+		Servers:    []string{p.URL()},
+		ClientID:   fmt.Sprint("stop-", round),
+		Version:    version,
+		CleanStart: rng.IntN(2) == 0,
+		Backoff:    backoff.Constant(time.Duration(rng.IntN(2)) * time.Millisecond),
+		Will:       &mqtt.Message{Topic: fmt.Sprint("will/", round), Payload: []byte("will"), QoS: mqtt.AtLeastOnce},
+		Dial:       spy.dial,
+	})
+	if err != nil {
+		t.Errorf("Dial: %v", err)
+		return false, false
+	}
+	if rng.IntN(2) == 0 {
+		if err := c.Subscribe(ctx, mqtt.Subscription{Filter: fmt.Sprint("t/", round, "/#"), QoS: mqtt.QoS(rng.IntN(3))}); err != nil {
+			t.Errorf("Subscribe: %v", err)
+			return false, false
+		}
+	}
+	var results []<-chan error
+	publish := func(n int) {
+		for range n {
+			pctx := context.Background()
+			if rng.IntN(4) == 0 {
+				var cancel context.CancelFunc
+				pctx, cancel = context.WithTimeout(ctx, time.Duration(rng.IntN(3000))*time.Microsecond)
+				defer cancel() // the round's results are read before it returns
+			}
+			results = append(results, c.PublishAsync(pctx, mqtt.Message{
+				Topic: fmt.Sprint("t/", round, "/x"), Payload: bytes.Repeat([]byte("x"), rng.IntN(200)), QoS: mqtt.QoS(rng.IntN(3))}))
+		}
+	}
+	publish(rng.IntN(30))
+	fault := rng.IntN(4)
+	switch fault {
+	case 1:
+		p.Cut()
+	case 2:
+		b.Kick()
+	}
+	publish(rng.IntN(10))
+
+	graceful := rng.IntN(2) == 0
+	if graceful {
+		dctx, patient := ctx, rng.IntN(2) == 0
+		if !patient {
+			var cancel context.CancelFunc
+			dctx, cancel = context.WithTimeout(ctx, time.Duration(rng.IntN(50))*time.Millisecond)
+			defer cancel()
+		}
+		// A ctx that ends may cut the wait for the broker's close short,
+		// even when Disconnect returns nil.
+		clean = c.Disconnect(dctx) == nil && fault == 0 && patient
+	} else {
+		c.Close()
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Errorf("round %d: Done is open after the stop returned", round)
+		return false, false
+	}
+	ok = true
+	for i, res := range results {
+		select {
+		case <-res:
+		default:
+			t.Errorf("round %d: publish %d has no result after the stop", round, i)
+			ok = false
+			continue
+		}
+		select {
+		case err := <-res:
+			t.Errorf("round %d: publish %d has a second result: %v", round, i, err)
+			ok = false
+		default:
+		}
+	}
+	for range c.Messages() {
+	}
+	for range c.Events() {
+	}
+	if n := spy.dialsAfterGoodbye.Load(); n > 0 {
+		t.Errorf("round %d (graceful %v, fault %d): %d connections dialed after a DISCONNECT was written", round, graceful, fault, n)
+		ok = false
+	}
+	return ok, clean
+}
+
+// dialSpy is a Config.Dial that notes whether the client dials after it
+// wrote a DISCONNECT on any of its connections.
+type dialSpy struct {
+	saidGoodbye       atomic.Bool
+	dialsAfterGoodbye atomic.Int64
+}
+
+func (s *dialSpy) dial(ctx context.Context, server string) (net.Conn, error) {
+	if s.saidGoodbye.Load() {
+		s.dialsAfterGoodbye.Add(1)
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", strings.TrimPrefix(server, "tcp://"))
+	if err != nil {
+		return nil, err
+	}
+	return &spiedConn{TCPConn: nc.(*net.TCPConn), spy: s}, nil
+}
+
+// spiedConn sets its spy's saidGoodbye once a write that ends with a
+// DISCONNECT (E0 00; the payloads here are all 'x') has returned.
+type spiedConn struct {
+	*net.TCPConn
+	spy  *dialSpy
+	once sync.Once
+}
+
+func (c *spiedConn) Write(b []byte) (int, error) {
+	n, err := c.TCPConn.Write(b)
+	if n == len(b) && bytes.HasSuffix(b, []byte{0xE0, 0x00}) {
+		c.once.Do(func() { c.spy.saidGoodbye.Store(true) })
+	}
+	return n, err
+}
