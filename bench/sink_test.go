@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"math"
 	"net"
 	"sync"
@@ -90,9 +91,29 @@ func (s *sink) Close() error {
 // serveSink answers one connection's frames until it fails or closes.
 func serveSink(nc net.Conn) error {
 	version := byte(4)
-	return rawReadLoop(nc, func(h byte, body, out []byte) []byte {
+	bye := false
+	return rawReadLoop(afterBye{nc, &bye}, func(h byte, body, out []byte) []byte {
+		if h>>4 == 14 {
+			bye = true // DISCONNECT: the connection ends after it, as brokers end it
+		}
 		return sinkAnswer(&version, h, body, out)
 	})
+}
+
+// afterBye is a connection that reads as ended once *bye is set: the sink
+// stops reading after the client's DISCONNECT, and its caller closes the
+// connection. (A client that waits for the broker to close after its
+// DISCONNECT would otherwise wait for nothing.)
+type afterBye struct {
+	net.Conn
+	bye *bool
+}
+
+func (c afterBye) Read(b []byte) (int, error) {
+	if *c.bye {
+		return 0, io.EOF
+	}
+	return c.Conn.Read(b)
 }
 
 // sinkAnswer appends the answer to one frame (first byte h) to out. version
