@@ -755,7 +755,7 @@ func (c *Client) wakeSession() {
 // then DISCONNECT is sent and the client stops as Close does, once the
 // broker has closed the connection (which it does when it has read the
 // DISCONNECT, so that everything written before it arrived too), or after
-// the longer of 2 s and four of the link's round trips, or when ctx ends.
+// the longer of 1 s and four of the link's round trips, or when ctx ends.
 // It returns nil if everything finished, or an error wrapping ctx.Err()
 // that says how much did not (those calls get ErrClosed). A call made
 // while another Disconnect is in progress returns at once with an error

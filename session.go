@@ -979,7 +979,7 @@ func goodbyeWait(cn *conn.Conn) time.Duration {
 }
 
 // minGoodbyeWait is the least goodbyeWait.
-const minGoodbyeWait = 2 * time.Second
+const minGoodbyeWait = time.Second
 
 // awaitBrokerClose runs once the DISCONNECT of a stop was written on cur:
 // it waits until the broker has closed the connection, or until timeout
