@@ -19,15 +19,16 @@ import (
 )
 
 var (
-	stopsRounds = flag.Int("stops.rounds", 300, "TestStopAtAnyInstant: rounds")
+	stopsRounds = flag.Int("stops.rounds", 200, "TestStopAtAnyInstant: rounds")
 	stopsSeed   = flag.Uint64("stops.seed", 0, "TestStopAtAnyInstant: seed (0: from the clock, printed)")
 )
 
 // A client stopped at a random instant, on real sockets: with publishes of
-// every QoS in flight, while it reconnects after the proxy cut it or the
-// broker dropped it (with a backoff of 0 or 1 ms, so the stop often lands
-// in the middle of a connect), by Close or by Disconnect with a ctx of
-// random length. However it lands: the stop returns, every publish has
+// every QoS in flight, over a link with or without latency, while it
+// reconnects after the proxy cut it or the broker dropped it (with a
+// backoff of 0 or 1 ms, so the stop often lands in the middle of a
+// connect), or with the link gone silent, by Close or by Disconnect with a
+// ctx of random length. However it lands: the stop returns, every publish has
 // exactly one result, Messages and Events are closed, no goroutine is left
 // (see TestMain), and once a DISCONNECT was written the client dials
 // nothing more (a new connection after it took the session and was cut
@@ -76,6 +77,7 @@ func TestStopAtAnyInstant(t *testing.T) {
 		}
 	}
 	// The broker publishes a Will as it lets a client go, before this.
+	ctx = testCtx(t) // the rounds may have taken longer than the first
 	if err := watcher.Publish(ctx, mqtt.Message{Topic: "will/end", QoS: mqtt.AtLeastOnce}); err != nil {
 		t.Fatal(err)
 	}
@@ -133,19 +135,37 @@ func stopRound(t *testing.T, rng *rand.Rand, b *mqtttest.Broker, p *mqtttest.Pro
 				Topic: fmt.Sprint("t/", round, "/x"), Payload: bytes.Repeat([]byte("x"), rng.IntN(200)), QoS: mqtt.QoS(rng.IntN(3))}))
 		}
 	}
+	if rng.IntN(4) == 0 {
+		p.Latency(time.Duration(1+rng.IntN(3)) * time.Millisecond) // a slower link, for this round
+		defer p.Latency(0)
+	}
 	publish(rng.IntN(30))
-	fault := rng.IntN(4)
+	// 1 in 5 a cut, 1 in 5 a kick, 1 in 20 a silent link (each costs
+	// the stop its whole wait), else no fault.
+	fault := 0
+	switch n := rng.IntN(20); {
+	case n < 4:
+		fault = 1
+	case n < 8:
+		fault = 2
+	case n == 8:
+		fault = 3
+	}
 	switch fault {
 	case 1:
 		p.Cut()
 	case 2:
 		b.Kick()
+	case 3:
+		// The link goes silent: nothing is answered, the stop included.
+		p.Blackhole(true)
+		defer p.Blackhole(false)
 	}
 	publish(rng.IntN(10))
 
 	graceful := rng.IntN(2) == 0
 	if graceful {
-		dctx, patient := ctx, rng.IntN(2) == 0
+		dctx, patient := ctx, rng.IntN(2) == 0 && fault != 3
 		if !patient {
 			var cancel context.CancelFunc
 			dctx, cancel = context.WithTimeout(ctx, time.Duration(rng.IntN(50))*time.Millisecond)
