@@ -28,11 +28,13 @@ var (
 // reconnects after the proxy cut it or the broker dropped it (with a
 // backoff of 0 or 1 ms, so the stop often lands in the middle of a
 // connect), or with the link gone silent, by Close or by Disconnect with a
-// ctx of random length. However it lands: the stop returns, every publish has
-// exactly one result, Messages and Events are closed, no goroutine is left
-// (see TestMain), and once a DISCONNECT was written the client dials
-// nothing more (a new connection after it took the session and was cut
-// without DISCONNECT, and the broker published the Will; see
+// ctx of random length. However it lands: the stop returns, every publish
+// has exactly one result, Messages and Events are closed, no goroutine is
+// left (see TestMain), every QoS 1/2 publish that returned nil reaches a
+// subscriber (QoS 2 once, unless its client started a new session on
+// every connection), and once a DISCONNECT was written the client dials
+// nothing more (a new connection after it took the session and was
+// cut without DISCONNECT, and the broker published the Will; see
 // TestNoReconnectAfterOwnStop). A client that met no fault and whose
 // Disconnect, with a ctx that does not end, returned nil has no Will
 // published (a Close right after publishes did publish it, nearly every
@@ -49,80 +51,119 @@ func TestStopAtAnyInstant(t *testing.T) {
 	b := mqtttest.NewBroker(t)
 	p := mqtttest.NewProxy(t, b.Addr())
 	ctx := testCtx(t)
-	watcher := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "will-watcher"})
-	if err := watcher.Subscribe(ctx, mqtt.Subscription{Filter: "will/#", QoS: mqtt.AtLeastOnce}); err != nil {
+	// The watcher gets the Wills and every message the rounds publish.
+	watcher := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "watcher"})
+	if err := watcher.Subscribe(ctx, mqtt.Subscription{Filter: "will/#", QoS: mqtt.AtLeastOnce},
+		mqtt.Subscription{Filter: "t/#", QoS: mqtt.ExactlyOnce}); err != nil {
 		t.Fatal(err)
 	}
-	// The watcher reads all along: a watcher behind by MaxPending messages
-	// would stop reading, and hold the broker back.
-	wills := make(chan []string, 1)
+	// It reads all along: a watcher behind by MaxPending messages would
+	// stop reading, and hold the broker back.
+	type seen struct {
+		wills    []string
+		messages map[string]int // by topic: one topic per publish
+	}
+	watched := make(chan seen, 1)
 	go func() {
-		var got []string
+		got := seen{messages: make(map[string]int)}
 		for m := range watcher.Messages() {
 			if m.Topic == "will/end" {
 				break
 			}
-			got = append(got, m.Topic)
+			if strings.HasPrefix(m.Topic, "will/") {
+				got.wills = append(got.wills, m.Topic)
+			} else {
+				got.messages[m.Topic]++
+			}
 		}
-		wills <- got
+		watched <- got
 	}()
 	noWill := make(map[string]bool) // Will topics of the clients that said goodbye cleanly
+	var acked []publishRec          // QoS 1/2 publishes whose result was nil
 	for round := range *stopsRounds {
-		ok, clean := stopRound(t, rng, b, p, round)
+		ok, clean, a := stopRound(t, rng, b, p, round)
 		if !ok {
 			t.Fatalf("round %d failed (seed %d)", round, seed)
 		}
 		if clean {
 			noWill[fmt.Sprint("will/", round)] = true
 		}
+		acked = append(acked, a...)
 	}
 	// The broker publishes a Will as it lets a client go, before this.
 	ctx = testCtx(t) // the rounds may have taken longer than the first
 	if err := watcher.Publish(ctx, mqtt.Message{Topic: "will/end", QoS: mqtt.AtLeastOnce}); err != nil {
 		t.Fatal(err)
 	}
-	var got []string
+	var got seen
 	select {
-	case got = <-wills:
+	case got = <-watched:
 	case <-ctx.Done():
 		t.Fatal("the watcher did not get its own message")
 	}
-	for _, topic := range got {
+	for _, topic := range got.wills {
 		if noWill[topic] {
 			t.Errorf("the Will on %s was published, of a client that met no fault and said goodbye with Disconnect (seed %d)", topic, seed)
 		}
 	}
-	t.Logf("%d rounds, %d clean goodbyes, %d Wills published (after faults, or stops that were not clean)", *stopsRounds, len(noWill), len(got))
+	// Nothing acknowledged is lost, and QoS 2 arrives once.
+	delivered := 0
+	for _, a := range acked {
+		switch n := got.messages[a.topic]; {
+		case n == 0:
+			t.Errorf("%s (QoS %d) was acknowledged (its publish returned nil) and never delivered (seed %d)", a.topic, a.qos, seed)
+		case n > 1 && a.qos == mqtt.ExactlyOnce && !a.newSessions:
+			t.Errorf("%s (QoS 2) was delivered %d times (seed %d)", a.topic, n, seed)
+		default:
+			delivered++
+		}
+	}
+	t.Logf("%d rounds, %d clean goodbyes, %d Wills published (after faults, or stops that were not clean); %d of %d acknowledged QoS 1/2 publishes delivered as promised",
+		*stopsRounds, len(noWill), len(got.wills), delivered, len(acked))
+}
+
+// publishRec is a publish of a round: its topic (its own) and QoS, and
+// whether its client started a new session on every connection
+// (CleanStart). Such a client sends a QoS 2 message that a cut left
+// without PUBREC again, as a new message on the new session (DESIGN.md:
+// what the client owes goes again as new when the broker has no session):
+// a broker that took the first copy delivers it twice.
+type publishRec struct {
+	topic       string
+	qos         mqtt.QoS
+	newSessions bool
 }
 
 // stopRound runs one client to its stop; it reports false after a failure,
-// and clean when the client met no fault and its Disconnect, with a ctx
-// that does not end, returned nil.
-func stopRound(t *testing.T, rng *rand.Rand, b *mqtttest.Broker, p *mqtttest.Proxy, round int) (ok, clean bool) {
+// clean when the client met no fault and its Disconnect, with a ctx that
+// does not end, returned nil, and the QoS 1/2 publishes that returned nil.
+func stopRound(t *testing.T, rng *rand.Rand, b *mqtttest.Broker, p *mqtttest.Proxy, round int) (ok, clean bool, acked []publishRec) {
 	t.Helper()
 	ctx := testCtx(t)
 	version := []byte{4, 5}[rng.IntN(2)]
 	spy := &dialSpy{}
+	cleanStart := rng.IntN(2) == 0
 	c, err := mqtt.Dial(ctx, mqtt.Config{
 		Servers:    []string{p.URL()},
 		ClientID:   fmt.Sprint("stop-", round),
 		Version:    version,
-		CleanStart: rng.IntN(2) == 0,
+		CleanStart: cleanStart,
 		Backoff:    backoff.Constant(time.Duration(rng.IntN(2)) * time.Millisecond),
 		Will:       &mqtt.Message{Topic: fmt.Sprint("will/", round), Payload: []byte("will"), QoS: mqtt.AtLeastOnce},
 		Dial:       spy.dial,
 	})
 	if err != nil {
 		t.Errorf("Dial: %v", err)
-		return false, false
+		return false, false, nil
 	}
 	if rng.IntN(2) == 0 {
 		if err := c.Subscribe(ctx, mqtt.Subscription{Filter: fmt.Sprint("t/", round, "/#"), QoS: mqtt.QoS(rng.IntN(3))}); err != nil {
 			t.Errorf("Subscribe: %v", err)
-			return false, false
+			return false, false, nil
 		}
 	}
 	var results []<-chan error
+	var pubs []publishRec
 	publish := func(n int) {
 		for range n {
 			pctx := context.Background()
@@ -131,8 +172,10 @@ func stopRound(t *testing.T, rng *rand.Rand, b *mqtttest.Broker, p *mqtttest.Pro
 				pctx, cancel = context.WithTimeout(ctx, time.Duration(rng.IntN(3000))*time.Microsecond)
 				defer cancel() // the round's results are read before it returns
 			}
+			pub := publishRec{topic: fmt.Sprint("t/", round, "/", len(pubs)), qos: mqtt.QoS(rng.IntN(3)), newSessions: cleanStart}
+			pubs = append(pubs, pub)
 			results = append(results, c.PublishAsync(pctx, mqtt.Message{
-				Topic: fmt.Sprint("t/", round, "/x"), Payload: bytes.Repeat([]byte("x"), rng.IntN(200)), QoS: mqtt.QoS(rng.IntN(3))}))
+				Topic: pub.topic, Payload: bytes.Repeat([]byte("x"), rng.IntN(200)), QoS: pub.qos}))
 		}
 	}
 	if rng.IntN(4) == 0 {
@@ -181,12 +224,15 @@ func stopRound(t *testing.T, rng *rand.Rand, b *mqtttest.Broker, p *mqtttest.Pro
 	case <-c.Done():
 	default:
 		t.Errorf("round %d: Done is open after the stop returned", round)
-		return false, false
+		return false, false, nil
 	}
 	ok = true
 	for i, res := range results {
 		select {
-		case <-res:
+		case err := <-res:
+			if err == nil && pubs[i].qos > mqtt.AtMostOnce {
+				acked = append(acked, pubs[i])
+			}
 		default:
 			t.Errorf("round %d: publish %d has no result after the stop", round, i)
 			ok = false
@@ -207,7 +253,7 @@ func stopRound(t *testing.T, rng *rand.Rand, b *mqtttest.Broker, p *mqtttest.Pro
 		t.Errorf("round %d (graceful %v, fault %d): %d connections dialed after a DISCONNECT was written", round, graceful, fault, n)
 		ok = false
 	}
-	return ok, clean
+	return ok, clean, acked
 }
 
 // dialSpy is a Config.Dial that notes whether the client dials after it
