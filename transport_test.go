@@ -35,18 +35,28 @@ func tlsBroker(t *testing.T, ca *mqtttest.CA) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "127.0.0.1")}}
 }
 
+// transport is a broker configuration of one transport.
+type transport struct {
+	name string
+	cfg  mqtttest.BrokerConfig
+}
+
+// transports are the broker configurations of tcp://, tls:// (a
+// certificate from ca), ws:// and wss://, in that order.
+func transports(t *testing.T, ca *mqtttest.CA) []transport {
+	return []transport{
+		{"tcp", mqtttest.BrokerConfig{}},
+		{"tls", mqtttest.BrokerConfig{TLS: tlsBroker(t, ca)}},
+		{"ws", mqtttest.BrokerConfig{WebSocket: true}},
+		{"wss", mqtttest.BrokerConfig{TLS: tlsBroker(t, ca), WebSocket: true}},
+	}
+}
+
 // A QoS 1 round trip through mqtt.Dial over tls://, ws:// and wss://, in
 // MQTT 3.1.1 and 5.
 func TestTLSAndWebSocketRoundTrip(t *testing.T) {
 	ca := mqtttest.NewCA(t)
-	for _, tc := range []struct {
-		name string
-		cfg  mqtttest.BrokerConfig
-	}{
-		{"tls", mqtttest.BrokerConfig{TLS: tlsBroker(t, ca)}},
-		{"ws", mqtttest.BrokerConfig{WebSocket: true}},
-		{"wss", mqtttest.BrokerConfig{TLS: tlsBroker(t, ca), WebSocket: true}},
-	} {
+	for _, tc := range transports(t, ca)[1:] {
 		t.Run(tc.name, func(t *testing.T) {
 			b := mqtttest.NewBrokerWith(t, tc.cfg)
 			for _, v := range versions {
@@ -137,20 +147,12 @@ func TestWebSocketMosquitto(t *testing.T) {
 
 // A graceful Disconnect over every transport, in both versions: the
 // client waits for the broker to close after the DISCONNECT, and the
-// broker, having read it, publishes no Will. The message published after the broker
-// let the client go is the first the watcher gets; a Will would have come
-// before it.
+// broker, having read it, publishes no Will. The message published after
+// the broker let the client go is the first the watcher gets; a Will would
+// have come before it.
 func TestGracefulDisconnectOverEveryTransport(t *testing.T) {
 	ca := mqtttest.NewCA(t)
-	for _, tc := range []struct {
-		name string
-		cfg  mqtttest.BrokerConfig
-	}{
-		{"tcp", mqtttest.BrokerConfig{}},
-		{"tls", mqtttest.BrokerConfig{TLS: tlsBroker(t, ca)}},
-		{"ws", mqtttest.BrokerConfig{WebSocket: true}},
-		{"wss", mqtttest.BrokerConfig{TLS: tlsBroker(t, ca), WebSocket: true}},
-	} {
+	for _, tc := range transports(t, ca) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := mqtttest.NewBrokerWith(t, tc.cfg)
 			for _, v := range versions {
