@@ -26,8 +26,8 @@ import (
 // A connection whose first frame is not a CONNECT, or is malformed, is
 // closed and never handed to the test. A connection on which the client
 // sends DISCONNECT is closed after it, as brokers do: ReadFrame returns the
-// DISCONNECT, then the end (unless KeepOpenAfterDisconnect). Its methods are safe for concurrent
-// use.
+// DISCONNECT, then the end (unless KeepOpenAfterDisconnect). Its methods
+// are safe for concurrent use.
 type ScriptedBroker struct {
 	acc     *acceptor
 	wg      sync.WaitGroup // connection goroutines
