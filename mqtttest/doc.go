@@ -12,7 +12,9 @@
 //     refuses new connections.
 //   - [ScriptedBroker]: a fake server that answers the CONNECT and then lets
 //     the test read the client's frames and write any bytes it likes:
-//     malformed frames, absurd lengths, protocol violations, silence.
+//     malformed frames, absurd lengths, protocol violations, silence. Like
+//     a broker, it closes a connection after the client's DISCONNECT
+//     (KeepOpenAfterDisconnect, to see what a client sends after it).
 //
 // The Broker speaks MQTT over TCP by default, and over TLS, WebSocket or
 // both with [BrokerConfig].TLS and WebSocket; [CA] makes the certificates
