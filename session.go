@@ -994,6 +994,9 @@ func (s *session) awaitBrokerClose(timeout <-chan time.Time) {
 		return
 	}
 	c := s.c
+	// Close's own wait (closeNow) is bounded by its timer alone; a
+	// Disconnect's ends early when Close is called meanwhile.
+	closing := c.closing.Load()
 	for {
 		select {
 		case in := <-c.inbound:
@@ -1003,7 +1006,7 @@ func (s *session) awaitBrokerClose(timeout <-chan time.Time) {
 		case <-timeout:
 			return
 		case <-s.wake:
-			if c.closing.Load() {
+			if !closing && c.closing.Load() {
 				return
 			}
 		}
