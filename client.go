@@ -725,7 +725,10 @@ func (c *Client) Err() error {
 
 // Close stops the client now: it sends DISCONNECT if it is connected (best
 // effort: it gives the DISCONNECT and the broker's close of the connection
-// at most 200 ms, or two of the link's round trips where they are longer),
+// at most 200 ms, or two of the link's round trips where they are longer;
+// a connection whose CONNECT is out, its CONNACK awaited, gets as long to
+// be accepted and then told DISCONNECT, so that the broker, which may hold
+// the client connected already, publishes no Will),
 // fails every unfinished publish and subscribe with ErrClosed
 // (ErrInStore for a publish that is durably in Config.Store) and
 // returns once every goroutine of the client has exited. Messages and

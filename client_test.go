@@ -318,6 +318,64 @@ func TestStopRightAfterPublishingPublishesNoWill(t *testing.T) {
 	}
 }
 
+// A stop that lands while the client waits for its CONNACK, after the
+// broker took the CONNECT (the client is connected, as far as the broker
+// knows), ends that connection with DISCONNECT too: cut, it made the broker
+// publish the Will. That happens to a program that starts a client and
+// stops it soon after, and to Dial whose ctx ends during the handshake.
+func TestStopWhileConnackPendingPublishesNoWill(t *testing.T) {
+	b := mqtttest.NewBroker(t)
+	p := mqtttest.NewProxy(t, b.Addr())
+	ctx := testCtx(t)
+	watcher := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "watcher"})
+	if err := watcher.Subscribe(ctx, mqtt.Subscription{Filter: "will/#", QoS: mqtt.AtLeastOnce}); err != nil {
+		t.Fatal(err)
+	}
+	// The CONNACK takes this long to reach the client once the broker
+	// has sent it: the stop lands in that window.
+	p.Latency(20 * time.Millisecond)
+	const rounds = 5
+	for _, stop := range []string{"Close", "Disconnect"} {
+		for _, v := range versions {
+			for i := range rounds {
+				id := fmt.Sprint("pending-", stop, "-", v.name, "-", i)
+				c, err := mqtt.Start(mqtt.Config{Servers: []string{p.URL()}, ClientID: id, Version: v.version,
+					Backoff: fastRetry, Will: &mqtt.Message{Topic: "will/" + id, Payload: []byte("will"), QoS: mqtt.AtLeastOnce}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := b.WaitConnected(ctx, id); err != nil {
+					c.Close()
+					t.Fatal(err)
+				}
+				if stop == "Close" {
+					c.Close()
+				} else if err := c.Disconnect(ctx); err != nil {
+					t.Fatal(err)
+				}
+				// The client is gone at the broker too: no session of
+				// its own left to publish a Will later.
+				if err := b.WaitDisconnected(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	p.Latency(0)
+	// The broker publishes a Will as it lets a client go, before this.
+	if err := watcher.Publish(ctx, mqtt.Message{Topic: "will/end", QoS: mqtt.AtLeastOnce}); err != nil {
+		t.Fatal(err)
+	}
+	wills := 0
+	for m := receive(t, watcher); m.Topic != "will/end"; m = receive(t, watcher) {
+		wills++
+		t.Errorf("the Will on %s was published", m.Topic)
+	}
+	if wills > 0 {
+		t.Errorf("%d Wills published by %d clients stopped while their CONNACK was on its way", wills, 2*len(versions)*rounds)
+	}
+}
+
 // Close and Disconnect end the connection on purpose: Events does not
 // report it as lost.
 func TestNoConnectionLostAfterOwnStop(t *testing.T) {

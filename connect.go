@@ -44,6 +44,11 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	c.runServer, c.runUp = shown, false
 	c.stats.attempts.Add(1)
 	timeout, began := c.attemptTimeout(), time.Now()
+	// A stop (the session's, the only thing that ends ctx) that lands
+	// after the CONNECT went out ends the connection with DISCONNECT, as
+	// Close would once connected, within as long (the last connection's
+	// set-up, a round trip or more, stands in for the link's round trip).
+	linger := max(closeDisconnectWait, 2*c.connectTook)
 	var cn *conn.Conn
 	endTurn, err := c.takeAuthTurn(ctx)
 	if err == nil {
@@ -62,6 +67,7 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 				Dial:           c.cfg.Dial,
 				Auth:           c.cfg.Auth,
 				TopicAliases:   c.cfg.TopicAliases,
+				Linger:         linger,
 			}
 			cn, err = conn.Open(ctx, server, cfg)
 		}
@@ -91,7 +97,7 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	select {
 	case c.ctrl <- nc:
 	case <-ctx.Done():
-		cn.Close()
+		cn.Leave(linger) // the broker holds the client connected: no Will
 		return context.Cause(ctx)
 	}
 	g.Up() // CONNACK is in: up, even if a loop fails the next instant

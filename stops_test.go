@@ -27,7 +27,8 @@ var (
 // every QoS in flight, over a link with or without latency, while it
 // reconnects after the proxy cut it or the broker dropped it (with a
 // backoff of 0 or 1 ms, so the stop often lands in the middle of a
-// connect), or with the link gone silent, by Close or by Disconnect with a
+// connect), while it makes its first connection (Start), or with the link
+// gone silent, by Close or by Disconnect with a
 // ctx of random length. However it lands: the stop returns, every publish
 // has exactly one result, Messages and Events are closed, no goroutine is
 // left (see TestMain), every QoS 1/2 publish that returned nil reaches a
@@ -38,7 +39,9 @@ var (
 // TestNoReconnectAfterOwnStop). A client that met no fault and whose
 // Disconnect, with a ctx that does not end, returned nil has no Will
 // published (a Close right after publishes did publish it, nearly every
-// time; see TestStopRightAfterPublishingPublishesNoWill). The fake-time
+// time; see TestStopRightAfterPublishingPublishesNoWill; so did a stop
+// while the CONNACK was on its way, see
+// TestStopWhileConnackPendingPublishesNoWill). The fake-time
 // model cannot see these seams: its clock stands still while a stop runs.
 // Replay a failure with -stops.seed.
 func TestStopAtAnyInstant(t *testing.T) {
@@ -143,7 +146,7 @@ func stopRound(t *testing.T, rng *rand.Rand, b *mqtttest.Broker, p *mqtttest.Pro
 	version := []byte{4, 5}[rng.IntN(2)]
 	spy := &dialSpy{}
 	cleanStart := rng.IntN(2) == 0
-	c, err := mqtt.Dial(ctx, mqtt.Config{
+	cfg := mqtt.Config{
 		Servers:    []string{p.URL()},
 		ClientID:   fmt.Sprint("stop-", round),
 		Version:    version,
@@ -151,12 +154,27 @@ func stopRound(t *testing.T, rng *rand.Rand, b *mqtttest.Broker, p *mqtttest.Pro
 		Backoff:    backoff.Constant(time.Duration(rng.IntN(2)) * time.Millisecond),
 		Will:       &mqtt.Message{Topic: fmt.Sprint("will/", round), Payload: []byte("will"), QoS: mqtt.AtLeastOnce},
 		Dial:       spy.dial,
-	})
+	}
+	if rng.IntN(2) == 0 {
+		p.Latency(time.Duration(1+rng.IntN(3)) * time.Millisecond) // a slower link, for this round
+		defer p.Latency(0)
+	}
+	// 1 in 4 the client starts in the background (Start), so the stop
+	// may land while it connects, its CONNACK on the way; half of those
+	// (quick) stop at once, with nothing queued, no fault.
+	start := func(ctx context.Context, cfg mqtt.Config) (*mqtt.Client, error) { return mqtt.Start(cfg) }
+	quick := false
+	if rng.IntN(4) != 0 {
+		start = mqtt.Dial
+	} else {
+		quick = rng.IntN(2) == 0
+	}
+	c, err := start(ctx, cfg)
 	if err != nil {
 		t.Errorf("Dial: %v", err)
 		return false, false, nil
 	}
-	if rng.IntN(2) == 0 {
+	if !quick && rng.IntN(2) == 0 {
 		if err := c.Subscribe(ctx, mqtt.Subscription{Filter: fmt.Sprint("t/", round, "/#"), QoS: mqtt.QoS(rng.IntN(3))}); err != nil {
 			t.Errorf("Subscribe: %v", err)
 			return false, false, nil
@@ -165,6 +183,9 @@ func stopRound(t *testing.T, rng *rand.Rand, b *mqtttest.Broker, p *mqtttest.Pro
 	var results []<-chan error
 	var pubs []publishRec
 	publish := func(n int) {
+		if quick {
+			return
+		}
 		for range n {
 			pctx := context.Background()
 			if rng.IntN(4) == 0 {
@@ -178,10 +199,6 @@ func stopRound(t *testing.T, rng *rand.Rand, b *mqtttest.Broker, p *mqtttest.Pro
 				Topic: pub.topic, Payload: bytes.Repeat([]byte("x"), rng.IntN(200)), QoS: pub.qos}))
 		}
 	}
-	if rng.IntN(4) == 0 {
-		p.Latency(time.Duration(1+rng.IntN(3)) * time.Millisecond) // a slower link, for this round
-		defer p.Latency(0)
-	}
 	publish(rng.IntN(30))
 	// 1 in 5 a cut, 1 in 5 a kick, 1 in 20 a silent link (each costs
 	// the stop its whole wait), else no fault.
@@ -193,6 +210,9 @@ func stopRound(t *testing.T, rng *rand.Rand, b *mqtttest.Broker, p *mqtttest.Pro
 		fault = 2
 	case n == 8:
 		fault = 3
+	}
+	if quick {
+		fault = 0
 	}
 	switch fault {
 	case 1:
@@ -206,6 +226,18 @@ func stopRound(t *testing.T, rng *rand.Rand, b *mqtttest.Broker, p *mqtttest.Pro
 	}
 	publish(rng.IntN(10))
 
+	if quick {
+		// The stop's instant: once the broker has taken the CONNECT
+		// (the CONNACK on its way, over a link with latency), or a
+		// random one in the first few milliseconds.
+		if rng.IntN(2) == 0 {
+			if err := b.WaitConnected(ctx, cfg.ClientID); err != nil {
+				t.Errorf("round %d: %v", round, err)
+			}
+		} else {
+			<-time.After(time.Duration(rng.IntN(4000)) * time.Microsecond)
+		}
+	}
 	graceful := rng.IntN(2) == 0
 	if graceful {
 		dctx, patient := ctx, rng.IntN(2) == 0 && fault != 3

@@ -96,9 +96,23 @@ type Config struct {
 	// are not changed. Zero: none.
 	TopicAliases int
 
+	// Linger is how long an exchange whose ctx ends after its CONNECT
+	// was written goes on, so that the connection ends with DISCONNECT
+	// rather than a cut: it waits for the CONNACK, answers one that
+	// accepts the connection with DISCONNECT (Normal disconnection), and
+	// waits for the broker to close the connection, all within Linger
+	// from the moment ctx ended (Open's connect timeout is not the
+	// caller's stop: it cuts at once). A broker that took the CONNECT
+	// holds the client connected, and cut off, it publishes the Will.
+	// Open still returns ctx's error. Zero: the exchange is cut at once.
+	Linger time.Duration
+
 	// link is how long Open's dial took, for RoundTrip; Establish alone
 	// has none.
 	link linkTime
+	// timeout is the cause of Open's connect timeout, which is not a stop
+	// by the caller (see Linger).
+	timeout error
 }
 
 // Inbound is one frame from the broker, with the connection it came on, so
@@ -251,8 +265,8 @@ func Open(ctx context.Context, server string, cfg Config) (*Conn, error) {
 	}
 	if cfg.ConnectTimeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, cfg.ConnectTimeout,
-			fmt.Errorf("conn: no CONNACK from %s within the connect timeout of %s", u.Redacted(), cfg.ConnectTimeout))
+		cfg.timeout = fmt.Errorf("conn: no CONNACK from %s within the connect timeout of %s", u.Redacted(), cfg.ConnectTimeout)
+		ctx, cancel = context.WithTimeoutCause(ctx, cfg.ConnectTimeout, cfg.timeout)
 		defer cancel()
 	}
 	var nc net.Conn
@@ -312,7 +326,7 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 		return nil, errors.New("conn: an Authentication Method in CONNECT and Config.Auth go together: set both or neither")
 	}
 	c.br = newReader(liveReader{c})
-	if err := c.handshake(ctx, cfg.Connect, cfg.Auth, cfg.link); err != nil {
+	if err := c.handshake(ctx, &cfg); err != nil {
 		nc.Close()
 		var refused *ConnectError
 		if c.connectWritten && !errors.As(err, &refused) {
@@ -329,13 +343,27 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 	return c, nil
 }
 
-// handshake writes CONNECT and reads CONNACK, with the rounds of enhanced
-// authentication in between, giving up when ctx ends. link is how long
-// the dial took, if Open timed it (see RoundTrip).
-func (c *Conn) handshake(ctx context.Context, connect *codec.Connect, auth Authenticator, link linkTime) error {
+// handshake writes cfg.Connect and reads CONNACK, with the rounds of
+// enhanced authentication (cfg.Auth) in between, giving up when ctx ends
+// (see Config.Linger). cfg.link is how long the dial took, if Open timed
+// it (see RoundTrip).
+func (c *Conn) handshake(ctx context.Context, cfg *Config) error {
+	connect, auth, link := cfg.Connect, cfg.Auth, cfg.link
 	// Unblock the socket when ctx ends: a deadline in the past fails the
-	// pending read or write at once.
-	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
+	// pending read or write at once. Or, once the CONNECT is out and the
+	// caller wants it, a deadline Linger away bounds a polite end
+	// (lingering says which, once decided).
+	var written atomic.Bool // connectWritten, for the func below
+	lingering := make(chan bool, 1)
+	stop := context.AfterFunc(ctx, func() {
+		linger := cfg.Linger > 0 && written.Load() && context.Cause(ctx) != cfg.timeout
+		if linger {
+			c.nc.SetDeadline(time.Now().Add(cfg.Linger))
+		} else {
+			c.nc.SetDeadline(time.Unix(1, 0))
+		}
+		lingering <- linger
+	})
 	ctxErr := func(err error) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w (%w)", context.Cause(ctx), err)
@@ -348,6 +376,7 @@ func (c *Conn) handshake(ctx context.Context, connect *codec.Connect, auth Authe
 		return fmt.Errorf("conn: cannot encode CONNECT: %w", err)
 	}
 	c.connectWritten = true // from here on the broker may have it
+	written.Store(true)
 	start := time.Now()
 	if _, err := c.nc.Write(frame); err != nil {
 		stop()
@@ -359,7 +388,11 @@ func (c *Conn) handshake(ctx context.Context, connect *codec.Connect, auth Authe
 		c.roundTrip = min(c.roundTrip, link.took)
 	}
 	if !stop() {
-		// ctx ended while we were waiting; whatever was read is moot.
+		// ctx ended while we were waiting: the caller does not want the
+		// connection, but one the broker accepted is ended politely.
+		if ack, ok := p.(*codec.Connack); <-lingering && err == nil && ok && ack.ReasonCode == codec.Success {
+			c.leave()
+		}
 		return ctxErr(fmt.Errorf("conn: waiting for CONNACK from %s: %w", c.server, ctx.Err()))
 	}
 	if err != nil {

@@ -1,5 +1,12 @@
 package conn
 
+import (
+	"io"
+	"time"
+
+	"github.com/robustmqtt/mqtt/codec"
+)
+
 // SaidGoodbye reports whether the DISCONNECT a flush encoded has been
 // written and the connection is still alive.
 //
@@ -23,4 +30,31 @@ func (c *Conn) SaidGoodbye() bool {
 	c.flushMu.Lock()
 	defer c.flushMu.Unlock()
 	return c.saidGoodbye.Load() && c.Err() == nil
+}
+
+// Leave ends a connection that Open returned and whose loops never ran,
+// which its owner no longer wants: it writes DISCONNECT (Normal
+// disconnection), then waits at most d for the broker to close the
+// connection, reading and dropping what arrives, and closes it. Closed
+// without a word, the connection would make the broker, which holds the
+// client connected since the CONNECT, publish the Will (see SaidGoodbye
+// for why the client waits for the broker's close).
+func (c *Conn) Leave(d time.Duration) {
+	c.nc.SetDeadline(time.Now().Add(d))
+	c.leave()
+	c.Close()
+}
+
+// leave writes DISCONNECT (Normal disconnection) on a connection whose
+// loops are not running and reads what arrives until the broker closes the
+// connection or the deadline already set on the socket passes.
+func (c *Conn) leave() {
+	frame, err := (&codec.Disconnect{ReasonCode: codec.NormalDisconnection}).AppendTo(nil, c.version)
+	if err != nil {
+		return
+	}
+	if _, err := c.nc.Write(frame); err != nil {
+		return
+	}
+	io.Copy(io.Discard, c.br) // until EOF or the deadline: either ends it
 }

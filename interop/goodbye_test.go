@@ -3,9 +3,11 @@ package interop_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/robustmqtt/mqtt"
 	"github.com/robustmqtt/mqtt/internal/mosquitto"
+	"github.com/robustmqtt/mqtt/mqtttest"
 )
 
 // Close and Disconnect right after publishing, against Mosquitto: the
@@ -45,6 +47,62 @@ func TestStopRightAfterPublishingMosquitto(t *testing.T) {
 		}
 		if wills > 0 {
 			t.Errorf("%d Wills published by %d clients that stopped with Close or Disconnect", wills, 2*rounds)
+		}
+	})
+}
+
+// A stop that lands while the client waits for its CONNACK, once Mosquitto
+// has the CONNECT, ends that connection with DISCONNECT too: Mosquitto,
+// which holds the client connected, publishes no Will. (Cut instead, every
+// one of them did.)
+func TestStopWhileConnackPendingMosquitto(t *testing.T) {
+	eachVersion(t, "", func(t *testing.T, b *mosquitto.Broker, v version) {
+		ctx := testCtx(t)
+		watcher := dial(t, config(b, "watcher-"+v.name, v.version))
+		subscribe(t, watcher, mqtt.Subscription{Filter: "will/" + v.name + "/#", QoS: mqtt.AtLeastOnce})
+		p := mqtttest.NewProxy(t, b.Addr())
+		// The CONNACK takes this long to reach the client once Mosquitto
+		// has sent it: the stop lands in that window.
+		p.Latency(20 * time.Millisecond)
+		const rounds = 10
+		for _, stop := range []string{"Close", "Disconnect"} {
+			for i := range rounds {
+				id := fmt.Sprint("connecting-", v.name, "-", stop, "-", i)
+				up := p.Stats().BytesUp
+				c, err := mqtt.Start(mqtt.Config{Servers: []string{p.URL()}, ClientID: id, Version: v.version,
+					Will: &mqtt.Message{Topic: "will/" + v.name + "/" + id, Payload: []byte("will"), QoS: mqtt.AtLeastOnce}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Mosquitto has the CONNECT once the proxy delivered it.
+				if err := p.WaitStats(ctx, func(s mqtttest.ProxyStats) bool { return s.BytesUp > up }); err != nil {
+					c.Close()
+					t.Fatal(err)
+				}
+				if stop == "Close" {
+					c.Close()
+				} else if err := c.Disconnect(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		p.Latency(0)
+		// Mosquitto publishes a Will as it lets a client go, before this.
+		// The proxy delivers each client's last bytes (its DISCONNECT, or
+		// the end of the stream) a latency after the client sent them:
+		// the end marker goes after the proxy has delivered them all.
+		if err := p.WaitStats(ctx, func(s mqtttest.ProxyStats) bool { return s.Active == 0 }); err != nil {
+			t.Fatal(err)
+		}
+		publish(t, watcher, mqtt.Message{Topic: "will/" + v.name + "/end", QoS: mqtt.AtLeastOnce})
+		wills := 0
+		for m := receive(t, watcher); m.Topic != "will/"+v.name+"/end"; m = receive(t, watcher) {
+			if wills++; wills <= 5 {
+				t.Errorf("the Will on %s was published", m.Topic)
+			}
+		}
+		if wills > 0 {
+			t.Errorf("%d Wills published by %d clients stopped while their CONNACK was on its way", wills, 2*rounds)
 		}
 	})
 }
