@@ -762,13 +762,16 @@ func (c *Client) wakeSession() {
 // It returns nil if everything finished, or an error wrapping ctx.Err()
 // that says how much did not (those calls get ErrClosed). A call made
 // while another Disconnect is in progress returns at once with an error
-// saying so; wait on Done for the stop.
+// saying so; wait on Done for the stop. On a client that has stopped
+// already, or stops on its own meanwhile, it returns nil after Close, and
+// otherwise ErrClosed wrapping why the client stopped (Err): the work
+// unfinished then did not finish.
 func (c *Client) Disconnect(ctx context.Context) error {
 	req := &disconnectRequest{reply: make(chan error, 1)}
 	select {
 	case c.ctrl <- req:
 	case <-c.done:
-		return nil
+		return c.stoppedBefore()
 	}
 	select {
 	case err := <-req.reply:
@@ -788,8 +791,19 @@ func (c *Client) Disconnect(ctx context.Context) error {
 		c.Close()
 		return fmt.Errorf("mqtt: disconnect: in-flight work did not finish: %w", context.Cause(ctx))
 	case <-c.done:
-		return nil
+		return c.stoppedBefore()
 	}
+}
+
+// stoppedBefore is Disconnect's answer on a client that stopped before it
+// could: nil if Close or Disconnect stopped it, or else ErrClosed with why
+// it stopped (the strategy gave up, the store failed), as the calls
+// unfinished then were told: they did not finish.
+func (c *Client) stoppedBefore() error {
+	if err := c.Err(); err != nil {
+		return fmt.Errorf("%w: it stopped on its own before Disconnect: %w", ErrClosed, err)
+	}
+	return nil
 }
 
 // disconnectRequest starts a graceful Disconnect.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -393,5 +394,35 @@ func TestNoConnectionLostAfterOwnStop(t *testing.T) {
 				t.Errorf("event after %s: %v", stop, e)
 			}
 		})
+	}
+}
+
+// Disconnect on a client that stopped on its own does not report success:
+// the strategy gave up, and what waited for the connection never went.
+func TestDisconnectAfterGivingUpSaysSo(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every dial is refused
+	c, err := mqtt.Start(mqtt.Config{Servers: []string{"tcp://" + addr}, ClientID: "gives-up", Backoff: backoff.Never()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := c.PublishAsync(testCtx(t), mqtt.Message{Topic: "t", Payload: []byte("x"), QoS: mqtt.AtLeastOnce})
+	<-c.Done()
+	if err := <-res; !errors.Is(err, mqtt.ErrClosed) {
+		t.Fatalf("the waiting publish ended %v, want ErrClosed", err)
+	}
+	err = c.Disconnect(testCtx(t))
+	if !errors.Is(err, mqtt.ErrClosed) || !errors.Is(err, mqtt.ErrGaveUp) {
+		t.Fatalf("Disconnect after the strategy gave up = %v, want ErrClosed wrapping ErrGaveUp", err)
+	}
+	// Close stopped it: Disconnect has nothing to report.
+	c2 := dial(t, mqtt.Config{Servers: []string{mqtttest.NewBroker(t).URL()}, ClientID: "closed"})
+	c2.Close()
+	if err := c2.Disconnect(testCtx(t)); err != nil {
+		t.Fatalf("Disconnect after Close = %v, want nil", err)
 	}
 }

@@ -309,6 +309,14 @@ func (w *world) drain() {
 			final.mu.Lock()
 			err := final.err
 			final.mu.Unlock()
+			if err != nil && final.inst.c.Err() != nil {
+				// It was stopping on its own already (its store had
+				// failed before the drain, which mends the store), and
+				// Disconnect says so: the next client drains.
+				w.logf("  client %d had stopped on its own: %v", final.inst.n, final.inst.c.Err())
+				final = nil
+				continue
+			}
 			if err != nil {
 				w.violate("%s, with a friendly broker: %v", final, err)
 			}
