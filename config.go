@@ -101,12 +101,21 @@ type Config struct {
 	// connect), with the packet identifiers of the flows it has not
 	// finished. The client's half lives in this Client's memory, or in
 	// Store. A new Client with the same ClientID and without the old
-	// one's Store does not know those identifiers: a QoS 2 message it
-	// sends under one of them can be taken by the broker for the old
-	// message and dropped, and an inbound QoS 2 message the old Client
-	// had taken can be delivered again. So reuse a persistent ClientID
-	// across processes only with its Store, or start with CleanStart (or
-	// a SessionExpiry of 0) when the state is gone.
+	// one's Store (a program restarted after a crash) does not know
+	// those identifiers. It copes with what the broker says of them: a
+	// PUBREC of the old client's QoS 2 flow is answered with PUBREL (as
+	// mochi-mqtt sends it again on every connection, taken for a
+	// protocol error it made the client reconnect for ever), and a
+	// message of its own that the broker answers with such a PUBREC
+	// goes again under another identifier; its identifiers start far
+	// from where the old client's began. What it cannot see: an MQTT
+	// 3.1.1 broker that answers a QoS 2 PUBLISH under an identifier of
+	// the old client's unfinished QoS 2 flow with a plain PUBREC takes
+	// the message for the old one and drops it, and an inbound QoS 2
+	// message the old Client had taken can be delivered again. So for
+	// exactly once across processes, give the ClientID its Store, or
+	// start with CleanStart (or a SessionExpiry of 0) when the state is
+	// gone.
 	ClientID string
 
 	// Version is the protocol level: 4 for MQTT 3.1.1 (the default, also

@@ -44,11 +44,23 @@ type session struct {
 	maxQoS    QoS  // the broker's Maximum QoS
 	noRetain  bool // the broker said Retain Available = 0
 	resumed   bool // cur's CONNACK said Session Present
+	// unknownSession: the broker's session came from an earlier client
+	// with this ClientID whose state this one does not have (see
+	// releaseForeign); false again once the broker loses it.
+	unknownSession bool
 	// probeNext: how the next connection sends what it owes, and
 	// suspectID: the first PUBLISH owed when the broker last ended a
 	// connection (see refused.go).
-	probeNext  probeMode
-	suspectID  uint16
+	probeNext probeMode
+	suspectID uint16
+	// callerFlushes: frames are queued without waking the writer, and
+	// flushOwed is the connection the inline caller must flush after.
+	callerFlushes bool
+	nextID        uint16 // last packet identifier handed out
+	// dirty (Config.Store, below): records were written that must be
+	// synced before the held frames go. Here, it packs with the fields
+	// above.
+	dirty      bool
 	aliases    map[uint16]string
 	reauth     *reauthExchange // Client.Reauthenticate's exchange on cur; nil: none
 	gen        uint64          // bumped whenever the broker lost the session
@@ -67,26 +79,21 @@ type session struct {
 	// session loop for each turn, or a reader handling an acknowledgement
 	// inline (inlineAck). One owner at a time; the loop never holds it
 	// while it waits.
-	mu        sync.Mutex
-	wake      chan struct{} // 1-buffered: inlineAck changed the loop's waitKey
-	inlineErr error         // a store failure met inline: the loop stops with it
-	// callerFlushes: frames are queued without waking the writer, and
-	// flushOwed is the connection the inline caller must flush after.
-	callerFlushes bool
-	nextID        uint16 // last packet identifier handed out
-	flushOwed     *conn.Conn
-	pubInflight   int               // flights that are publishes
-	resend        []*flight         // publishes owed again on cur, waiting for room in its window
-	resendN       int               // how many of resend are still owed (the rest ended meanwhile)
-	settled       *idSet            // identifiers whose publish flow ended on cur; nil until the first
-	waitingCtl    []*ctlOp          // subscribes/unsubscribes waiting for a connection
-	latest        map[string]*pubOp // LatestPerTopic: the newest queued publish per topic
-	sentQoS0      fifo[*pubOp]      // QoS 0 publishes handed to cur and maybe not written yet
-	flushes       []*flushWaiter    // Flush calls waiting
+	mu          sync.Mutex
+	wake        chan struct{}     // 1-buffered: inlineAck changed the loop's waitKey
+	inlineErr   error             // a store failure met inline: the loop stops with it
+	flushOwed   *conn.Conn        // see callerFlushes
+	pubInflight int               // flights that are publishes
+	resend      []*flight         // publishes owed again on cur, waiting for room in its window
+	resendN     int               // how many of resend are still owed (the rest ended meanwhile)
+	settled     *idSet            // identifiers whose publish flow ended on cur; nil until the first
+	waitingCtl  []*ctlOp          // subscribes/unsubscribes waiting for a connection
+	latest      map[string]*pubOp // LatestPerTopic: the newest queued publish per topic
+	sentQoS0    fifo[*pubOp]      // QoS 0 publishes handed to cur and maybe not written yet
+	flushes     []*flushWaiter    // Flush calls waiting
 
 	// Config.Store (see session_store.go).
 	storeSeq   uint64         // the last key given to an outbound record
-	dirty      bool           // records written that must be synced before the held frames go
 	held       []conn.Frame   // frames waiting for the next commit, in order
 	storedWait []*pubOp       // PublishAsync calls waiting for their message to be durable
 	recBuf     []byte         // reused to encode records
@@ -94,11 +101,14 @@ type session struct {
 	subs       []Subscription // what the broker should have, in subscribe order
 
 	// Inbound.
-	in           map[uint16]*inState // QoS 1/2 packet identifiers of the broker's, by state
-	pending      fifo[delivery]      // messages waiting for the application
-	pendingBytes int                 // their size (see inboundSize)
-	pendingQoS12 int                 // how many of them are QoS 1/2
-	arrivals     fifo[arrival]       // QoS 1/2 PUBLISHes received on cur, in order, until answered
+	in map[uint16]*inState // QoS 1/2 packet identifiers of the broker's, by state
+	// brokerHeld: identifiers under which the broker holds QoS 2 flows
+	// this session does not know (see heldID); not handed out.
+	brokerHeld   map[uint16]*heldID
+	pending      fifo[delivery] // messages waiting for the application
+	pendingBytes int            // their size (see inboundSize)
+	pendingQoS12 int            // how many of them are QoS 1/2
+	arrivals     fifo[arrival]  // QoS 1/2 PUBLISHes received on cur, in order, until answered
 	// inQuota is how many QoS 1/2 PUBLISHes the broker sent on cur that
 	// it has no PUBACK or PUBCOMP for yet: under MQTT 5 at most the
 	// Receive Maximum this client announced [MQTT-3.3.4-9].
@@ -150,6 +160,9 @@ type flight struct {
 	relNeeded bool             // QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
 	relSeq    uint64           // relNeeded: when its PUBREC came, in the order of seq
 	owed      bool             // in session.resend: its PUBLISH goes again on this connection
+	// moves counts the identifiers the publish left because the broker
+	// held flows of its own under them (see movePastStale).
+	moves uint8
 	// SUBSCRIBE and UNSUBSCRIBE (see refused_control.go): the connection
 	// it was last sent on (its connectedN) and when; how many ends of
 	// connections in a row may have been the broker's refusal of it,
@@ -540,6 +553,21 @@ func (s *session) connected(nc newConn) {
 	}
 	ack := cn.Connack()
 	s.resumed = ack.SessionPresent
+	if ack.SessionPresent && s.connectedN == 1 && s.cfg.Store == nil {
+		// A session this Client has no state for: an earlier client's
+		// with this ClientID, without its Store. The broker may hold
+		// QoS 2 flows of that client's under identifiers from 1 on, which
+		// would take a new QoS 2 message of this one for theirs (see
+		// releaseForeign): this one's start elsewhere.
+		s.unknownSession = true
+		if s.nextID == 0 {
+			s.nextID = resumedFirstID(time.Now())
+		}
+	}
+	if !ack.SessionPresent {
+		s.unknownSession = false // whatever the broker held is gone
+		clear(s.brokerHeld)
+	}
 	s.arrivals = fifo[arrival]{}
 	s.adoptLimits(ack)
 	if s.cfg.CleanStart && ack.SessionPresent {
@@ -783,7 +811,7 @@ func (s *session) sendOwed() bool {
 			continue
 		}
 		o := f.pub
-		p := o.pkt // a copy: a writer may still hold the old one
+		p := sentAgain(o) // a copy: a writer may still hold the old one
 		if err := s.fits(&p); err != nil {
 			if o.state.Load() != opClaimed {
 				s.settle(&o.op, err, true) // the broker never saw it; first: endFlight would forget its record lazily
@@ -814,11 +842,6 @@ func (s *session) sendOwed() bool {
 			continue
 		}
 		p.Dup = s.resumed && o.state.Load() == opClaimed
-		if !o.expires.IsZero() {
-			// Sent before: the message goes again even if its interval
-			// ran out meanwhile, with at least 1 s left.
-			p.Properties = expiryLeft(p.Properties, max(time.Until(o.expires), time.Second))
-		}
 		queued := time.Now() // before: the writer may write it at once
 		if !s.sendPublish(o, &p) {
 			return false
@@ -892,6 +915,15 @@ func (s *session) flightsInOrder() []*flight {
 	return fs
 }
 
+// resumedFirstID is where the packet identifiers of a Client that resumed
+// a session it has no state for start: at least 4096, past those of an
+// earlier client that began at 1, and otherwise where the clock says, so
+// that clients started at different times begin at different places.
+func resumedFirstID(now time.Time) uint16 {
+	const low = 4096
+	return uint16(low + uint64(now.UnixMilli())%(math.MaxUint16-low))
+}
+
 // allocID hands out a packet identifier not in use [MQTT-2.2.1-3]. It
 // reports false when all 65535 are in use.
 func (s *session) allocID() (uint16, bool) {
@@ -907,7 +939,7 @@ func (s *session) allocID() (uint16, bool) {
 		// required (the two directions are separate spaces) but some brokers
 		// mix them: mochi-mqtt v2.7 refuses an UNSUBSCRIBE whose identifier
 		// is in its outbound inflight with 0x91 Packet Identifier In Use.
-		if s.flights.get(s.nextID) == nil && s.in[s.nextID] == nil {
+		if s.flights.get(s.nextID) == nil && s.in[s.nextID] == nil && (len(s.brokerHeld) == 0 || s.brokerHeld[s.nextID] == nil) {
 			return s.nextID, true
 		}
 	}

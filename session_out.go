@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/robustmqtt/mqtt/codec"
+	"github.com/robustmqtt/mqtt/conn"
 	"github.com/robustmqtt/mqtt/store"
 )
 
@@ -650,8 +651,19 @@ func pubackEnds(f *flight) bool {
 // onPubrec moves a QoS 2 publish to its second half: PUBREL.
 func (s *session) onPubrec(p *codec.Pubrec) {
 	f := s.flights.get(p.PacketID)
+	if s.unknownSession && f != nil && f.kind == codec.TypePublish && !f.relNeeded &&
+		(f.pub.pkt.QoS == AtLeastOnce || p.ReasonCode == codec.PacketIdentifierInUse) {
+		if !s.movePastStale(f, p) {
+			return
+		}
+		f = nil // moved: the identifier is the broker's flow's alone
+	}
 	if f == nil || f.kind != codec.TypePublish || f.pub.pkt.QoS != ExactlyOnce {
 		if s.lateAck(p.PacketID, codec.TypePubrec) {
+			return
+		}
+		if f == nil && s.unknownSession {
+			s.releaseForeign(p.PacketID)
 			return
 		}
 		s.protocolError(codec.ProtocolError, codec.TypePubrec, "PUBREC for packet identifier %d, which no QoS 2 publish uses", p.PacketID)
@@ -688,11 +700,152 @@ func (s *session) onPubrec(p *codec.Pubrec) {
 	}
 }
 
+// maxStaleMoves bounds how many times one publish moves to another
+// identifier because the broker holds a flow of its own under the one it
+// has (see movePastStale) before it ends with the broker's refusal: a
+// broker that answers every PUBLISH so would otherwise have it sent for
+// ever.
+const maxStaleMoves = 3
+
+// maxBrokerHeld bounds how many identifiers the session keeps out of use
+// because the broker holds flows it does not know under them.
+const maxBrokerHeld = 1024
+
+// heldID is an identifier under which the broker holds a QoS 2 flow this
+// session does not know (see releaseForeign): it is not handed out until
+// the broker has ended that flow.
+type heldID struct {
+	usedOn int // the connection (connectedN) on which a PUBLISH of ours went under it
+	rels   int // PUBRELs sent for it that no PUBCOMP answered yet
+}
+
+// hold keeps id out of use (see heldID), within maxBrokerHeld; nil when
+// the bound is reached.
+func (s *session) hold(id uint16) *heldID {
+	if h := s.brokerHeld[id]; h != nil {
+		return h
+	}
+	if len(s.brokerHeld) >= maxBrokerHeld {
+		return nil
+	}
+	if s.brokerHeld == nil {
+		s.brokerHeld = make(map[uint16]*heldID)
+	}
+	h := &heldID{}
+	s.brokerHeld[id] = h
+	return h
+}
+
+// movePastStale answers a PUBREC that does not belong to f's publish: one
+// to a QoS 1 PUBLISH, or, from an MQTT 5 broker, one with Packet
+// Identifier in use (0x91) to a QoS 2 PUBLISH. The broker holds a QoS 2
+// flow of its own under that identifier, waiting for a PUBREL, and did
+// not take the message (see releaseForeign for whose flow that is).
+// mochi-mqtt answers so, to a QoS 1 PUBLISH too. The message goes again,
+// as sent before (DUP), under another identifier, and the one it leaves
+// stays out of use until the broker's flow ends; this connection sends no
+// PUBREL for it, which here would answer a QoS 1 PUBLISH, or follow a
+// refusal [MQTT-4.4.0-2]. After maxStaleMoves the publish ends with the
+// broker's refusal. It reports whether f moved.
+func (s *session) movePastStale(f *flight, p *codec.Pubrec) bool {
+	o := f.pub
+	if s.probeAnswered(p.PacketID) {
+		defer s.pump() // what waited behind the probe
+	}
+	if h := s.hold(p.PacketID); h != nil {
+		h.usedOn = s.connectedN
+	}
+	id, ok := s.allocID()
+	if f.moves >= maxStaleMoves || !ok {
+		err := fmt.Errorf("%w (the broker answered its PUBLISH with PUBREC under %d identifiers in turn: it holds flows of its own under them)",
+			ackError(&o.pkt, codec.PacketIdentifierInUse, p.Properties), f.moves+1)
+		s.settle(&o.op, err, true)
+		s.endFlight(p.PacketID)
+		s.pump()
+		s.checkDrained()
+		return false
+	}
+	s.cfg.Logger.Info("mqtt: the broker holds a QoS 2 flow of its own under the identifier of a publish; sending it again under another",
+		"topic", o.pkt.Topic, "id", p.PacketID, "new_id", id, "qos", int(o.pkt.QoS))
+	f.moves++
+	s.flights.del(p.PacketID)
+	s.flights.put(id, f)
+	o.id = id // o.pkt keeps the identifier it was first sent under: see sentAgain
+	if o.pkt.QoS == ExactlyOnce {
+		s.storeProgress(o, pubQoS2Sent) // under the new identifier, before it goes
+	} else {
+		s.storeProgress(o, pubQoS1Sent)
+	}
+	pkt := sentAgain(o)
+	pkt.Dup = true
+	s.sendPublish(o, &pkt)
+	return true
+}
+
+// releaseForeign answers a PUBREC for an identifier no flow of this
+// session uses. The broker holds a QoS 2 flow under it, waiting for the
+// PUBREL, that this session does not know: one an earlier client with this
+// ClientID left unfinished, in a session a Client without that client's
+// Config.Store resumed (conformance D5). mochi-mqtt sends such a PUBREC
+// again on every connection; taken for a protocol error, it ended the
+// connection, and the next met it again: a client that restarted after a
+// crash in the middle of a QoS 2 publish reconnected for ever, hundreds of
+// times a second. The PUBREL ends that flow (MQTT 5: with Packet
+// Identifier not found, 0x92, as the specification has it for a session
+// state that does not match), unless a PUBLISH of ours went under the
+// identifier on this connection (see movePastStale): then the next
+// connection does it. The identifier stays out of use until the broker's
+// PUBCOMP, if one comes (mochi sends none for 0x92).
+func (s *session) releaseForeign(id uint16) {
+	h := s.hold(id)
+	if h != nil && h.usedOn == s.connectedN {
+		return
+	}
+	if h != nil {
+		h.rels++
+	}
+	rel := &codec.Pubrel{PacketID: id}
+	if s.cfg.version == codec.V5 {
+		rel.ReasonCode = codec.PacketIdentifierNotFound
+	}
+	s.cfg.Logger.Info("mqtt: the broker holds a QoS 2 flow this session does not know (an earlier client's with this ClientID, whose session was resumed without its Config.Store); ending it with PUBREL",
+		"id", id)
+	s.send(conn.Frame{Packet: rel})
+}
+
+// foreignComplete takes a PUBCOMP for an identifier no flow of this
+// session uses: the answer to a PUBREL of releaseForeign, which frees the
+// identifier. It reports false for any other.
+func (s *session) foreignComplete(id uint16) bool {
+	h := s.brokerHeld[id]
+	if h == nil || h.rels == 0 {
+		return false
+	}
+	if h.rels--; h.rels == 0 && h.usedOn != s.connectedN {
+		delete(s.brokerHeld, id)
+	}
+	return true
+}
+
+// sentAgain is a copy of o's PUBLISH to send again: under o's identifier
+// now (o.pkt keeps the one it was first sent under, which a writer may
+// still be reading), with what is left of its Message Expiry Interval:
+// at least 1 s, since it was sent before, the message goes again even if
+// its interval ran out meanwhile.
+func sentAgain(o *pubOp) codec.Publish {
+	p := o.pkt
+	p.PacketID = o.id
+	if !o.expires.IsZero() {
+		p.Properties = expiryLeft(p.Properties, max(time.Until(o.expires), time.Second))
+	}
+	return p
+}
+
 // onPubcomp ends a QoS 2 publish.
 func (s *session) onPubcomp(p *codec.Pubcomp) {
 	f := s.flights.get(p.PacketID)
 	if f == nil || f.kind != codec.TypePublish || !f.relNeeded {
-		if s.lateAck(p.PacketID, codec.TypePubcomp) {
+		if s.lateAck(p.PacketID, codec.TypePubcomp) || f == nil && s.foreignComplete(p.PacketID) {
 			return
 		}
 		s.protocolError(codec.ProtocolError, codec.TypePubcomp, "PUBCOMP for packet identifier %d, which has no PUBREL outstanding", p.PacketID)

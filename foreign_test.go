@@ -1,0 +1,183 @@
+package mqtt_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/robustmqtt/mqtt"
+	"github.com/robustmqtt/mqtt/codec"
+	"github.com/robustmqtt/mqtt/mqtttest"
+)
+
+// leaveQoS2FlowOpen has a client with ClientID id stop in the middle of a
+// QoS 2 publish to topic: the broker has the PUBLISH and answered PUBREC,
+// which never arrived, so it holds the flow under the PUBLISH's identifier,
+// waiting for a PUBREL that never comes (as after a crash).
+func leaveQoS2FlowOpen(t *testing.T, b *mqtttest.Broker, id, topic string, version byte) {
+	t.Helper()
+	ctx := testCtx(t)
+	p := mqtttest.NewProxy(t, b.Addr())
+	a := dial(t, mqtt.Config{Servers: []string{p.URL()}, ClientID: id, Version: version})
+	p.Latency(30 * time.Millisecond) // the PUBREC is still on its way when the link goes
+	up := p.Stats().BytesUp
+	res := a.PublishAsync(ctx, mqtt.Message{Topic: topic, Payload: []byte("earlier"), QoS: mqtt.ExactlyOnce})
+	if err := p.WaitStats(ctx, func(s mqtttest.ProxyStats) bool { return s.BytesUp > up }); err != nil {
+		t.Fatal(err)
+	}
+	p.Blackhole(true)
+	a.Close()
+	<-res
+	p.Cut()
+	if err := b.WaitDisconnected(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A new Client with the ClientID of one that crashed in the middle of a
+// QoS 2 publish, with defaults (a persistent session, no Config.Store),
+// resumes a session in which the broker holds that flow, waiting for a
+// PUBREL. mochi-mqtt sends its PUBREC again on every connection, and
+// answers a PUBLISH under that identifier with PUBREC, a QoS 1 PUBLISH
+// too. Taken for protocol errors, they made the new client reconnect for
+// ever (hundreds of connections a second, a QoS 1 publish never
+// acknowledged), whether it published or only subscribed. Now: one
+// connection, every publish acknowledged and delivered, QoS 2 once.
+func TestResumedSessionWithAnEarlierClientsQoS2Flow(t *testing.T) {
+	for _, v := range versions {
+		for _, what := range []string{"subscribe", "qos1", "qos2"} {
+			t.Run(v.name+"/"+what, func(t *testing.T) {
+				b := mqtttest.NewBroker(t)
+				ctx := testCtx(t)
+				watcher := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "watcher", Version: v.version})
+				if err := watcher.Subscribe(ctx, mqtt.Subscription{Filter: "t/#", QoS: mqtt.ExactlyOnce}); err != nil {
+					t.Fatal(err)
+				}
+				leaveQoS2FlowOpen(t, b, "restarted", "t/earlier", v.version)
+				c := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "restarted", Version: v.version})
+				want := 0
+				switch what {
+				case "subscribe":
+					// Its SUBACK comes after what the broker sent again.
+					if err := c.Subscribe(ctx, mqtt.Subscription{Filter: "s/x", QoS: mqtt.AtLeastOnce}); err != nil {
+						t.Fatal(err)
+					}
+				default:
+					qos := mqtt.AtLeastOnce
+					if what == "qos2" {
+						qos = mqtt.ExactlyOnce
+					}
+					for i := range 3 {
+						pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+						err := c.Publish(pctx, mqtt.Message{Topic: fmt.Sprint("t/new/", i), Payload: []byte("new"), QoS: qos})
+						cancel()
+						if err != nil {
+							t.Fatalf("publish %d (QoS %d): %v", i, qos, err)
+						}
+					}
+					want = 3
+				}
+				if n := c.Stats().Connections.Attempts; n != 1 {
+					t.Errorf("%d connections, want 1", n)
+				}
+				if err := watcher.Publish(ctx, mqtt.Message{Topic: "t/end", QoS: mqtt.AtLeastOnce}); err != nil {
+					t.Fatal(err)
+				}
+				got := map[string]int{}
+				for m := receive(t, watcher); m.Topic != "t/end"; m = receive(t, watcher) {
+					got[m.Topic]++
+				}
+				for i := range want {
+					topic := fmt.Sprint("t/new/", i)
+					if n := got[topic]; n == 0 || n > 1 && what == "qos2" {
+						t.Errorf("%s delivered %d times", topic, n)
+					}
+				}
+			})
+		}
+	}
+}
+
+// The same, against a scripted broker that does what mochi-mqtt does, so
+// that every path is taken whatever identifiers the client chooses: in a
+// session the client resumed without its state, a PUBREC for an
+// identifier it does not use is answered with PUBREL (MQTT 5: Packet
+// Identifier not found, 0x92) and the broker's PUBCOMP taken; a PUBREC to
+// its QoS 1 PUBLISH, or one with 0x91 to its QoS 2 PUBLISH, makes it send
+// the message again (DUP) under another identifier, with no PUBREL under
+// the first on that connection; the connection stays up.
+func TestForeignQoS2FlowScripted(t *testing.T) {
+	// Not MQTT 3.1.1 at QoS 2: with no reason code, a PUBREC to a QoS 2
+	// PUBLISH is its answer (resumedFirstID makes a collision unlikely).
+	for _, tc := range []struct {
+		v   byte
+		qos mqtt.QoS
+	}{{4, mqtt.AtLeastOnce}, {5, mqtt.AtLeastOnce}, {5, mqtt.ExactlyOnce}} {
+		v, qos := tc.v, tc.qos
+		{
+			t.Run(fmt.Sprintf("v%d/qos%d", v, qos), func(t *testing.T) {
+				sb := mqtttest.NewScriptedBroker(t)
+				sb.SetConnack(frame(t, v, &codec.Connack{SessionPresent: true}))
+				c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "resumed", Version: v})
+				sc := scripted(t, sb)
+				// The broker's own flow, sent again.
+				send(t, sc, v, &codec.Pubrec{PacketID: 7})
+				rel := nextOf[*codec.Pubrel](t, sc, v)
+				wantCode := codec.Success
+				if v == 5 {
+					wantCode = codec.PacketIdentifierNotFound
+				}
+				if rel.PacketID != 7 || rel.ReasonCode != wantCode {
+					t.Fatalf("PUBREL %d %s, want 7 %s", rel.PacketID, rel.ReasonCode, wantCode)
+				}
+				send(t, sc, v, &codec.Pubcomp{PacketID: 7})
+
+				res := c.PublishAsync(t.Context(), mqtt.Message{Topic: "t", Payload: []byte("x"), QoS: qos})
+				first := nextOf[*codec.Publish](t, sc, v)
+				if first.PacketID == 7 {
+					t.Fatal("identifier 7 handed out while the broker's flow under it was open")
+				}
+				// The broker holds a flow under this identifier too.
+				stale := &codec.Pubrec{PacketID: first.PacketID}
+				if qos == mqtt.ExactlyOnce {
+					stale.ReasonCode = codec.PacketIdentifierInUse
+				}
+				send(t, sc, v, stale)
+				again := nextOf[*codec.Publish](t, sc, v)
+				if again.PacketID == first.PacketID || !again.Dup || again.Topic != "t" || again.QoS != qos {
+					t.Fatalf("sent again: id %d DUP %v %q QoS %d; want another id than %d, DUP, \"t\", QoS %d",
+						again.PacketID, again.Dup, again.Topic, again.QoS, first.PacketID, qos)
+				}
+				if qos == mqtt.AtLeastOnce {
+					send(t, sc, v, &codec.Puback{PacketID: again.PacketID})
+				} else {
+					send(t, sc, v, &codec.Pubrec{PacketID: again.PacketID})
+					if r := nextOf[*codec.Pubrel](t, sc, v); r.PacketID != again.PacketID {
+						t.Fatalf("PUBREL %d, want %d", r.PacketID, again.PacketID)
+					}
+					send(t, sc, v, &codec.Pubcomp{PacketID: again.PacketID})
+				}
+				if err := resultOf(t, res); err != nil {
+					t.Fatalf("publish: %v", err)
+				}
+				// A second answer under the first identifier (mochi's to the
+				// PUBLISH, after the one it sent again) gets no PUBREL on
+				// this connection: the next frame is the next publish.
+				send(t, sc, v, &codec.Pubrec{PacketID: first.PacketID})
+				res = c.PublishAsync(t.Context(), mqtt.Message{Topic: "u", QoS: mqtt.AtLeastOnce})
+				p := nextOf[*codec.Publish](t, sc, v)
+				if p.Topic != "u" || p.PacketID == first.PacketID || p.PacketID == 7 {
+					t.Fatalf("next: PUBLISH %q id %d, want \"u\" under neither %d nor 7", p.Topic, p.PacketID, first.PacketID)
+				}
+				send(t, sc, v, &codec.Puback{PacketID: p.PacketID})
+				if err := resultOf(t, res); err != nil {
+					t.Fatalf("next publish: %v", err)
+				}
+				if n := c.Stats().Connections.Attempts; n != 1 {
+					t.Errorf("%d connections, want 1", n)
+				}
+			})
+		}
+	}
+}
