@@ -719,9 +719,9 @@ type heldID struct {
 	rels   int // PUBRELs sent for it that no PUBCOMP answered yet
 }
 
-// hold keeps id out of use (see heldID), within maxBrokerHeld; nil when
+// keepOutOfUse keeps id out of use (see heldID), within maxBrokerHeld; nil when
 // the bound is reached.
-func (s *session) hold(id uint16) *heldID {
+func (s *session) keepOutOfUse(id uint16) *heldID {
 	if h := s.brokerHeld[id]; h != nil {
 		return h
 	}
@@ -741,18 +741,20 @@ func (s *session) hold(id uint16) *heldID {
 // Identifier in use (0x91) to a QoS 2 PUBLISH. The broker holds a QoS 2
 // flow of its own under that identifier, waiting for a PUBREL, and did
 // not take the message (see releaseForeign for whose flow that is).
-// mochi-mqtt answers so, to a QoS 1 PUBLISH too. The message goes again,
-// as sent before (DUP), under another identifier, and the one it leaves
-// stays out of use until the broker's flow ends; this connection sends no
-// PUBREL for it, which here would answer a QoS 1 PUBLISH, or follow a
-// refusal [MQTT-4.4.0-2]. After maxStaleMoves the publish ends with the
-// broker's refusal. It reports whether f moved.
+// mochi-mqtt answers so, to a QoS 1 PUBLISH too. The broker refused the
+// identifier, not the message: the message goes as a new PUBLISH (DUP 0:
+// the broker never took it) under another identifier, as MQTT 5 has it
+// after a refusal [MQTT-4.4.0-2], and the identifier it leaves stays out
+// of use until the broker's flow ends; this connection sends no PUBREL
+// for it, which here would answer a QoS 1 PUBLISH, or follow a refusal.
+// After maxStaleMoves the publish ends with the broker's refusal. It
+// reports whether f moved.
 func (s *session) movePastStale(f *flight, p *codec.Pubrec) bool {
 	o := f.pub
 	if s.probeAnswered(p.PacketID) {
 		defer s.pump() // what waited behind the probe
 	}
-	if h := s.hold(p.PacketID); h != nil {
+	if h := s.keepOutOfUse(p.PacketID); h != nil {
 		h.usedOn = s.connectedN
 	}
 	id, ok := s.allocID()
@@ -777,7 +779,7 @@ func (s *session) movePastStale(f *flight, p *codec.Pubrec) bool {
 		s.storeProgress(o, pubQoS1Sent)
 	}
 	pkt := sentAgain(o)
-	pkt.Dup = true
+	pkt.Dup = false
 	s.sendPublish(o, &pkt)
 	return true
 }
@@ -797,7 +799,7 @@ func (s *session) movePastStale(f *flight, p *codec.Pubrec) bool {
 // connection does it. The identifier stays out of use until the broker's
 // PUBCOMP, if one comes (mochi sends none for 0x92).
 func (s *session) releaseForeign(id uint16) {
-	h := s.hold(id)
+	h := s.keepOutOfUse(id)
 	if h != nil && h.usedOn == s.connectedN {
 		return
 	}
