@@ -917,11 +917,16 @@ func (s *session) flightsInOrder() []*flight {
 
 // resumedFirstID is where the packet identifiers of a Client that resumed
 // a session it has no state for start: at least 4096, past those of an
-// earlier client that began at 1, and otherwise where the clock says, so
-// that clients started at different times begin at different places.
+// earlier client that began at 1, and otherwise where a hash of the clock
+// says, so that clients started at different times, even a crash loop's a
+// fixed interval apart, begin at unrelated places. (Not a random number:
+// the model test replays histories in fake time, where it is the same for
+// the same history; two clients started at the same instant begin at the
+// same place there.)
 func resumedFirstID(now time.Time) uint16 {
 	const low = 4096
-	return uint16(low + uint64(now.UnixMilli())%(math.MaxUint16-low))
+	h := uint64(now.UnixNano()) * 0x9E3779B97F4A7C15 // Fibonacci hashing: near times land far apart
+	return uint16(low + (h>>32)%(math.MaxUint16-low))
 }
 
 // allocID hands out a packet identifier not in use [MQTT-2.2.1-3]. It
