@@ -48,7 +48,9 @@ func TestResumedSessionWithAnEarlierClientsQoS2FlowMosquitto(t *testing.T) {
 		if n := c.Stats().Connections.Attempts; n != 1 {
 			t.Errorf("%d connections, want 1", n)
 		}
-		publish(t, watcher, mqtt.Message{Topic: prefix + "end", QoS: mqtt.AtLeastOnce})
+		// From the same client: the broker routes one connection's
+		// messages in order.
+		publish(t, c, mqtt.Message{Topic: prefix + "end", QoS: mqtt.AtLeastOnce})
 		got := map[string]int{}
 		for m := receive(t, watcher); m.Topic != prefix+"end"; m = receive(t, watcher) {
 			got[m.Topic]++
