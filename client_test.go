@@ -280,10 +280,7 @@ func TestStopRightAfterPublishingPublishesNoWill(t *testing.T) {
 	b := mqtttest.NewBroker(t)
 	p := mqtttest.NewProxy(t, b.Addr())
 	ctx := testCtx(t)
-	watcher := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "watcher"})
-	if err := watcher.Subscribe(ctx, mqtt.Subscription{Filter: "will/#", QoS: mqtt.AtLeastOnce}); err != nil {
-		t.Fatal(err)
-	}
+	watcher := willWatcher(t, b)
 	const rounds = 30
 	for _, stop := range []string{"Close", "Disconnect"} {
 		for _, via := range []struct{ name, url string }{{"direct", b.URL()}, {"proxy", p.URL()}} {
@@ -304,18 +301,8 @@ func TestStopRightAfterPublishingPublishesNoWill(t *testing.T) {
 			}
 		}
 	}
-	// The broker publishes a Will as it lets a client go, before this.
-	if err := watcher.Publish(ctx, mqtt.Message{Topic: "will/end", QoS: mqtt.AtLeastOnce}); err != nil {
-		t.Fatal(err)
-	}
-	wills := 0
-	for m := receive(t, watcher); m.Topic != "will/end"; m = receive(t, watcher) {
-		if wills++; wills <= 5 {
-			t.Errorf("the Will on %s was published", m.Topic)
-		}
-	}
-	if wills > 0 {
-		t.Errorf("%d Wills published by %d clients that stopped with Close or Disconnect", wills, 2*2*len(versions)*rounds)
+	if wills := willsBefore(t, watcher); len(wills) > 0 {
+		t.Errorf("%d Wills published by %d clients that stopped with Close or Disconnect: %v", len(wills), 2*2*len(versions)*rounds, wills[:min(5, len(wills))])
 	}
 }
 
@@ -328,10 +315,7 @@ func TestStopWhileConnackPendingPublishesNoWill(t *testing.T) {
 	b := mqtttest.NewBroker(t)
 	p := mqtttest.NewProxy(t, b.Addr())
 	ctx := testCtx(t)
-	watcher := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "watcher"})
-	if err := watcher.Subscribe(ctx, mqtt.Subscription{Filter: "will/#", QoS: mqtt.AtLeastOnce}); err != nil {
-		t.Fatal(err)
-	}
+	watcher := willWatcher(t, b)
 	// The CONNACK takes this long to reach the client once the broker
 	// has sent it: the stop lands in that window.
 	p.Latency(20 * time.Millisecond)
@@ -363,18 +347,35 @@ func TestStopWhileConnackPendingPublishesNoWill(t *testing.T) {
 		}
 	}
 	p.Latency(0)
-	// The broker publishes a Will as it lets a client go, before this.
-	if err := watcher.Publish(ctx, mqtt.Message{Topic: "will/end", QoS: mqtt.AtLeastOnce}); err != nil {
+	if wills := willsBefore(t, watcher); len(wills) > 0 {
+		t.Errorf("%d Wills published by %d clients stopped while their CONNACK was on its way: %v", len(wills), 2*len(versions)*rounds, wills)
+	}
+}
+
+// willWatcher is a client of b subscribed to will/#, which counts the
+// Wills that other clients' stops make the broker publish (willsBefore).
+func willWatcher(t *testing.T, b *mqtttest.Broker) *mqtt.Client {
+	t.Helper()
+	watcher := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "watcher"})
+	if err := watcher.Subscribe(testCtx(t), mqtt.Subscription{Filter: "will/#", QoS: mqtt.AtLeastOnce}); err != nil {
 		t.Fatal(err)
 	}
-	wills := 0
+	return watcher
+}
+
+// willsBefore publishes will/end from watcher and returns the topics of the
+// Wills it received before it. The broker publishes a Will as it lets a
+// client go, so those of clients already gone come first.
+func willsBefore(t *testing.T, watcher *mqtt.Client) []string {
+	t.Helper()
+	if err := watcher.Publish(testCtx(t), mqtt.Message{Topic: "will/end", QoS: mqtt.AtLeastOnce}); err != nil {
+		t.Fatal(err)
+	}
+	var wills []string
 	for m := receive(t, watcher); m.Topic != "will/end"; m = receive(t, watcher) {
-		wills++
-		t.Errorf("the Will on %s was published", m.Topic)
+		wills = append(wills, m.Topic)
 	}
-	if wills > 0 {
-		t.Errorf("%d Wills published by %d clients stopped while their CONNACK was on its way", wills, 2*len(versions)*rounds)
-	}
+	return wills
 }
 
 // Close and Disconnect end the connection on purpose: Events does not
