@@ -9,6 +9,7 @@ import (
 	"github.com/robustmqtt/mqtt"
 	"github.com/robustmqtt/mqtt/codec"
 	"github.com/robustmqtt/mqtt/mqtttest"
+	"github.com/robustmqtt/mqtt/store"
 )
 
 // leaveQoS2FlowOpen has a client with ClientID id stop in the middle of a
@@ -113,16 +114,22 @@ func TestResumedSessionWithAnEarlierClientsQoS2Flow(t *testing.T) {
 func TestForeignQoS2FlowScripted(t *testing.T) {
 	// Not MQTT 3.1.1 at QoS 2: with no reason code, a PUBREC to a QoS 2
 	// PUBLISH is its answer (resumedFirstID makes a collision unlikely).
+	// A new Store knows no more of the broker's session than none.
 	for _, tc := range []struct {
-		v   byte
-		qos mqtt.QoS
-	}{{4, mqtt.AtLeastOnce}, {5, mqtt.AtLeastOnce}, {5, mqtt.ExactlyOnce}} {
+		v     byte
+		qos   mqtt.QoS
+		store bool
+	}{{4, mqtt.AtLeastOnce, false}, {5, mqtt.AtLeastOnce, false}, {5, mqtt.ExactlyOnce, false}, {5, mqtt.ExactlyOnce, true}} {
 		v, qos := tc.v, tc.qos
 		{
-			t.Run(fmt.Sprintf("v%d/qos%d", v, qos), func(t *testing.T) {
+			t.Run(fmt.Sprintf("v%d/qos%d/store=%v", v, qos, tc.store), func(t *testing.T) {
 				sb := mqtttest.NewScriptedBroker(t)
 				sb.SetConnack(frame(t, v, &codec.Connack{SessionPresent: true}))
-				c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "resumed", Version: v})
+				cfg := mqtt.Config{Servers: []string{sb.URL()}, ClientID: "resumed", Version: v}
+				if tc.store {
+					cfg.Store = store.NewMemory()
+				}
+				c := dial(t, cfg)
 				sc := scripted(t, sb)
 				// The broker's own flow, sent again.
 				send(t, sc, v, &codec.Pubrec{PacketID: 7})

@@ -44,9 +44,10 @@ type session struct {
 	maxQoS    QoS  // the broker's Maximum QoS
 	noRetain  bool // the broker said Retain Available = 0
 	resumed   bool // cur's CONNACK said Session Present
-	// unknownSession: the broker's session came from an earlier client
-	// with this ClientID whose state this one does not have (see
-	// releaseForeign); false again once the broker loses it.
+	// unknownSession: a session the broker kept came from an earlier
+	// client with this ClientID whose state this one does not have (no
+	// Store, or a new one; see releaseForeign); false once a CONNACK says
+	// the broker has none.
 	unknownSession bool
 	// probeNext: how the next connection sends what it owes, and
 	// suspectID: the first PUBLISH owed when the broker last ended a
@@ -553,20 +554,20 @@ func (s *session) connected(nc newConn) {
 	}
 	ack := cn.Connack()
 	s.resumed = ack.SessionPresent
-	if ack.SessionPresent && s.connectedN == 1 && s.cfg.Store == nil {
+	if s.connectedN == 1 && s.cfg.Store == nil {
+		s.unknownSession = true // a session the broker kept is an earlier client's (as with a new Store, see restore)
+	}
+	switch {
+	case !ack.SessionPresent:
+		s.unknownSession = false // whatever the broker held is gone
+		clear(s.brokerHeld)
+	case s.unknownSession && s.nextID == 0:
 		// A session this Client has no state for: an earlier client's
 		// with this ClientID, without its Store. The broker may hold
 		// QoS 2 flows of that client's under identifiers from 1 on, which
 		// would take a new QoS 2 message of this one for theirs (see
 		// releaseForeign): this one's start elsewhere.
-		s.unknownSession = true
-		if s.nextID == 0 {
-			s.nextID = resumedFirstID(time.Now())
-		}
-	}
-	if !ack.SessionPresent {
-		s.unknownSession = false // whatever the broker held is gone
-		clear(s.brokerHeld)
+		s.nextID = resumedFirstID(time.Now())
 	}
 	s.arrivals = fifo[arrival]{}
 	s.adoptLimits(ack)

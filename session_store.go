@@ -78,6 +78,9 @@ func (s *session) restore() error {
 	if named {
 		return nil
 	}
+	// A new store: a session the broker kept for this ClientID is an
+	// earlier client's, whose state this one does not have.
+	s.unknownSession = true
 	owner := append([]byte{recSession, s.cfg.version}, s.cfg.ClientID...)
 	return s.storePut(sessionKey, owner, sessionNamed)
 }
