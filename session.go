@@ -52,16 +52,8 @@ type session struct {
 	// probeNext: how the next connection sends what it owes, and
 	// suspectID: the first PUBLISH owed when the broker last ended a
 	// connection (see refused.go).
-	probeNext probeMode
-	suspectID uint16
-	// callerFlushes: frames are queued without waking the writer, and
-	// flushOwed is the connection the inline caller must flush after.
-	callerFlushes bool
-	nextID        uint16 // last packet identifier handed out
-	// dirty (Config.Store, below): records were written that must be
-	// synced before the held frames go. Here, it packs with the fields
-	// above.
-	dirty      bool
+	probeNext  probeMode
+	suspectID  uint16
 	aliases    map[uint16]string
 	reauth     *reauthExchange // Client.Reauthenticate's exchange on cur; nil: none
 	gen        uint64          // bumped whenever the broker lost the session
@@ -80,10 +72,18 @@ type session struct {
 	// session loop for each turn, or a reader handling an acknowledgement
 	// inline (inlineAck). One owner at a time; the loop never holds it
 	// while it waits.
-	mu          sync.Mutex
-	wake        chan struct{}     // 1-buffered: inlineAck changed the loop's waitKey
-	inlineErr   error             // a store failure met inline: the loop stops with it
-	flushOwed   *conn.Conn        // see callerFlushes
+	mu        sync.Mutex
+	wake      chan struct{} // 1-buffered: inlineAck changed the loop's waitKey
+	inlineErr error         // a store failure met inline: the loop stops with it
+	// callerFlushes: frames are queued without waking the writer, and
+	// flushOwed is the connection the inline caller must flush after.
+	callerFlushes bool
+	// dirty (Config.Store, below): records were written that must be
+	// synced before the held frames go. Here, it packs with the fields
+	// around it.
+	dirty       bool
+	nextID      uint16 // last packet identifier handed out
+	flushOwed   *conn.Conn
 	pubInflight int               // flights that are publishes
 	resend      []*flight         // publishes owed again on cur, waiting for room in its window
 	resendN     int               // how many of resend are still owed (the rest ended meanwhile)
