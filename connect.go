@@ -90,43 +90,48 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 		return err
 	}
 	c.connectTook, c.connectTimeouts = took, 0
-	// The session must know the connection before its first frame, so
-	// the reader starts only once the session has taken it.
-	nc := newConn{cn: cn, presentUnproven: c.connectUnanswered && cn.Connack().SessionPresent}
-	c.connectUnanswered = false
-	select {
-	case c.ctrl <- nc:
-	case <-ctx.Done():
-		cn.Leave(linger) // the broker holds the client connected: no Will
-		return context.Cause(ctx)
-	}
-	g.Up() // CONNACK is in: up, even if a loop fails the next instant
-	c.stats.up()
-	// The loops' error says whether another client with the same ClientID
-	// took the connection over, so that the strategy sees it too.
 	ack := cn.Connack()
-	l := &loops{cn: cn, watch: c.takeover, upAt: time.Now(), present: ack.SessionPresent, probed: &c.probed}
-	g.Go(l.read)
-	g.GoInline(l.write) // on the supervisor goroutine: one goroutine less per client
-	c.runUp, c.runUpAt, c.runPresent = true, l.upAt, l.present
-
-	// The CONNACK's properties themselves, which nothing changes: emit
-	// hands the application a copy (see handOut).
+	// The application hears of the connection before the session takes
+	// it: whatever the session does with it (a re-subscription too large
+	// for the new broker, reported at once) is news of this connection
+	// and comes after its Connected and SessionLost. Up before the event
+	// says so: a program that saw Connected finds WaitConnected returning
+	// at once. The CONNACK's properties themselves, which nothing
+	// changes: emit hands the application a copy (see handOut).
 	e := Event{Kind: Connected, Server: shown, SessionPresent: ack.SessionPresent, ClientID: c.cfg.ClientID,
 		Connack: ack.Properties}
 	if ack.Properties != nil && ack.Properties.AssignedClientID != "" {
 		e.ClientID = ack.Properties.AssignedClientID
 	}
 	c.cfg.Logger.Info("mqtt: connected", "server", shown, "session_present", ack.SessionPresent)
-	// Up before the event says so: a program that saw Connected finds
-	// WaitConnected returning at once.
 	c.setUp(true)
+	c.stats.up()
 	c.emit(e)
 	if c.connectedBefore && !c.cfg.CleanStart && !ack.SessionPresent {
 		c.cfg.Logger.Warn("mqtt: the broker did not keep the session; subscribing again and re-sending what is owed", "server", shown)
 		c.emit(Event{Kind: SessionLost, Server: shown})
 	}
 	c.connectedBefore = true
+	// The session must know the connection before its first frame, so
+	// the reader starts only once the session has taken it.
+	nc := newConn{cn: cn, presentUnproven: c.connectUnanswered && ack.SessionPresent}
+	c.connectUnanswered = false
+	select {
+	case c.ctrl <- nc:
+	case <-ctx.Done():
+		// The client is stopping, which has no ConnectionLost to say.
+		c.setUp(false)
+		c.stats.down(context.Cause(ctx))
+		cn.Leave(linger) // the broker holds the client connected: no Will
+		return context.Cause(ctx)
+	}
+	g.Up() // CONNACK is in: up, even if a loop fails the next instant
+	// The loops' error says whether another client with the same ClientID
+	// took the connection over, so that the strategy sees it too.
+	l := &loops{cn: cn, watch: c.takeover, upAt: time.Now(), present: ack.SessionPresent, probed: &c.probed}
+	g.Go(l.read)
+	g.GoInline(l.write) // on the supervisor goroutine: one goroutine less per client
+	c.runUp, c.runUpAt, c.runPresent = true, l.upAt, l.present
 	return nil
 }
 

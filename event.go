@@ -17,7 +17,8 @@ type EventKind int
 const (
 	// Connected: a connection is up. SessionPresent says whether the
 	// broker kept the session; Server which server; Connack what an
-	// MQTT 5 broker announced.
+	// MQTT 5 broker announced. Every other event about that connection
+	// (SessionLost, ResubscribeFailed, ConnectionLost) comes after it.
 	Connected EventKind = iota + 1
 	// ConnectionLost: a live connection ended; Err says why.
 	ConnectionLost

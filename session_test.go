@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -514,4 +515,55 @@ func TestInboundAckOwedWaitsForResend(t *testing.T) {
 	if ack := nextOf[*codec.Puback](t, sc, 4); ack.PacketID != 5 {
 		t.Fatalf("PUBACK for %d, want 5", ack.PacketID)
 	}
+}
+
+// What the session does with a new connection is news of that connection:
+// its events come after the Connected event that announced it (and after
+// SessionLost, when the broker lost the session), never before. A
+// re-subscription too large for the new broker's Maximum Packet Size is
+// reported the instant the session takes the connection, so it was the
+// first to overtake them.
+func TestConnectionEventsFollowConnected(t *testing.T) {
+	sb := mqtttest.NewScriptedBroker(t)
+	c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "event-order", Version: 5})
+	sc := scripted(t, sb)
+	long := mqtt.Subscription{Filter: strings.Repeat("x", 100), QoS: 1}
+	res := make(chan error, 1)
+	go func() { res <- c.Subscribe(testCtx(t), long) }()
+	p := nextOf[*codec.Subscribe](t, sc, 5)
+	send(t, sc, 5, &codec.Suback{PacketID: p.PacketID, ReasonCodes: []codec.ReasonCode{codec.GrantedQoS1}})
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, c, mqtt.Connected)
+
+	maxSize := uint32(60)
+	sb.SetConnack(frame(t, 5, &codec.Connack{Properties: &codec.Properties{MaximumPacketSize: &maxSize}}))
+	for round := range 5 {
+		sc.Close()
+		sc = scripted(t, sb)
+		var kinds []mqtt.EventKind
+		for len(kinds) == 0 || kinds[len(kinds)-1] != mqtt.ResubscribeFailed {
+			kinds = append(kinds, waitAnyEvent(t, c).Kind)
+		}
+		at := func(k mqtt.EventKind) int { return slices.Index(kinds, k) }
+		if at(mqtt.Connected) < 0 || at(mqtt.SessionLost) < at(mqtt.Connected) {
+			t.Fatalf("round %d: events %v, want Connected, then SessionLost, then ResubscribeFailed", round, kinds)
+		}
+	}
+}
+
+// waitAnyEvent returns c's next event.
+func waitAnyEvent(t testing.TB, c *mqtt.Client) mqtt.Event {
+	t.Helper()
+	select {
+	case e, ok := <-c.Events():
+		if !ok {
+			t.Fatal("Events closed")
+		}
+		return e
+	case <-time.After(wait):
+		t.Fatal("no event within the deadline")
+	}
+	panic("unreachable")
 }
