@@ -605,6 +605,29 @@ func (c *Client) Subscribe(ctx context.Context, subs ...Subscription) error {
 	return c.control(ctx, o, "subscribe")
 }
 
+// SubscribeGranted is Subscribe that also returns the broker's answer to
+// each of subs, in their order, from its SUBACK: codec.GrantedQoS0, 1 or 2
+// is the highest QoS the broker will deliver with on that subscription,
+// which may be lower than asked (a broker without QoS 2 grants 1); a code
+// of 0x80 or more (IsError) is a refusal, which the *SubscribeError names
+// too. The codes come with a nil error or a *SubscribeError; with any other
+// error (no SUBACK arrived, or ctx ended first) they are nil.
+func (c *Client) SubscribeGranted(ctx context.Context, subs ...Subscription) ([]codec.ReasonCode, error) {
+	o, err := c.subscribeOp(subs)
+	if err != nil {
+		return nil, err
+	}
+	err = c.control(ctx, o, "subscribe")
+	var se *SubscribeError
+	if err != nil && !errors.As(err, &se) {
+		return nil, err
+	}
+	if codes := o.granted.Load(); codes != nil {
+		return *codes, err
+	}
+	return nil, err
+}
+
 // subscribeOp checks subs and makes the op that subscribes to them, for
 // Subscribe and SubscribeRoute.
 func (c *Client) subscribeOp(subs []Subscription) (*ctlOp, error) {

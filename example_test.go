@@ -216,6 +216,33 @@ func ExampleStart() {
 	// alarm acknowledged: <nil>
 }
 
+// A broker may grant a subscription a lower QoS than asked (one without
+// QoS 2 grants 1), and then delivers with that one. SubscribeGranted says
+// what it granted.
+func ExampleClient_SubscribeGranted() {
+	broker, err := mqtttest.StartBroker()
+	if err != nil {
+		panic(err)
+	}
+	defer broker.Close()
+	ctx := context.Background()
+	c, err := mqtt.Dial(ctx, mqtt.Config{Servers: []string{broker.URL()}, ClientID: "alarm-panel"})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	granted, err := c.SubscribeGranted(ctx, mqtt.Subscription{Filter: "home/alarm/#", QoS: mqtt.ExactlyOnce})
+	if err != nil {
+		panic(err)
+	}
+	if granted[0] < codec.GrantedQoS2 {
+		fmt.Println("alarms may arrive twice")
+	}
+	fmt.Printf("granted: %d\n", granted[0])
+	// Output:
+	// granted: 2
+}
+
 // MQTT 5 properties, with the package's own names: user properties and a
 // request for response information in the CONNECT, the broker's CONNACK
 // properties in the Connected event, and a message's content type, expiry

@@ -294,6 +294,9 @@ type ctlOp struct {
 	subs    []Subscription // Subscribe
 	filters []string       // Unsubscribe
 	subID   uint32         // SubscribeRoute: the route's Subscription Identifier (session goroutine)
+	// granted is the SUBACK's reason codes, set by the session before it
+	// finishes the op with them (SubscribeGranted reads them after).
+	granted atomic.Pointer[[]codec.ReasonCode]
 }
 
 // cancelRequest tells the session that an op's ctx ended.

@@ -947,6 +947,8 @@ func (s *session) onSuback(p *codec.Suback) {
 		}
 	}
 	if f.ctl != nil {
+		codes := slices.Clone(p.ReasonCodes)
+		f.ctl.granted.Store(&codes)
 		f.ctl.finish(err)
 	}
 	s.pump() // what waited for it, if it was sent alone

@@ -567,3 +567,57 @@ func waitAnyEvent(t testing.TB, c *mqtt.Client) mqtt.Event {
 	}
 	panic("unreachable")
 }
+
+// SubscribeGranted returns the SUBACK's answer to each subscription, in
+// order: the QoS granted, which may be lower than asked, or the refusal,
+// which the *SubscribeError names too. A call that got no SUBACK returns
+// no codes.
+func TestSubscribeGrantedReportsTheSuback(t *testing.T) {
+	refusal := map[byte]codec.ReasonCode{4: codec.UnspecifiedError, 5: codec.NotAuthorized}
+	for _, v := range []byte{4, 5} {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			sb := mqtttest.NewScriptedBroker(t)
+			c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "granted", Version: v})
+			sc := scripted(t, sb)
+			type result struct {
+				codes []codec.ReasonCode
+				err   error
+			}
+			call := func(ctx context.Context, subs ...mqtt.Subscription) chan result {
+				res := make(chan result, 1)
+				go func() {
+					codes, err := c.SubscribeGranted(ctx, subs...)
+					res <- result{codes, err}
+				}()
+				return res
+			}
+
+			res := call(testCtx(t), mqtt.Subscription{Filter: "a/#", QoS: 2}, mqtt.Subscription{Filter: "b", QoS: 1})
+			p := nextOf[*codec.Subscribe](t, sc, v)
+			send(t, sc, v, &codec.Suback{PacketID: p.PacketID, ReasonCodes: []codec.ReasonCode{codec.GrantedQoS1, codec.GrantedQoS0}})
+			if r := <-res; r.err != nil || !slices.Equal(r.codes, []codec.ReasonCode{codec.GrantedQoS1, codec.GrantedQoS0}) {
+				t.Fatalf("SubscribeGranted = %v, %v; want [1 0] (downgraded), nil", r.codes, r.err)
+			}
+
+			res = call(testCtx(t), mqtt.Subscription{Filter: "c", QoS: 2}, mqtt.Subscription{Filter: "deny", QoS: 1})
+			p = nextOf[*codec.Subscribe](t, sc, v)
+			send(t, sc, v, &codec.Suback{PacketID: p.PacketID, ReasonCodes: []codec.ReasonCode{codec.GrantedQoS2, refusal[v]}})
+			r := <-res
+			var se *mqtt.SubscribeError
+			if !errors.As(r.err, &se) || se.Refused["deny"] != refusal[v] || !slices.Equal(r.codes, []codec.ReasonCode{codec.GrantedQoS2, refusal[v]}) {
+				t.Fatalf("SubscribeGranted = %v, %v; want [2 %v] and a *SubscribeError refusing deny", r.codes, r.err, refusal[v])
+			}
+
+			ctx, cancel := context.WithCancel(testCtx(t))
+			res = call(ctx, mqtt.Subscription{Filter: "late", QoS: 1})
+			p = nextOf[*codec.Subscribe](t, sc, v)
+			cancel()
+			r = <-res
+			if !errors.Is(r.err, mqtt.ErrOutcomeUnknown) || r.codes != nil {
+				t.Fatalf("SubscribeGranted whose ctx ended after the SUBSCRIBE = %v, %v; want no codes, ErrOutcomeUnknown", r.codes, r.err)
+			}
+			send(t, sc, v, &codec.Suback{PacketID: p.PacketID, ReasonCodes: []codec.ReasonCode{codec.GrantedQoS1}})
+			barrier(t, sc, v) // the late SUBACK is taken as any other
+		})
+	}
+}

@@ -2,10 +2,12 @@ package interop_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/robustmqtt/mqtt"
+	"github.com/robustmqtt/mqtt/codec"
 	"github.com/robustmqtt/mqtt/internal/mosquitto"
 	"github.com/robustmqtt/mqtt/mqtttest"
 )
@@ -99,5 +101,23 @@ func TestWillOnUncleanDrop(t *testing.T) {
 		pub := dial(t, config(b, "will-marker-"+v.name, v.version))
 		publish(t, pub, mqtt.Message{Topic: topic + "/marker", Payload: []byte("after disconnect"), QoS: mqtt.AtLeastOnce})
 		receiveWant(t, watcher, topic+"/marker", "after disconnect")
+	})
+}
+
+// SubscribeGranted reports what Mosquitto granted: a listener with
+// max_qos 1 grants QoS 1 to a QoS 2 subscription, and delivers with it.
+func TestSubscribeGrantedMosquittoMaxQoS(t *testing.T) {
+	eachVersion(t, "max_qos 1", func(t *testing.T, b *mosquitto.Broker, v version) {
+		sub := dial(t, config(b, "granted-sub-"+v.name, v.version))
+		topic := "granted/" + v.name
+		codes, err := sub.SubscribeGranted(testCtx(t), mqtt.Subscription{Filter: topic, QoS: mqtt.ExactlyOnce}, mqtt.Subscription{Filter: topic + "/0", QoS: mqtt.AtMostOnce})
+		if err != nil || !slices.Equal(codes, []codec.ReasonCode{codec.GrantedQoS1, codec.GrantedQoS0}) {
+			t.Fatalf("SubscribeGranted = %v, %v; want [1 0], nil", codes, err)
+		}
+		pub := dial(t, config(b, "granted-pub-"+v.name, v.version))
+		publish(t, pub, mqtt.Message{Topic: topic, Payload: []byte("one"), QoS: mqtt.AtLeastOnce})
+		if m := receiveWant(t, sub, topic, "one"); m.QoS != mqtt.AtLeastOnce {
+			t.Fatalf("delivered with QoS %d, want 1", m.QoS)
+		}
 	})
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 
+	mochi "github.com/mochi-mqtt/server/v2"
+
 	"github.com/robustmqtt/mqtt/mqtttest"
 )
 
@@ -312,4 +314,15 @@ func TestPubTimeoutWhileDisconnected(t *testing.T) {
 	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "mqtt pub: timed out after 1s (-W): ") {
 		t.Fatalf("the last line of stderr is %q, want the timeout", last)
 	}
+}
+
+// sub -d says which QoS the broker granted, and that it is less than asked
+// when the broker caps it (mochi with a Maximum QoS of 1).
+func TestSubDebugSaysTheGrantedQoS(t *testing.T) {
+	t.Parallel()
+	b := mqtttest.NewBrokerWith(t, mqtttest.BrokerConfig{Configure: func(o *mochi.Options) { o.Capabilities.MaximumQos = 1 }})
+	p := start(t, nil, append([]string{"sub", "-d"}, at(b.Addr(), "-C", "1", "-q", "2", "-t", "cli/granted/#")...)...)
+	p.waitStderr("mqtt sub: subscribed to cli/granted/# (QoS 1: the broker granted less than the 2 asked)")
+	pub(t, b.Addr(), "", "-q", "1", "-m", "capped", "-t", "cli/granted/1")
+	finish(t, p, 0, "capped\n")
 }

@@ -252,7 +252,7 @@ func (s *subscriber) drainEvents() { reportWaiting(s.c, s.rep) }
 // subscribe sends the SUBSCRIBE. A filter the broker refuses is a warning
 // while another one was granted, and an error when none was.
 func (s *subscriber) subscribe(ctx context.Context, subs []mqtt.Subscription) error {
-	err := s.c.Subscribe(ctx, subs...)
+	granted, err := s.c.SubscribeGranted(ctx, subs...)
 	var refused *mqtt.SubscribeError
 	switch {
 	case err == nil:
@@ -264,9 +264,14 @@ func (s *subscriber) subscribe(ctx context.Context, subs []mqtt.Subscription) er
 		return explain(ctx, s.o, fmt.Errorf("subscribe: %w", err))
 	}
 	if s.o.debug {
-		for _, sub := range subs {
-			if _, no := refusedFilters(refused)[sub.Filter]; !no {
-				fmt.Fprintf(s.std.errOut, "mqtt sub: subscribed to %s (QoS %d)\n", sub.Filter, sub.QoS)
+		for i, sub := range subs {
+			if _, no := refusedFilters(refused)[sub.Filter]; no {
+				continue
+			}
+			if got := mqtt.QoS(granted[i]); got < sub.QoS {
+				fmt.Fprintf(s.std.errOut, "mqtt sub: subscribed to %s (QoS %d: the broker granted less than the %d asked)\n", sub.Filter, got, sub.QoS)
+			} else {
+				fmt.Fprintf(s.std.errOut, "mqtt sub: subscribed to %s (QoS %d)\n", sub.Filter, got)
 			}
 		}
 	}
