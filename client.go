@@ -111,6 +111,9 @@ type Client struct {
 	// have reached the broker without its answer reaching the client.
 	connectUnanswered bool
 	connectedBefore   bool
+	// sessionAt is the server of the last connection: where the
+	// session's state was last made (Session Present 0) or kept.
+	sessionAt string
 	// For the default connect timeout (attemptTimeout): how long the
 	// last attempt that reached CONNACK took, and how many attempts in a
 	// row have run out of time since.
@@ -860,6 +863,13 @@ type newConn struct {
 	// last connection; a broker that had lost the session may have made
 	// the one it now calls present (see conn.ConnectMayHaveArrived).
 	presentUnproven bool
+	// presentElsewhere: the CONNACK says Session Present, from another
+	// server than the last connection's. Unless the two share their
+	// sessions (a cluster), it kept what it had when the client left it,
+	// and the client's session went on elsewhere since, anew if that
+	// server had none: the broker may hold flows under identifiers the
+	// client has finished with (see session.unknownSession).
+	presentElsewhere bool
 }
 
 // lastError is the latest connection failure, for the errors of Dial and

@@ -65,6 +65,15 @@ type Config struct {
 	// one is required. An MQTT 5 broker's redirect (Server Reference) is
 	// tried once before the list, within the limits RedirectHosts states.
 	//
+	// Servers that do not share sessions (no cluster: a primary and a
+	// backup) each keep their own. One that had the session when the
+	// client left it keeps it as it was then, while the client's goes on
+	// at the next server, anew if that one had none (SessionLost). Back
+	// at the first, the client copes with flows that broker still holds
+	// under identifiers it has finished with, as a restarted client does
+	// (see ClientID); what the session delivered in between is not
+	// known there.
+	//
 	// The MQTT credentials are Username and Password, whatever the URL.
 	// User information (user:password@) is accepted in ws:// and wss://
 	// URLs only, as the HTTP Basic authentication of the WebSocket

@@ -114,8 +114,9 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	c.connectedBefore = true
 	// The session must know the connection before its first frame, so
 	// the reader starts only once the session has taken it.
-	nc := newConn{cn: cn, presentUnproven: c.connectUnanswered && ack.SessionPresent}
-	c.connectUnanswered = false
+	nc := newConn{cn: cn, presentUnproven: c.connectUnanswered && ack.SessionPresent,
+		presentElsewhere: ack.SessionPresent && c.sessionAt != "" && c.sessionAt != cn.Server()}
+	c.connectUnanswered, c.sessionAt = false, cn.Server()
 	select {
 	case c.ctrl <- nc:
 	case <-ctx.Done():

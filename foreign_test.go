@@ -2,11 +2,13 @@ package mqtt_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/robustmqtt/mqtt"
+	"github.com/robustmqtt/mqtt/backoff"
 	"github.com/robustmqtt/mqtt/codec"
 	"github.com/robustmqtt/mqtt/mqtttest"
 	"github.com/robustmqtt/mqtt/store"
@@ -189,5 +191,69 @@ func TestForeignQoS2FlowScripted(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// Two brokers that share nothing, A and B, as a primary and its backup in
+// Config.Servers. The connection to A breaks in the middle of a QoS 2
+// publish, after A answered PUBREC: A holds the flow, waiting for a PUBREL.
+// A goes down, so the client goes to B, which has no session: the client
+// starts a new one there (D1) and the publish completes on B. Then B goes
+// down and A comes back with the session it kept, in which it still holds
+// that flow, under an identifier the client's new session has finished
+// with. mochi-mqtt sends its PUBREC again on the connection: taken for a
+// protocol error, the client reconnected to A for ever. A session a broker
+// kept while the client's went on elsewhere is an unknown one, as after a
+// restart: the client ends the broker's flow with PUBREL and goes on.
+func TestBackToAServerThatKeptAnOlderSession(t *testing.T) {
+	for _, v := range versions {
+		t.Run(v.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			a := mqtttest.NewBroker(t)
+			b := mqtttest.NewBroker(t)
+			p := mqtttest.NewProxy(t, a.Addr())
+			c := dial(t, mqtt.Config{Servers: []string{p.URL(), b.URL()}, ClientID: "failover", Version: v.version,
+				Backoff: backoff.Constant(10 * time.Millisecond)})
+
+			// The PUBREC is on its way when the link to A goes silent.
+			p.Latency(30 * time.Millisecond)
+			down := p.Stats().BytesDown
+			res := c.PublishAsync(ctx, mqtt.Message{Topic: "t/split", Payload: []byte("x"), QoS: mqtt.ExactlyOnce})
+			if err := p.WaitStats(ctx, func(s mqtttest.ProxyStats) bool { return s.BytesDown > down }); err != nil {
+				t.Fatal(err)
+			}
+			p.Blackhole(true)
+			if err := a.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			p.Cut()
+			p.Blackhole(false)
+			p.Latency(0)
+			// On B, a new session: the publish went again as a new
+			// message, or, if the PUBREC came through, it ends in doubt (D1).
+			if err := <-res; err != nil && !errors.Is(err, mqtt.ErrOutcomeUnknown) {
+				t.Fatalf("the publish when the client went on to B: %v", err)
+			}
+
+			if err := a.Start(); err != nil {
+				t.Fatal(err)
+			}
+			before := c.Stats().Connections.Attempts
+			if err := b.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			waitEvent(t, c, mqtt.ConnectionLost)
+			for qos := mqtt.AtLeastOnce; qos <= mqtt.ExactlyOnce; qos++ {
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				err := c.Publish(pctx, mqtt.Message{Topic: "t/back", Payload: []byte("on A"), QoS: qos})
+				cancel()
+				if err != nil {
+					t.Fatalf("QoS %d publish back on A: %v (%d connections since B went down)", qos, err, c.Stats().Connections.Attempts-before)
+				}
+			}
+			if n := c.Stats().Connections.Attempts - before; n > 3 {
+				t.Errorf("%d connection attempts since B went down, want at most 3 (B refused, A up)", n)
+			}
+		})
 	}
 }

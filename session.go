@@ -44,10 +44,11 @@ type session struct {
 	maxQoS    QoS  // the broker's Maximum QoS
 	noRetain  bool // the broker said Retain Available = 0
 	resumed   bool // cur's CONNACK said Session Present
-	// unknownSession: a session the broker kept came from an earlier
-	// client with this ClientID whose state this one does not have (no
-	// Store, or a new one; see releaseForeign); false once a CONNACK says
-	// the broker has none.
+	// unknownSession: a session the broker kept holds state this one
+	// does not have: an earlier client's with this ClientID (no Store,
+	// or a new one), or this client's from before it went on at another
+	// server (newConn.presentElsewhere; see releaseForeign); false once
+	// a CONNACK says the broker has none.
 	unknownSession bool
 	// probeNext: how the next connection sends what it owes, and
 	// suspectID: the first PUBLISH owed when the broker last ended a
@@ -554,8 +555,11 @@ func (s *session) connected(nc newConn) {
 	}
 	ack := cn.Connack()
 	s.resumed = ack.SessionPresent
-	if s.connectedN == 1 && s.cfg.Store == nil {
-		s.unknownSession = true // a session the broker kept is an earlier client's (as with a new Store, see restore)
+	if s.connectedN == 1 && s.cfg.Store == nil || nc.presentElsewhere {
+		// A session the broker kept is an earlier client's (as with a
+		// new Store, see restore), or this one's as it was when the
+		// client left that server.
+		s.unknownSession = true
 	}
 	switch {
 	case !ack.SessionPresent:
