@@ -257,3 +257,55 @@ func TestBackToAServerThatKeptAnOlderSession(t *testing.T) {
 		})
 	}
 }
+
+// The inbound side of the same: a message that A delivered at QoS 2 and
+// the client answered with PUBREC before it left A, so A still owes the
+// PUBREL; on B, a new session, a QoS 1 message the application has not
+// acknowledged yet under the same identifier. Back at A, A's PUBREL meets
+// that entry. It is completed with PUBCOMP (MQTT 5: Packet Identifier not
+// found), not taken for a protocol error, which a broker that sends its
+// PUBREL again on every connection turned into a reconnect loop.
+func TestBackToAServerThatOwesAPubrel(t *testing.T) {
+	for _, v := range []byte{4, 5} {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			refusal := frame(t, v, &codec.Connack{ReasonCode: codec.ServerUnavailable})
+			if v == 4 {
+				refusal = []byte{0x20, 2, 0, 3} // 3.1.1: Server unavailable
+			}
+			a, b := mqtttest.NewScriptedBroker(t), mqtttest.NewScriptedBroker(t)
+			c := dial(t, mqtt.Config{Servers: []string{a.URL(), b.URL()}, ClientID: "owed", Version: v, ManualAck: true,
+				Backoff: backoff.Constant(10 * time.Millisecond)})
+			sa := scripted(t, a)
+			send(t, sa, v, &codec.Publish{Topic: "from/a", Payload: []byte("a"), QoS: 2, PacketID: 7})
+			if err := receive(t, c).Ack(); err != nil {
+				t.Fatal(err)
+			}
+			if p := nextOf[*codec.Pubrec](t, sa, v); p.PacketID != 7 {
+				t.Fatalf("PUBREC for %d, want 7", p.PacketID)
+			}
+
+			a.SetConnack(refusal)
+			sa.Close()
+			sb := scripted(t, b) // A refused, so B: no session there
+			scripted(t, a)       // the refused attempt
+			send(t, sb, v, &codec.Publish{Topic: "from/b", Payload: []byte("b"), QoS: 1, PacketID: 7})
+			m := receive(t, c) // not acknowledged yet
+
+			a.SetConnack(frame(t, v, &codec.Connack{SessionPresent: true}))
+			b.SetConnack(refusal)
+			sb.Close()
+			sa = scripted(t, a) // B refused, so A, which kept the session
+			send(t, sa, v, &codec.Pubrel{PacketID: 7})
+			if p := nextOf[*codec.Pubcomp](t, sa, v); p.PacketID != 7 {
+				t.Fatalf("PUBCOMP for %d, want 7", p.PacketID)
+			}
+			if err := m.Ack(); err != nil {
+				t.Fatal(err)
+			}
+			send(t, sa, v, &codec.Publish{Topic: "from/a", Payload: []byte("again"), QoS: 1, PacketID: 8})
+			if m := receive(t, c); m.Topic != "from/a" {
+				t.Fatalf("got %q, want a new message from A", m.Topic)
+			}
+		})
+	}
+}

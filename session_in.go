@@ -386,8 +386,18 @@ func (s *session) onPubrel(p *codec.Pubrel) {
 			comp.ReasonCode = codec.PacketIdentifierNotFound
 		}
 	case st.qos != ExactlyOnce || st.stage != inAwaitRel:
-		s.protocolError(codec.ProtocolError, codec.TypePubrel, "PUBREL for packet identifier %d before this client sent PUBREC", p.PacketID)
-		return
+		if !s.unknownSession {
+			s.protocolError(codec.ProtocolError, codec.TypePubrel, "PUBREL for packet identifier %d before this client sent PUBREC", p.PacketID)
+			return
+		}
+		// A session the broker kept while this one went on at another
+		// server: the PUBREL is for a message of the session as the
+		// broker kept it, and the entry here is another message's,
+		// from the other server. Complete the broker's flow; the entry
+		// stays for its own message.
+		if s.cfg.version == codec.V5 {
+			comp.ReasonCode = codec.PacketIdentifierNotFound
+		}
 	default:
 		if err := s.unstoreInbound(p.PacketID); err != nil {
 			// Still recorded, a restart would take the broker's next
