@@ -69,10 +69,11 @@ type Config struct {
 	// backup) each keep their own. One that had the session when the
 	// client left it keeps it as it was then, while the client's goes on
 	// at the next server, anew if that one had none (SessionLost). Back
-	// at the first, the client copes with flows that broker still holds
-	// under identifiers it has finished with, as a restarted client does
-	// (see ClientID); what the session delivered in between is not
-	// known there.
+	// at the first, the client subscribes again (what it subscribed to
+	// meanwhile is not in the session kept there) and copes with flows
+	// that broker still holds under identifiers it has finished with, as
+	// a restarted client does (see ClientID); what it unsubscribed from
+	// meanwhile that server still delivers.
 	//
 	// The MQTT credentials are Username and Password, whatever the URL.
 	// User information (user:password@) is accepted in ws:// and wss://

@@ -309,3 +309,52 @@ func TestBackToAServerThatOwesAPubrel(t *testing.T) {
 		})
 	}
 }
+
+// The subscriptions of the same seam: A keeps the session's subscriptions
+// as they were when the client left it. A subscription made while the
+// client was at B is not among them: back at A, nothing came for it. The
+// client subscribes again when a server other than the last one says the
+// session is present, as when it cannot know what the broker kept.
+func TestBackToAServerThatKeptOlderSubscriptions(t *testing.T) {
+	for _, v := range versions {
+		t.Run(v.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			a := mqtttest.NewBroker(t)
+			b := mqtttest.NewBroker(t)
+			c := dial(t, mqtt.Config{Servers: []string{a.URL(), b.URL()}, ClientID: "failover-subs", Version: v.version,
+				Backoff: backoff.Constant(10 * time.Millisecond)})
+			if err := c.Subscribe(ctx, mqtt.Subscription{Filter: "kept/#", QoS: mqtt.AtLeastOnce}); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			waitEvent(t, c, mqtt.SessionLost) // at B
+			if err := c.Subscribe(ctx, mqtt.Subscription{Filter: "made/at/b", QoS: mqtt.AtLeastOnce}); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			if e := waitEvent(t, c, mqtt.Connected); e.Server != a.URL() || !e.SessionPresent {
+				t.Fatalf("%v, want A with the session present", e)
+			}
+			// Its SUBACK comes after those of what was subscribed again.
+			if err := c.Subscribe(ctx, mqtt.Subscription{Filter: "barrier", QoS: mqtt.AtLeastOnce}); err != nil {
+				t.Fatal(err)
+			}
+			pub := dial(t, mqtt.Config{Servers: []string{a.URL()}, ClientID: "failover-pub", Version: v.version})
+			for _, topic := range []string{"made/at/b", "kept/1"} {
+				if err := pub.Publish(ctx, mqtt.Message{Topic: topic, Payload: []byte("on A"), QoS: mqtt.AtLeastOnce}); err != nil {
+					t.Fatal(err)
+				}
+				if m := receive(t, c); m.Topic != topic {
+					t.Fatalf("got %q, want %q", m.Topic, topic)
+				}
+			}
+		})
+	}
+}

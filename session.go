@@ -589,13 +589,19 @@ func (s *session) connected(nc newConn) {
 		if unfinished, ok = s.brokerLostSession(unfinished); !ok {
 			return // the store failed: this connection is closed, the next one tries again
 		}
-	} else if nc.presentUnproven {
+	} else if nc.presentUnproven || nc.presentElsewhere {
 		// The session the broker calls present may be one it made for an
-		// unanswered CONNECT after losing ours: subscribing again costs a
-		// SUBACK if the subscriptions are there, and saves them if not.
-		// Flights go again as for a kept session; a broker that does not
-		// know them takes the PUBLISHes as new and completes the PUBRELs.
-		s.cfg.Logger.Info("mqtt: an earlier CONNECT went unanswered, so the session the broker calls present may be new; subscribing again")
+		// unanswered CONNECT after losing ours, or the one this server
+		// kept as it was when the client left it for another, without
+		// what was subscribed since: subscribing again costs a SUBACK if
+		// the subscriptions are there, and saves them if not. Flights go
+		// again as for a kept session; a broker that does not know them
+		// takes the PUBLISHes as new and completes the PUBRELs.
+		if nc.presentElsewhere {
+			s.cfg.Logger.Info("mqtt: the session this server kept may be older than the one the last server had; subscribing again", "server", cn.Server())
+		} else {
+			s.cfg.Logger.Info("mqtt: an earlier CONNECT went unanswered, so the session the broker calls present may be new; subscribing again")
+		}
 		s.resubscribe(true, nil)
 	}
 	// Acknowledgements the application gave while we were away are not
