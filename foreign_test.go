@@ -358,3 +358,64 @@ func TestBackToAServerThatKeptOlderSubscriptions(t *testing.T) {
 		})
 	}
 }
+
+// The inbound messages of the same seam. B's QoS 2 message under
+// identifier 7 waits for B's PUBREL when B goes down; back at A, which
+// kept the session, A sends again the message it had in flight when the
+// client left it, under the same identifier: brokers count identifiers
+// from 1, so that is likely. It was taken for B's message sent again, not
+// delivered, and lost. A message under the identifier of a record that
+// another server's message left is new unless it is that message (a
+// cluster's node sending again what another node delivered): topic and
+// payload tell them apart.
+func TestBackToAServerThatHadAMessageInFlight(t *testing.T) {
+	for _, v := range []byte{4, 5} {
+		for _, same := range []bool{false, true} {
+			t.Run(fmt.Sprintf("v%d/same=%t", v, same), func(t *testing.T) {
+				refusal := frame(t, v, &codec.Connack{ReasonCode: codec.ServerUnavailable})
+				if v == 4 {
+					refusal = []byte{0x20, 2, 0, 3} // 3.1.1: Server unavailable
+				}
+				a, b := mqtttest.NewScriptedBroker(t), mqtttest.NewScriptedBroker(t)
+				c := dial(t, mqtt.Config{Servers: []string{a.URL(), b.URL()}, ClientID: "in-flight", Version: v,
+					Backoff: backoff.Constant(10 * time.Millisecond)})
+				sa := scripted(t, a) // A's message to the client is on its way when the link goes
+				a.SetConnack(refusal)
+				sa.Close()
+				sb := scripted(t, b)
+				scripted(t, a) // the refused attempt
+				send(t, sb, v, &codec.Publish{Topic: "from/b", Payload: []byte("b"), QoS: 2, PacketID: 7})
+				if m := receive(t, c); m.Topic != "from/b" {
+					t.Fatalf("got %q, want from/b", m.Topic)
+				}
+				nextOf[*codec.Pubrec](t, sb, v) // B's PUBREL never comes
+
+				a.SetConnack(frame(t, v, &codec.Connack{SessionPresent: true}))
+				b.SetConnack(refusal)
+				sb.Close()
+				sa = scripted(t, a)
+				scripted(t, b) // the refused attempt
+				if same {
+					// A node of a cluster: the session is B's, and so is
+					// the message it sends again.
+					send(t, sa, v, &codec.Publish{Topic: "from/b", Payload: []byte("b"), QoS: 2, PacketID: 7, Dup: true})
+					nextOf[*codec.Pubrec](t, sa, v) // at once: not delivered again
+				} else {
+					send(t, sa, v, &codec.Publish{Topic: "from/a", Payload: []byte("a"), QoS: 2, PacketID: 7, Dup: true})
+					if m := receive(t, c); m.Topic != "from/a" {
+						t.Fatalf("got %q, want from/a", m.Topic)
+					}
+					nextOf[*codec.Pubrec](t, sa, v)
+				}
+				send(t, sa, v, &codec.Pubrel{PacketID: 7})
+				if p := nextOf[*codec.Pubcomp](t, sa, v); p.PacketID != 7 || p.ReasonCode != codec.Success {
+					t.Fatalf("PUBCOMP %d (%v), want 7 (success)", p.PacketID, p.ReasonCode)
+				}
+				send(t, sa, v, &codec.Publish{Topic: "end", QoS: 1, PacketID: 8})
+				if m := receive(t, c); m.Topic != "end" {
+					t.Fatalf("got %q, want end (nothing delivered twice)", m.Topic)
+				}
+			})
+		}
+	}
+}

@@ -177,12 +177,15 @@ type flight struct {
 // inState is where an inbound QoS 1/2 message is in its flow.
 type inState struct {
 	qos    QoS
-	gen    uint64
 	stage  inStage
 	stored bool // QoS 2: its record is in Config.Store
+	gen    uint64
+	// sum is the message's fingerprint (inboundSum); 0 for a record
+	// restored from the store, which has none.
+	sum uint64
 }
 
-type inStage int
+type inStage uint8
 
 const (
 	inDelivering inStage = iota // waiting for the application

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"fmt"
+	"hash/maphash"
 	"math"
 	"strings"
 	"time"
@@ -89,11 +90,16 @@ func (s *session) onPublish(p *codec.Publish) {
 		}
 	}
 	s.inQuota++
-	if st := s.in[p.PacketID]; st != nil && st.qos != p.QoS {
+	sum := inboundSum(topic, p.Payload)
+	if st := s.in[p.PacketID]; st != nil && (st.qos != p.QoS || s.unknownSession && st.sum != 0 && st.sum != sum) {
 		// Not a copy: a broker never reuses an identifier for another
 		// QoS while its flow is open, so the record is of a flow the
 		// broker no longer has (a session loss a failed store could not
-		// record before a restart). Forgotten; the message is new.
+		// record before a restart). Nor is another message under the
+		// identifier in a session a broker kept while this one went on
+		// at another server: the record is that server's message, this
+		// one a message this server had in flight when the client left
+		// it. Forgotten; the message is new.
 		if err := s.unstoreInbound(p.PacketID); err != nil {
 			s.storeFailed(err)
 			return
@@ -109,13 +115,30 @@ func (s *session) onPublish(p *codec.Publish) {
 		s.sendAcks()
 		return
 	}
-	st := &inState{qos: p.QoS, gen: s.gen}
+	st := &inState{qos: p.QoS, gen: s.gen, sum: sum}
 	s.putIn(p.PacketID, st)
 	s.arrivals.push(arrival{id: p.PacketID, gen: s.gen})
 	if s.cfg.ManualAck {
 		m.ack = &inboundAck{client: s.c, id: p.PacketID, gen: s.gen}
 	}
 	s.queueDelivery(delivery{msg: m, id: p.PacketID, gen: s.gen, size: size})
+}
+
+// inboundSeed keys inboundSum, for this process only: sums are never
+// stored.
+var inboundSeed = maphash.MakeSeed()
+
+// inboundSum is the fingerprint of an inbound message: its topic and
+// payload, which a broker's copy sent again repeats (its properties may
+// not: the Message Expiry Interval counts down). Never 0, which stands for
+// none.
+func inboundSum(topic string, payload []byte) uint64 {
+	var h maphash.Hash
+	h.SetSeed(inboundSeed)
+	h.WriteString(topic)
+	h.WriteByte(0)
+	h.Write(payload)
+	return max(h.Sum64(), 1)
 }
 
 // refusePublish answers a PUBLISH the decoder refused as beyond this
