@@ -313,3 +313,62 @@ func TestUnansweredResubscriptionsDoNotPileUp(t *testing.T) {
 	}
 	send(t, sc, 5, &codec.Suback{PacketID: s.PacketID, ReasonCodes: []codec.ReasonCode{codec.GrantedQoS1, codec.GrantedQoS2}})
 }
+
+// mochi-mqtt v2.7 answers a SUBSCRIBE or UNSUBSCRIBE whose identifier
+// equals one of its own messages in flight with Packet Identifier in use
+// for every filter, also at MQTT 3.1.1, whose SUBACK has no such code.
+// After a reconnect the client cannot know those identifiers before the
+// broker's messages sent again arrive. Nothing took effect: the request
+// goes again under another identifier, and the call returns what that
+// one got; after three such answers the refusal stands. (Taken for a
+// protocol error at 3.1.1, it made the client reconnect.)
+func TestIdentifierInUseSendsTheRequestAgain(t *testing.T) {
+	inUse := codec.PacketIdentifierInUse
+	for _, v := range []byte{4, 5} {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			sb := mqtttest.NewScriptedBroker(t)
+			c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "in-use", Version: v})
+			sc := scripted(t, sb)
+			res := make(chan error, 1)
+			go func() {
+				res <- c.Subscribe(testCtx(t), mqtt.Subscription{Filter: "a", QoS: 1}, mqtt.Subscription{Filter: "b", QoS: 1})
+			}()
+			first := nextOf[*codec.Subscribe](t, sc, v)
+			send(t, sc, v, &codec.Suback{PacketID: first.PacketID, ReasonCodes: []codec.ReasonCode{inUse, inUse}})
+			again := nextOf[*codec.Subscribe](t, sc, v)
+			if again.PacketID == first.PacketID || len(again.Subscriptions) != 2 {
+				t.Fatalf("sent again under %d with %d filters, want another identifier than %d, both filters", again.PacketID, len(again.Subscriptions), first.PacketID)
+			}
+			send(t, sc, v, &codec.Suback{PacketID: again.PacketID, ReasonCodes: []codec.ReasonCode{1, 1}})
+			if err := <-res; err != nil {
+				t.Fatal(err)
+			}
+
+			// Refused so every time: after three moves, the refusal stands.
+			go func() { res <- c.Subscribe(testCtx(t), mqtt.Subscription{Filter: "c", QoS: 1}) }()
+			for range 4 {
+				p := nextOf[*codec.Subscribe](t, sc, v)
+				send(t, sc, v, &codec.Suback{PacketID: p.PacketID, ReasonCodes: []codec.ReasonCode{inUse}})
+			}
+			var se *mqtt.SubscribeError
+			if err := <-res; !errors.As(err, &se) || se.Refused["c"] != inUse {
+				t.Fatalf("Subscribe = %v, want a *SubscribeError refusing c with %v", err, inUse)
+			}
+			barrier(t, sc, v) // nothing more sent
+
+			if v == 5 {
+				go func() { res <- c.Unsubscribe(testCtx(t), "a") }()
+				u := nextOf[*codec.Unsubscribe](t, sc, v)
+				send(t, sc, v, &codec.Unsuback{PacketID: u.PacketID, ReasonCodes: []codec.ReasonCode{inUse}})
+				u2 := nextOf[*codec.Unsubscribe](t, sc, v)
+				if u2.PacketID == u.PacketID {
+					t.Fatalf("UNSUBSCRIBE sent again under the same identifier %d", u.PacketID)
+				}
+				send(t, sc, v, &codec.Unsuback{PacketID: u2.PacketID, ReasonCodes: []codec.ReasonCode{codec.Success}})
+				if err := <-res; err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -920,6 +920,9 @@ func (s *session) onSuback(p *codec.Suback) {
 		s.protocolError(codec.ProtocolError, codec.TypeSuback, "SUBACK has %d reason codes for %d filters [MQTT-3.8.4-6]", len(p.ReasonCodes), len(sent))
 		return
 	}
+	if s.identifierInUse(f, p.PacketID, p.ReasonCodes) {
+		return
+	}
 	s.endFlight(p.PacketID)
 	var refused map[string]codec.ReasonCode
 	for i, code := range p.ReasonCodes {
@@ -955,6 +958,30 @@ func (s *session) onSuback(p *codec.Suback) {
 	s.checkDrained()
 }
 
+// identifierInUse sends the SUBSCRIBE or UNSUBSCRIBE of f again under
+// another identifier when the broker answered every filter of it, under
+// id, with Packet Identifier in use, and reports whether it did. Client
+// and broker choose their identifiers independently (section 2.2.1), but
+// mochi-mqtt v2.7 refuses a SUBSCRIBE or UNSUBSCRIBE whose identifier
+// equals one of its own messages in flight to the client, also at MQTT
+// 3.1.1; after a reconnect, before its messages sent again arrive, the
+// client cannot know which those are (see allocID). Nothing took effect,
+// so the request goes again, at most maxStaleMoves times.
+func (s *session) identifierInUse(f *flight, id uint16, codes []codec.ReasonCode) bool {
+	if f.moves >= maxStaleMoves || len(codes) == 0 || slices.ContainsFunc(codes, func(c codec.ReasonCode) bool { return c != codec.PacketIdentifierInUse }) {
+		return false
+	}
+	s.renumber(f)
+	if controlID(f.pkt) == id {
+		return false // no identifier free: the refusal stands
+	}
+	f.moves++
+	s.cfg.Logger.Info("mqtt: the broker holds the identifier of a request for a message of its own; sending it again under another",
+		"packet", f.pkt.Type().String(), "id", id, "new_id", controlID(f.pkt))
+	s.sendCtl(f)
+	return true
+}
+
 // onUnsuback completes an Unsubscribe.
 func (s *session) onUnsuback(p *codec.Unsuback) {
 	f := s.flights.get(p.PacketID)
@@ -965,6 +992,9 @@ func (s *session) onUnsuback(p *codec.Unsuback) {
 	filters := f.pkt.(*codec.Unsubscribe).Filters
 	if s.cfg.version == codec.V5 && len(p.ReasonCodes) != len(filters) {
 		s.protocolError(codec.ProtocolError, codec.TypeUnsuback, "UNSUBACK has %d reason codes for %d filters [MQTT-3.11.3-1]", len(p.ReasonCodes), len(filters))
+		return
+	}
+	if s.identifierInUse(f, p.PacketID, p.ReasonCodes) {
 		return
 	}
 	s.endFlight(p.PacketID)

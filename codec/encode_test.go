@@ -75,7 +75,7 @@ func TestEncodeRefuses(t *testing.T) {
 		{"SUBSCRIBE two identifiers", codec.V5, &codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "a"}},
 			Properties: &codec.Properties{SubscriptionIdentifier: []uint32{1, 2}}}, codec.ProtocolError},
 		{"SUBACK without codes", codec.V5, &codec.Suback{PacketID: 1}, codec.ProtocolError},
-		{"SUBACK 5.0 code in 3.1.1", codec.V311, &codec.Suback{PacketID: 1, ReasonCodes: []codec.ReasonCode{codec.NotAuthorized}}, codec.ProtocolError},
+		{"SUBACK reserved code in 3.1.1", codec.V311, &codec.Suback{PacketID: 1, ReasonCodes: []codec.ReasonCode{3}}, codec.ProtocolError},
 		{"UNSUBSCRIBE without filters", codec.V5, &codec.Unsubscribe{PacketID: 1}, codec.ProtocolError},
 		{"UNSUBSCRIBE bad filter", codec.V311, &codec.Unsubscribe{PacketID: 1, Filters: []string{"a+"}}, codec.TopicFilterInvalid},
 		{"UNSUBACK codes in 3.1.1", codec.V311, &codec.Unsuback{PacketID: 1, ReasonCodes: []codec.ReasonCode{codec.Success}}, codec.MalformedPacket},

@@ -146,8 +146,10 @@ func (s *codeSet) has(c ReasonCode) bool { return s.bits[c>>6]&(1<<(c&63)) != 0 
 // still learns what it needs, that the request failed and why, so treating
 // such a code as a protocol error would only turn a refusal into a
 // reconnect loop.
-// AUTH and the 3.1.1 SUBACK stay strict: a failure code outside their
-// tables is content from another protocol version or a corrupt frame.
+// AUTH stays strict: a failure code outside its table is a corrupt frame.
+// The 3.1.1 SUBACK, whose only failure is 0x80, takes any failure code
+// too: mochi-mqtt v2.7 answers a 3.1.1 SUBSCRIBE whose identifier equals
+// one of its own messages in flight with 0x91 Packet Identifier in use.
 func (s *codeSet) permits(c ReasonCode) bool { return (s.anyFailure && c.IsError()) || s.has(c) }
 
 // The reason codes each MQTT 5.0 packet may carry: the tables in sections 3.2.2.2, 3.4.2.1,
@@ -167,7 +169,7 @@ var (
 		ImplementationSpecificError, NotAuthorized, TopicFilterInvalid, PacketIdentifierInUse,
 		QuotaExceeded, SharedSubscriptionsNotSupported, SubscriptionIdentifiersNotSupported,
 		WildcardSubscriptionsNotSupported).orAnyFailure()
-	subackCodesV311 = newCodeSet(GrantedQoS0, GrantedQoS1, GrantedQoS2, UnspecifiedError)
+	subackCodesV311 = newCodeSet(GrantedQoS0, GrantedQoS1, GrantedQoS2, UnspecifiedError).orAnyFailure()
 	unsubackCodes   = newCodeSet(Success, NoSubscriptionExisted, UnspecifiedError,
 		ImplementationSpecificError, NotAuthorized, TopicFilterInvalid, PacketIdentifierInUse).orAnyFailure()
 	disconnectCodes = newCodeSet(NormalDisconnection, DisconnectWithWill, UnspecifiedError,
