@@ -73,7 +73,10 @@ type Config struct {
 	// meanwhile is not in the session kept there) and copes with flows
 	// that broker still holds under identifiers it has finished with, as
 	// a restarted client does (see ClientID); what it unsubscribed from
-	// meanwhile that server still delivers.
+	// meanwhile that server still delivers. A QoS 2 publish that one
+	// server answered with PUBREC and another completed ends with
+	// ErrOutcomeUnknown: unless the two share their sessions, the message
+	// waits at the first for a PUBREL.
 	//
 	// The MQTT credentials are Username and Password, whatever the URL.
 	// User information (user:password@) is accepted in ws:// and wss://

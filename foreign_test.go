@@ -419,3 +419,60 @@ func TestBackToAServerThatHadAMessageInFlight(t *testing.T) {
 		}
 	}
 }
+
+// A QoS 2 flow between two servers that share no sessions: A answered the
+// PUBLISH with PUBREC, the connection went before A's PUBCOMP, and the
+// client went on at B, which said Session Present (an older session of
+// its own). The PUBREL goes to B, which completes it without knowing the
+// flow, as Mosquitto does; the message waits at A for a PUBREL (Mosquitto
+// delivers a QoS 2 message at PUBREL). The publish returned nil, and the
+// message never arrived (found by the failover histories against
+// Mosquitto). Now the client says it does not know. Back at the server of
+// the PUBREC, the PUBCOMP is the answer it always was.
+func TestQoS2CompletedByAnotherServerIsInDoubt(t *testing.T) {
+	for _, v := range []byte{4, 5} {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			refusal := frame(t, v, &codec.Connack{ReasonCode: codec.ServerUnavailable})
+			if v == 4 {
+				refusal = []byte{0x20, 2, 0, 3} // 3.1.1: Server unavailable
+			}
+			a, b := mqtttest.NewScriptedBroker(t), mqtttest.NewScriptedBroker(t)
+			c := dial(t, mqtt.Config{Servers: []string{a.URL(), b.URL()}, ClientID: "qos2-moved", Version: v,
+				Backoff: backoff.Constant(10 * time.Millisecond)})
+			sa := scripted(t, a)
+			res := c.PublishAsync(testCtx(t), mqtt.Message{Topic: "t", Payload: []byte("x"), QoS: mqtt.ExactlyOnce})
+			p := nextOf[*codec.Publish](t, sa, v)
+			send(t, sa, v, &codec.Pubrec{PacketID: p.PacketID})
+			nextOf[*codec.Pubrel](t, sa, v)
+			// Sent again to the same server, the PUBREL's PUBCOMP is the answer.
+			a.SetConnack(frame(t, v, &codec.Connack{SessionPresent: true}))
+			sa.Close()
+			sa = scripted(t, a)
+			if rel := nextOf[*codec.Pubrel](t, sa, v); rel.PacketID != p.PacketID {
+				t.Fatalf("PUBREL %d, want %d", rel.PacketID, p.PacketID)
+			}
+			a.SetConnack(refusal)
+			b.SetConnack(frame(t, v, &codec.Connack{SessionPresent: true}))
+			sa.Close()
+			sb := scripted(t, b)
+			scripted(t, a) // the refused attempt
+			if rel := nextOf[*codec.Pubrel](t, sb, v); rel.PacketID != p.PacketID {
+				t.Fatalf("PUBREL %d to B, want %d", rel.PacketID, p.PacketID)
+			}
+			send(t, sb, v, &codec.Pubcomp{PacketID: p.PacketID})
+			if err := <-res; !errors.Is(err, mqtt.ErrOutcomeUnknown) {
+				t.Fatalf("publish = %v, want ErrOutcomeUnknown", err)
+			}
+
+			// The same, ended where it began: delivered.
+			res = c.PublishAsync(testCtx(t), mqtt.Message{Topic: "t", Payload: []byte("y"), QoS: mqtt.ExactlyOnce})
+			p = nextOf[*codec.Publish](t, sb, v)
+			send(t, sb, v, &codec.Pubrec{PacketID: p.PacketID})
+			nextOf[*codec.Pubrel](t, sb, v)
+			send(t, sb, v, &codec.Pubcomp{PacketID: p.PacketID})
+			if err := <-res; err != nil {
+				t.Fatalf("publish on one server: %v", err)
+			}
+		})
+	}
+}

@@ -53,7 +53,12 @@ type session struct {
 	// probeNext: how the next connection sends what it owes, and
 	// suspectID: the first PUBLISH owed when the broker last ended a
 	// connection (see refused.go).
-	probeNext  probeMode
+	probeNext probeMode
+	// moves counts, modulo 256, the connections to another server than
+	// the last one's that said Session Present (newConn.presentElsewhere):
+	// a QoS 2 flow whose PUBREC came before the latest such move ends
+	// with its PUBCOMP in doubt (see onPubcomp).
+	moves      uint8
 	suspectID  uint16
 	aliases    map[uint16]string
 	reauth     *reauthExchange // Client.Reauthenticate's exchange on cur; nil: none
@@ -165,6 +170,8 @@ type flight struct {
 	// moves counts the identifiers the publish left because the broker
 	// held flows of its own under them (see movePastStale).
 	moves uint8
+	// relMoves is session.moves when the PUBREC came (relNeeded).
+	relMoves uint8
 	// SUBSCRIBE and UNSUBSCRIBE (see refused_control.go): the connection
 	// it was last sent on (its connectedN) and when; how many ends of
 	// connections in a row may have been the broker's refusal of it,
@@ -558,6 +565,9 @@ func (s *session) connected(nc newConn) {
 	}
 	ack := cn.Connack()
 	s.resumed = ack.SessionPresent
+	if nc.presentElsewhere {
+		s.moves++
+	}
 	if s.connectedN == 1 && s.cfg.Store == nil || nc.presentElsewhere {
 		// A session the broker kept is an earlier client's (as with a
 		// new Store, see restore), or this one's as it was when the

@@ -679,7 +679,7 @@ func (s *session) onPubrec(p *codec.Pubrec) {
 	}
 	if !f.relNeeded {
 		// Written once: a writer may still be encoding an earlier send.
-		f.relNeeded = true
+		f.relNeeded, f.relMoves = true, s.moves
 		// PUBRELs are sent again in the order the PUBRECs came
 		// [MQTT-4.6.0-4] (see flightsInOrder).
 		s.seq++
@@ -857,8 +857,19 @@ func (s *session) onPubcomp(p *codec.Pubcomp) {
 	// A successful PUBREC already meant the broker took the message on
 	// (section 4.3.3); a PUBCOMP with 0x92 Packet Identifier Not Found comes
 	// when a PUBCOMP was lost with a connection and the PUBREL sent again
-	// finds the flow already ended. Either way the message is delivered.
-	f.pub.finish(nil)
+	// finds the flow already ended. Either way the message is delivered,
+	// unless the PUBREC came from another server than this PUBCOMP: a
+	// broker that shares no sessions with it (Mosquitto among them)
+	// completes a PUBREL it knows nothing of, and the message waits at the
+	// other one for a PUBREL that now goes nowhere (a broker that delivers
+	// on PUBREL holds it back). In a cluster it was delivered; the client
+	// cannot tell which.
+	var err error
+	if f.relMoves != s.moves {
+		err = fmt.Errorf("%w: publish to %s: the broker acknowledged receipt (PUBREC), then the client went on at another server, which completed the flow; unless the two servers share their sessions, the message waits at the first for a PUBREL",
+			ErrOutcomeUnknown, f.pub.pkt.Topic)
+	}
+	f.pub.finish(err)
 	s.pump()
 	s.checkDrained()
 	s.letGo(f.pub)

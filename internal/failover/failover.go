@@ -1,9 +1,8 @@
-package mqtt_test
+package failover
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -16,46 +15,41 @@ import (
 	"github.com/robustmqtt/mqtt/mqtttest"
 )
 
-var (
-	failoverHistories = flag.Int("failover.histories", 5, "TestFailoverBetweenServersRandomized: histories")
-	failoverSeed      = flag.Uint64("failover.seed", 0, "TestFailoverBetweenServersRandomized: seed (0: from the clock, printed)")
-)
-
-// A client whose Config.Servers are two brokers that share nothing, a
-// primary and its backup, each with the client's session, driven through a
-// random history on real sockets: publishes of every QoS from the client,
-// messages to it from a client at each broker, and the faults that move
-// it from one broker to the other and back (a connection cut, a broker
-// that refuses connections for a while, a broker restart that keeps its
-// sessions). Each return to a broker meets the session that broker kept,
-// older than the client's. Whatever the history: no connection ends with
-// a protocol error, every publish has a result, every QoS 1/2 publish
-// that returned nil reaches the watcher of a broker, and every QoS 1/2
-// message a broker acknowledged for the client reaches it once the client
-// has been back at that broker. Replay a failure with -failover.seed.
-func TestFailoverBetweenServersRandomized(t *testing.T) {
-	seed := *failoverSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (replay: -failover.seed=%d)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, 17))
-	for h := range *failoverHistories {
-		version := byte(4)
-		if rng.IntN(2) == 1 {
-			version = 5
-		}
-		t.Run(fmt.Sprintf("history%d/v%d", h, version), func(t *testing.T) {
-			failoverHistory(t, rng, version)
-		})
-	}
+// Broker is what a history needs of a broker: mqtttest.Broker (mochi) and
+// the interoperability tests' Mosquitto have it.
+type Broker interface {
+	Addr() string // host:port, for the client's proxy
+	URL() string  // for the watcher, which connects directly
+	// Restart stops the broker and starts it again with the sessions it had.
+	Restart() error
 }
 
-// failoverSide is one broker of a failover history: the broker, the proxy
+// wait bounds every wait of a history for something that must happen.
+const wait = 20 * time.Second
+
+// testCtx is a context that ends with the test, and after wait.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// dial connects a client with cfg; t's cleanup closes it.
+func dial(t *testing.T, cfg mqtt.Config) *mqtt.Client {
+	t.Helper()
+	c, err := mqtt.Dial(testCtx(t), cfg)
+	if err != nil {
+		t.Fatalf("dial %s: %v", cfg.ClientID, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// side is one broker of a failover history: the broker, the proxy
 // the client reaches it through, and a watcher connected to it directly.
-type failoverSide struct {
+type side struct {
 	name    string
-	b       *mqtttest.Broker
+	b       Broker
 	p       *mqtttest.Proxy
 	watcher *mqtt.Client
 	seen    *tagSet // what the watcher received from the client
@@ -162,13 +156,17 @@ func waitInEither(ctx context.Context, a, b *tagSet, want []string) []string {
 	}
 }
 
-func failoverHistory(t *testing.T, rng *rand.Rand, version byte) {
+// Run plays one random history, drawn from rng, at protocol level version,
+// between two brokers that newBroker starts (each closed by t's cleanup),
+// and fails t where a promise above does not hold. verbose logs the
+// client's events.
+func Run(t *testing.T, rng *rand.Rand, version byte, newBroker func(t *testing.T) Broker, verbose bool) {
 	ctx := testCtx(t)
 	fast := backoff.Constant(5 * time.Millisecond)
-	var sides [2]*failoverSide
+	var sides [2]*side
 	for i, name := range []string{"a", "b"} {
-		b := mqtttest.NewBroker(t)
-		s := &failoverSide{name: name, b: b, p: mqtttest.NewProxy(t, b.Addr()), seen: newTagSet()}
+		b := newBroker(t)
+		s := &side{name: name, b: b, p: mqtttest.NewProxy(t, b.Addr()), seen: newTagSet()}
 		s.watcher = dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "watcher-" + name, Version: version, Backoff: fast})
 		if err := s.watcher.Subscribe(ctx, mqtt.Subscription{Filter: "out/#", QoS: mqtt.ExactlyOnce}); err != nil {
 			t.Fatal(err)
@@ -326,7 +324,7 @@ func failoverHistory(t *testing.T, rng *rand.Rand, version byte) {
 	if n := c.Stats().Connections.Attempts; n > uint64(20+10*faults) {
 		t.Errorf("%d connection attempts for %d faults: a reconnect loop", n, faults)
 	}
-	if testing.Verbose() && *failoverSeed != 0 {
+	if verbose {
 		t.Logf("events:\n%s", strings.Join(events, "\n"))
 	}
 	t.Logf("%d steps, %d faults, %d publishes (%d acknowledged at QoS 1/2), %d+%d messages to the client, %d connection attempts",
