@@ -268,13 +268,8 @@ func TestBackToAServerThatKeptAnOlderSession(t *testing.T) {
 func TestBackToAServerThatOwesAPubrel(t *testing.T) {
 	for _, v := range []byte{4, 5} {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
-			refusal := frame(t, v, &codec.Connack{ReasonCode: codec.ServerUnavailable})
-			if v == 4 {
-				refusal = []byte{0x20, 2, 0, 3} // 3.1.1: Server unavailable
-			}
-			a, b := mqtttest.NewScriptedBroker(t), mqtttest.NewScriptedBroker(t)
-			c := dial(t, mqtt.Config{Servers: []string{a.URL(), b.URL()}, ClientID: "owed", Version: v, ManualAck: true,
-				Backoff: backoff.Constant(10 * time.Millisecond)})
+			refusal := refusedConnack(t, v)
+			a, b, c := twoServers(t, v, mqtt.Config{ClientID: "owed", ManualAck: true})
 			sa := scripted(t, a)
 			send(t, sa, v, &codec.Publish{Topic: "from/a", Payload: []byte("a"), QoS: 2, PacketID: 7})
 			if err := receive(t, c).Ack(); err != nil {
@@ -372,13 +367,8 @@ func TestBackToAServerThatHadAMessageInFlight(t *testing.T) {
 	for _, v := range []byte{4, 5} {
 		for _, same := range []bool{false, true} {
 			t.Run(fmt.Sprintf("v%d/same=%t", v, same), func(t *testing.T) {
-				refusal := frame(t, v, &codec.Connack{ReasonCode: codec.ServerUnavailable})
-				if v == 4 {
-					refusal = []byte{0x20, 2, 0, 3} // 3.1.1: Server unavailable
-				}
-				a, b := mqtttest.NewScriptedBroker(t), mqtttest.NewScriptedBroker(t)
-				c := dial(t, mqtt.Config{Servers: []string{a.URL(), b.URL()}, ClientID: "in-flight", Version: v,
-					Backoff: backoff.Constant(10 * time.Millisecond)})
+				refusal := refusedConnack(t, v)
+				a, b, c := twoServers(t, v, mqtt.Config{ClientID: "in-flight"})
 				sa := scripted(t, a) // A's message to the client is on its way when the link goes
 				a.SetConnack(refusal)
 				sa.Close()
@@ -432,13 +422,8 @@ func TestBackToAServerThatHadAMessageInFlight(t *testing.T) {
 func TestQoS2CompletedByAnotherServerIsInDoubt(t *testing.T) {
 	for _, v := range []byte{4, 5} {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
-			refusal := frame(t, v, &codec.Connack{ReasonCode: codec.ServerUnavailable})
-			if v == 4 {
-				refusal = []byte{0x20, 2, 0, 3} // 3.1.1: Server unavailable
-			}
-			a, b := mqtttest.NewScriptedBroker(t), mqtttest.NewScriptedBroker(t)
-			c := dial(t, mqtt.Config{Servers: []string{a.URL(), b.URL()}, ClientID: "qos2-moved", Version: v,
-				Backoff: backoff.Constant(10 * time.Millisecond)})
+			refusal := refusedConnack(t, v)
+			a, b, c := twoServers(t, v, mqtt.Config{ClientID: "qos2-moved"})
 			sa := scripted(t, a)
 			res := c.PublishAsync(testCtx(t), mqtt.Message{Topic: "t", Payload: []byte("x"), QoS: mqtt.ExactlyOnce})
 			p := nextOf[*codec.Publish](t, sa, v)
@@ -475,4 +460,22 @@ func TestQoS2CompletedByAnotherServerIsInDoubt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// refusedConnack is a CONNACK that refuses with Server unavailable, at
+// protocol level v.
+func refusedConnack(t *testing.T, v byte) []byte {
+	if v == 4 {
+		return []byte{0x20, 2, 0, 3} // 3.1.1: Server unavailable
+	}
+	return frame(t, v, &codec.Connack{ReasonCode: codec.ServerUnavailable})
+}
+
+// twoServers starts two scripted brokers that share nothing, A and B, and
+// a client at protocol level v with both in Config.Servers (A first) and
+// cfg's ClientID and ManualAck, retrying every 10 ms.
+func twoServers(t *testing.T, v byte, cfg mqtt.Config) (a, b *mqtttest.ScriptedBroker, c *mqtt.Client) {
+	a, b = mqtttest.NewScriptedBroker(t), mqtttest.NewScriptedBroker(t)
+	cfg.Servers, cfg.Version, cfg.Backoff = []string{a.URL(), b.URL()}, v, backoff.Constant(10*time.Millisecond)
+	return a, b, dial(t, cfg)
 }

@@ -74,6 +74,21 @@ func waitEvent(t testing.TB, c *mqtt.Client, k mqtt.EventKind) mqtt.Event {
 	}
 }
 
+// waitAnyEvent returns c's next event.
+func waitAnyEvent(t testing.TB, c *mqtt.Client) mqtt.Event {
+	t.Helper()
+	select {
+	case e, ok := <-c.Events():
+		if !ok {
+			t.Fatal("Events closed")
+		}
+		return e
+	case <-time.After(wait):
+		t.Fatal("no event within the deadline")
+	}
+	panic("unreachable")
+}
+
 // scripted accepts the next client connection on a scripted broker.
 func scripted(t testing.TB, sb *mqtttest.ScriptedBroker) *mqtttest.ScriptedConn {
 	t.Helper()

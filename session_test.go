@@ -553,21 +553,6 @@ func TestConnectionEventsFollowConnected(t *testing.T) {
 	}
 }
 
-// waitAnyEvent returns c's next event.
-func waitAnyEvent(t testing.TB, c *mqtt.Client) mqtt.Event {
-	t.Helper()
-	select {
-	case e, ok := <-c.Events():
-		if !ok {
-			t.Fatal("Events closed")
-		}
-		return e
-	case <-time.After(wait):
-		t.Fatal("no event within the deadline")
-	}
-	panic("unreachable")
-}
-
 // SubscribeGranted returns the SUBACK's answer to each subscription, in
 // order: the QoS granted, which may be lower than asked, or the refusal,
 // which the *SubscribeError names too. A call that got no SUBACK returns

@@ -156,6 +156,25 @@ func waitInEither(ctx context.Context, a, b *tagSet, want []string) []string {
 	}
 }
 
+// Histories plays n random histories (Run) as subtests, against brokers
+// newBroker starts, alternately at MQTT 3.1.1 and 5. Each draws from its
+// own generator, seeded with seed (0: the clock's, logged) and its number,
+// so that a failing one replays alone (-run and the same seed); with a
+// given seed and verbose, each logs the client's events.
+func Histories(t *testing.T, n int, seed uint64, newBroker func(t *testing.T) Broker, verbose bool) {
+	replay := seed != 0
+	if !replay {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (replay: -failover.seed=%d)", seed, seed)
+	for h := range n {
+		version := byte(4 + h%2)
+		t.Run(fmt.Sprintf("history%d/v%d", h, version), func(t *testing.T) {
+			Run(t, rand.New(rand.NewPCG(seed, uint64(h))), version, newBroker, verbose && replay)
+		})
+	}
+}
+
 // Run plays one random history, drawn from rng, at protocol level version,
 // between two brokers that newBroker starts (each closed by t's cleanup),
 // and fails t where a promise above does not hold. verbose logs the
