@@ -111,8 +111,9 @@ type Client struct {
 	// have reached the broker without its answer reaching the client.
 	connectUnanswered bool
 	connectedBefore   bool
-	// sessionAt is the server of the last connection: where the
-	// session's state was last made (Session Present 0) or kept.
+	// sessionAt is the server of Servers of the last connection that was
+	// not a broker's redirect: where the session's state was last made
+	// (Session Present 0) or kept.
 	sessionAt string
 	// For the default connect timeout (attemptTimeout): how long the
 	// last attempt that reached CONNACK took, and how many attempts in a
@@ -864,7 +865,8 @@ type newConn struct {
 	// the one it now calls present (see conn.ConnectMayHaveArrived).
 	presentUnproven bool
 	// presentElsewhere: the CONNACK says Session Present, from another
-	// server than the last connection's. Unless the two share their
+	// server of Servers than the last connection's (a broker's redirect
+	// counts as the server that redirected). Unless the two share their
 	// sessions (a cluster), it kept what it had when the client left it,
 	// and the client's session went on elsewhere since, anew if that
 	// server had none: the broker may hold flows under identifiers the

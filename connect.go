@@ -114,9 +114,14 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	c.connectedBefore = true
 	// The session must know the connection before its first frame, so
 	// the reader starts only once the session has taken it.
-	nc := newConn{cn: cn, presentUnproven: c.connectUnanswered && ack.SessionPresent,
-		presentElsewhere: ack.SessionPresent && c.sessionAt != "" && c.sessionAt != cn.Server()}
-	c.connectUnanswered, c.sessionAt = false, cn.Server()
+	nc := newConn{cn: cn, presentUnproven: c.connectUnanswered && ack.SessionPresent}
+	c.connectUnanswered = false
+	if !redirected {
+		// A broker's redirect names a server with the same sessions, by
+		// its own word: only the servers of the list are told apart.
+		nc.presentElsewhere = ack.SessionPresent && c.sessionAt != "" && c.sessionAt != server
+		c.sessionAt = server
+	}
 	select {
 	case c.ctrl <- nc:
 	case <-ctx.Done():
