@@ -66,7 +66,8 @@ type Config struct {
 	// tried once before the list, within the limits RedirectHosts states.
 	//
 	// Servers that do not share sessions (no cluster: a primary and a
-	// backup) each keep their own. One that had the session when the
+	// backup) each keep their own (a broker's redirect is taken to lead
+	// to a server with the same sessions). One that had the session when the
 	// client left it keeps it as it was then, while the client's goes on
 	// at the next server, anew if that one had none (SessionLost). Back
 	// at the first, the client subscribes again (what it subscribed to
