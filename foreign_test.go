@@ -479,3 +479,63 @@ func twoServers(t *testing.T, v byte, cfg mqtt.Config) (a, b *mqtttest.ScriptedB
 	cfg.Servers, cfg.Version, cfg.Backoff = []string{a.URL(), b.URL()}, v, backoff.Constant(10*time.Millisecond)
 	return a, b, dial(t, cfg)
 }
+
+// mochi-mqtt v2.7 mixes the identifiers of the two directions: a PUBLISH
+// from the client under the identifier of one of mochi's messages in
+// flight to the client ends that message's flow, and mochi never sends it
+// again, so a message that had not arrived when the connection failed is
+// lost. Brokers count their identifiers from 1; so did the client, and a
+// client that publishes and receives at QoS 1 on one connection lost
+// messages to it across a reconnect. A new session's identifiers now start
+// half the space away. Here the application does not read for a while, so
+// most messages to it wait in the socket or at the broker when the link
+// is cut.
+func TestOwnPublishesLeaveTheBrokersMessagesAlone(t *testing.T) {
+	for _, v := range versions {
+		t.Run(v.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			b := mqtttest.NewBroker(t)
+			p := mqtttest.NewProxy(t, b.Addr())
+			c := dial(t, mqtt.Config{Servers: []string{p.URL()}, ClientID: "both-ways", Version: v.version, MaxPending: 2})
+			if err := c.Subscribe(ctx, mqtt.Subscription{Filter: "in/#", QoS: mqtt.AtLeastOnce}); err != nil {
+				t.Fatal(err)
+			}
+			sender := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "sender", Version: v.version})
+			watcher := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "watcher", Version: v.version})
+			if err := watcher.Subscribe(ctx, mqtt.Subscription{Filter: "out", QoS: mqtt.AtLeastOnce}); err != nil {
+				t.Fatal(err)
+			}
+			const n = 20
+			for i := range n {
+				if err := sender.Publish(ctx, mqtt.Message{Topic: fmt.Sprint("in/", i), Payload: []byte("to the client"), QoS: mqtt.AtLeastOnce}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var results []<-chan error
+			for range n {
+				results = append(results, c.PublishAsync(ctx, mqtt.Message{Topic: "out", Payload: []byte("from the client"), QoS: mqtt.AtLeastOnce}))
+			}
+			// The broker routes each of the client's PUBLISHes once it
+			// has handled it, identifier included.
+			for range n {
+				receive(t, watcher)
+			}
+			p.Cut()
+			got := map[string]bool{}
+			deadline := time.After(wait)
+			for len(got) < n {
+				select {
+				case m := <-c.Messages():
+					got[m.Topic] = true
+				case <-deadline:
+					t.Fatalf("%d of %d messages to the client arrived", len(got), n)
+				}
+			}
+			for _, r := range results {
+				if err := <-r; err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

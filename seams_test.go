@@ -465,7 +465,7 @@ func TestNothingAfterDisconnect(t *testing.T) {
 	// with it until the broker reads. The broker acknowledges it first.
 	ctx := testCtx(t)
 	res := c.PublishAsync(ctx, mqtt.Message{Topic: "big", Payload: make([]byte, 32<<20), QoS: 1})
-	b.write(&codec.Puback{PacketID: 1})
+	b.write(&codec.Puback{PacketID: 1 << 15}) // a new session's first identifier
 	if err := resultOf(t, res); err != nil {
 		t.Fatal(err)
 	}

@@ -586,6 +586,15 @@ func (s *session) connected(nc newConn) {
 		// releaseForeign): this one's start elsewhere.
 		s.nextID = resumedFirstID(time.Now())
 	}
+	if s.nextID == 0 {
+		// Brokers count the identifiers of their messages to the client
+		// from 1, and mochi-mqtt v2.7 mixes the two directions: a PUBLISH
+		// from the client under the identifier of one of its messages in
+		// flight to the client ends that message's flow, and it is never
+		// sent again if it had not arrived when the connection failed.
+		// The client's own start half the space away.
+		s.nextID = firstID - 1
+	}
 	s.arrivals = fifo[arrival]{}
 	s.adoptLimits(ack)
 	if s.cfg.CleanStart && ack.SessionPresent {
@@ -952,6 +961,10 @@ func resumedFirstID(now time.Time) uint16 {
 	h := uint64(now.UnixNano()) * 0x9E3779B97F4A7C15 // Fibonacci hashing: near times land far apart
 	return uint16(low + (h>>32)%(math.MaxUint16-low))
 }
+
+// firstID is the first packet identifier of a session this client starts
+// (see connected).
+const firstID = 1 << 15
 
 // allocID hands out a packet identifier not in use [MQTT-2.2.1-3]. It
 // reports false when all 65535 are in use.

@@ -302,11 +302,13 @@ func Run(t *testing.T, rng *rand.Rand, version byte, newBroker func(t *testing.T
 
 	// Every publish has its result; those acknowledged reach a watcher.
 	var acked []string
+	qosOf := map[string]mqtt.QoS{}
 	for _, o := range out {
 		select {
 		case err := <-o.res:
 			if err == nil && o.qos > mqtt.AtMostOnce {
 				acked = append(acked, o.tag)
+				qosOf[o.tag] = o.qos
 			}
 			if err != nil && !errors.Is(err, mqtt.ErrOutcomeUnknown) {
 				t.Errorf("publish %s (QoS %d): %v", o.tag, o.qos, err)
@@ -318,7 +320,13 @@ func Run(t *testing.T, rng *rand.Rand, version byte, newBroker func(t *testing.T
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	if missing := waitInEither(wctx, sides[0].seen, sides[1].seen, acked); missing != nil {
-		t.Errorf("acknowledged and delivered to no watcher: %s", strings.Join(missing, " "))
+		var qos []string
+		for _, tag := range missing {
+			qos = append(qos, fmt.Sprintf("%s (QoS %d)", tag, qosOf[tag]))
+		}
+		evMu.Lock()
+		t.Errorf("acknowledged and delivered to no watcher: %s; the client's events:\n%s", strings.Join(qos, " "), strings.Join(events, "\n"))
+		evMu.Unlock()
 	}
 	// Every message a broker took for the client reaches it once the
 	// client has been back there.
