@@ -329,7 +329,7 @@ func (b *Broker) stopLocked() error {
 	case <-timer.C:
 		p.cmd.Process.Kill()
 		<-p.exited
-		return fmt.Errorf("mosquitto: still running %s after SIGTERM; killed it", stopTimeout)
+		return fmt.Errorf("mosquitto: still running %s after SIGTERM; killed it; its log since:\n%s", stopTimeout, b.logSince(logStart))
 	}
 	if p.err != nil {
 		return fmt.Errorf("mosquitto: exited with %v after SIGTERM; its log:\n%s", p.err, b.logSince(logStart))
