@@ -177,8 +177,8 @@ func Histories(t *testing.T, n int, seed uint64, newBroker func(t *testing.T) Br
 
 // Run plays one random history, drawn from rng, at protocol level version,
 // between two brokers that newBroker starts (each closed by t's cleanup),
-// and fails t where a promise above does not hold. verbose logs the
-// client's events.
+// and fails t where a promise the package doc names does not hold.
+// verbose logs the client's events.
 func Run(t *testing.T, rng *rand.Rand, version byte, newBroker func(t *testing.T) Broker, verbose bool) {
 	ctx := testCtx(t)
 	fast := backoff.Constant(5 * time.Millisecond)
