@@ -90,7 +90,12 @@ func (s *session) onPublish(p *codec.Publish) {
 		}
 	}
 	s.inQuota++
-	sum := inboundSum(topic, p.Payload)
+	var sum uint64
+	if len(s.cfg.Servers) > 1 {
+		// Only with other servers to go to can a session be kept
+		// elsewhere (a redirect does not count: see presentElsewhere).
+		sum = inboundSum(topic, p.Payload)
+	}
 	if st := s.in[p.PacketID]; st != nil && (st.qos != p.QoS || s.unknownSession && st.sum != 0 && st.sum != sum) {
 		// Not a copy: a broker never reuses an identifier for another
 		// QoS while its flow is open, so the record is of a flow the
