@@ -872,6 +872,25 @@ type newConn struct {
 	// server had none: the broker may hold flows under identifiers the
 	// client has finished with (see session.unknownSession).
 	presentElsewhere bool
+	// connected is the Connected event, and sessionLost whether a
+	// SessionLost follows it, which the session emits as it takes the
+	// connection (announce); it closes taken at the end of that turn.
+	connected   Event
+	sessionLost bool
+	taken       chan struct{}
+}
+
+// announce tells the application of nc's connection: the client is up,
+// counted, and Connected (and SessionLost) are emitted. Up before the
+// event says so: a program that saw Connected finds WaitConnected
+// returning at once.
+func (c *Client) announce(nc newConn) {
+	c.setUp(true)
+	c.stats.up()
+	c.emit(nc.connected)
+	if nc.sessionLost {
+		c.emit(Event{Kind: SessionLost, Server: nc.connected.Server})
+	}
 }
 
 // lastError is the latest connection failure, for the errors of Dial and

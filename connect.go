@@ -91,43 +91,39 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	}
 	c.connectTook, c.connectTimeouts = took, 0
 	ack := cn.Connack()
-	// The application hears of the connection before the session takes
-	// it: whatever the session does with it (a re-subscription too large
-	// for the new broker, reported at once) is news of this connection
-	// and comes after its Connected and SessionLost. Up before the event
-	// says so: a program that saw Connected finds WaitConnected returning
-	// at once. The CONNACK's properties themselves, which nothing
-	// changes: emit hands the application a copy (see handOut).
+	// The session announces the connection as it takes it (see
+	// newConn.announce): whatever it does with the connection (a
+	// re-subscription too large for the new broker, reported at once) is
+	// news of this connection and comes after its Connected and
+	// SessionLost, and a call made once WaitConnected returned finds the
+	// session connected. The CONNACK's properties themselves, which
+	// nothing changes: emit hands the application a copy (see handOut).
 	e := Event{Kind: Connected, Server: shown, SessionPresent: ack.SessionPresent, ClientID: c.cfg.ClientID,
 		Connack: ack.Properties}
 	if ack.Properties != nil && ack.Properties.AssignedClientID != "" {
 		e.ClientID = ack.Properties.AssignedClientID
 	}
 	c.cfg.Logger.Info("mqtt: connected", "server", shown, "session_present", ack.SessionPresent)
-	c.setUp(true)
-	c.stats.up()
-	c.emit(e)
-	if c.connectedBefore && !c.cfg.CleanStart && !ack.SessionPresent {
+	nc := newConn{cn: cn, presentUnproven: c.connectUnanswered && ack.SessionPresent,
+		connected: e, sessionLost: c.connectedBefore && !c.cfg.CleanStart && !ack.SessionPresent,
+		taken: make(chan struct{})}
+	if nc.sessionLost {
 		c.cfg.Logger.Warn("mqtt: the broker did not keep the session; subscribing again and re-sending what is owed", "server", shown)
-		c.emit(Event{Kind: SessionLost, Server: shown})
 	}
-	c.connectedBefore = true
-	// The session must know the connection before its first frame, so
-	// the reader starts only once the session has taken it.
-	nc := newConn{cn: cn, presentUnproven: c.connectUnanswered && ack.SessionPresent}
-	c.connectUnanswered = false
+	c.connectUnanswered, c.connectedBefore = false, true
 	if !redirected {
 		// A broker's redirect names a server with the same sessions, by
 		// its own word: only the servers of the list are told apart.
 		nc.presentElsewhere = ack.SessionPresent && c.sessionAt != "" && c.sessionAt != server
 		c.sessionAt = server
 	}
+	// The session must know the connection before its first frame, so
+	// the reader starts only once the session has taken it; and its
+	// Connected comes before any ConnectionLost of the loops.
 	select {
 	case c.ctrl <- nc:
+		<-nc.taken // in the session's turn that took it
 	case <-ctx.Done():
-		// The client is stopping, which has no ConnectionLost to say.
-		c.setUp(false)
-		c.stats.down(context.Cause(ctx))
 		cn.Leave(linger) // the broker holds the client connected: no Will
 		return context.Cause(ctx)
 	}

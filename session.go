@@ -555,6 +555,8 @@ func (s *session) connected(nc newConn) {
 		s.lost()
 	}
 	s.cur = cn
+	defer close(nc.taken) // the supervisor starts the loops after this turn
+	s.c.announce(nc)
 	s.connectedN++
 	s.startProbe(cn)
 	s.startCtlProbe(cn)
