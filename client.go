@@ -73,8 +73,8 @@ type Client struct {
 	up       chan struct{}       // waiters' channel while no connection is up, nil until one waits; see upChan
 	isUp     bool                // a connection is up
 	everUp   bool                // a connection came up (see firstUp)
+	stopping atomic.Bool         // set when the session stops the supervisor (here, it packs with the two flags)
 	stopRun  *supervisor.Stopper // stops the supervisor
-	stopping atomic.Bool         // set when the session stops the supervisor
 
 	// A QoS 0 Publish writes on the connection itself (publishNow) while
 	// direct is set: the session sets it at the end of each turn that

@@ -89,6 +89,7 @@ type session struct {
 	// around it.
 	dirty       bool
 	nextID      uint16 // last packet identifier handed out
+	lastSubID   uint32 // the last Subscription Identifier given to a route (here, it packs with the three above)
 	flushOwed   *conn.Conn
 	pubInflight int               // flights that are publishes
 	resend      []*flight         // publishes owed again on cur, waiting for room in its window
@@ -119,25 +120,25 @@ type session struct {
 	// inQuota is how many QoS 1/2 PUBLISHes the broker sent on cur that
 	// it has no PUBACK or PUBCOMP for yet: under MQTT 5 at most the
 	// Receive Maximum this client announced [MQTT-3.3.4-9].
-	inQuota     int32 // (int32: it shares a word with the three flags below)
+	inQuota     int32 // (int32: it shares a word with the four flags below)
 	overrunSaid bool  // the broker exceeding it was logged, on cur
 	dropping    bool
 	// downgradeSaid: a PUBACK for a QoS 2 publish was logged, on cur.
 	downgradeSaid bool
+	noSubIDs      bool      // the broker said Subscription Identifier Available 0 (here, it packs with inQuota)
 	dropped       int       // QoS 0 messages dropped since the last MessagesDropped event
 	dropSaid      time.Time // when the last MessagesDropped event went out
 
 	// Routes and requests (routes.go, request.go).
-	pendingN   int                       // messages waiting for the application: in pending and in every route's queue
-	routes     []*route                  // in the order they were made
-	turns      chan routeTurn            // from the routes' relays; nil until the first route
-	routesStop chan struct{}             // closed as the client stops: the relays exit
-	relays     sync.WaitGroup            // the routes' relays
-	lastSubID  uint32                    // the last Subscription Identifier given to a route
-	noSubIDs   bool                      // the broker said Subscription Identifier Available 0
-	subIDOf    map[string]uint32         // the Subscription Identifier each filter was subscribed with, if any
-	requests   map[string]chan<- Message // Request calls waiting for a reply, by correlation data
-	respTopic  string                    // the client's response topic, once looked up
+	pendingN   int            // messages waiting for the application: in pending and in every route's queue
+	routes     []*route       // in the order they were made
+	turns      chan routeTurn // from the routes' relays; nil until the first route
+	routesStop chan struct{}  // closed as the client stops: the relays exit
+	relays     sync.WaitGroup // the routes' relays
+	// lastSubID and noSubIDs sit above, where they pack with smaller fields.
+	subIDOf   map[string]uint32         // the Subscription Identifier each filter was subscribed with, if any
+	requests  map[string]chan<- Message // Request calls waiting for a reply, by correlation data
+	respTopic string                    // the client's response topic, once looked up
 }
 
 // phase is where a session is in its life. It only moves forward.
