@@ -633,10 +633,7 @@ func (c *Conn) putBack(frames []Frame) {
 	c.queue = append(slices.Clone(frames), c.queue...)
 	c.queued.Store(int32(min(len(c.queue), math.MaxInt32)))
 	c.mu.Unlock()
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
+	c.wakeWriter()
 }
 
 // WroteSince reports whether a write to the connection succeeded at t or
