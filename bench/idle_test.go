@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"testing"
 
@@ -46,6 +47,26 @@ func BenchmarkIdleClient(b *testing.B) {
 // usage per client as "idle: goroutines heap stack" and exit.
 const idleChildEnv = "ROBUSTMQTT_BENCH_CHILD_IDLE"
 
+// idleHeapProfileEnv, set to a file name, makes the idle child record
+// every allocation and write a heap profile of the idle clients there
+// (go tool pprof -sample_index=inuse_space), to find what an idle client
+// keeps: ROBUSTMQTT_BENCH_IDLE_HEAPPROFILE=/tmp/idle.pprof go test
+// -run '^$' -bench 'IdleClient/client=robustmqtt-v5$' -benchtime 1x.
+const idleHeapProfileEnv = "ROBUSTMQTT_BENCH_IDLE_HEAPPROFILE"
+
+// writeHeapProfile writes the heap profile of what is live now to name.
+func writeHeapProfile(name string) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("writing the heap profile to %s: %w", name, err)
+	}
+	return f.Close()
+}
+
 type usage struct {
 	goroutines  int
 	heap, stack uint64
@@ -67,6 +88,10 @@ func idleChild(spec string) int {
 		fmt.Fprintf(os.Stderr, "bench idle child: %s=%q, want \"kind addr\"\n", idleChildEnv, spec)
 		return 1
 	}
+	profile := os.Getenv(idleHeapProfileEnv)
+	if profile != "" {
+		runtime.MemProfileRate = 1
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
 	defer cancel()
 	before := measure()
@@ -85,6 +110,12 @@ func idleChild(spec string) int {
 		closers = append(closers, c)
 	}
 	u := measure()
+	if profile != "" {
+		if err := writeHeapProfile(profile); err != nil {
+			fmt.Fprintln(os.Stderr, "bench idle child:", err)
+			return 1
+		}
+	}
 	fmt.Printf("idle: %g %g %g\n",
 		float64(u.goroutines-before.goroutines)/idleClients,
 		(float64(u.heap)-float64(before.heap))/idleClients,
