@@ -24,6 +24,9 @@ const (
 	// stopTimeout bounds how long a graceful stop waits after SIGTERM
 	// (Mosquitto writes its database then) before it kills the process.
 	stopTimeout = 10 * time.Second
+	// sigtermAgain is how often a stop sends SIGTERM again while mosquitto
+	// runs on (see stopLocked).
+	sigtermAgain = 250 * time.Millisecond
 	// DBFile is the name of Mosquitto's database in the broker's directory.
 	DBFile = "mosquitto.db"
 	// LogFile is the name of the broker's log in its directory.
@@ -324,12 +327,23 @@ func (b *Broker) stopLocked() error {
 	}
 	timer := time.NewTimer(stopTimeout)
 	defer timer.Stop()
-	select {
-	case <-p.exited:
-	case <-timer.C:
-		p.cmd.Process.Kill()
-		<-p.exited
-		return fmt.Errorf("mosquitto: still running %s after SIGTERM; killed it; its log since:\n%s", stopTimeout, b.logSince(logStart))
+	// Mosquitto 2.0 installs its SIGTERM handler, logs "running" and only
+	// then sets the flag its loop runs on: a SIGTERM that lands in between,
+	// right after a start, is lost, and mosquitto runs on. Each SIGTERM
+	// only asks it to stop, so it goes again until mosquitto exits.
+	again := time.NewTicker(sigtermAgain)
+	defer again.Stop()
+	for stopped := false; !stopped; {
+		select {
+		case <-p.exited:
+			stopped = true
+		case <-again.C:
+			p.cmd.Process.Signal(syscall.SIGTERM) // an error: it exited meanwhile
+		case <-timer.C:
+			p.cmd.Process.Kill()
+			<-p.exited
+			return fmt.Errorf("mosquitto: still running %s after SIGTERM; killed it; its log since:\n%s", stopTimeout, b.logSince(logStart))
+		}
 	}
 	if p.err != nil {
 		return fmt.Errorf("mosquitto: exited with %v after SIGTERM; its log:\n%s", p.err, b.logSince(logStart))
