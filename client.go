@@ -786,6 +786,10 @@ func (c *Client) wakeSession() {
 // broker has closed the connection (which it does when it has read the
 // DISCONNECT, so that everything written before it arrived too), or after
 // the longer of 1 s and four of the link's round trips, or when ctx ends.
+// A connection still being set up when the client stops (its CONNECT
+// out, its CONNACK awaited) gets as long, which ctx does not cut short,
+// to be accepted and then told DISCONNECT: the broker, which may hold
+// the client connected already, publishes no Will.
 // It returns nil if everything finished, or an error wrapping ctx.Err()
 // that says how much did not (those calls get ErrClosed). A call made
 // while another Disconnect is in progress returns at once with an error

@@ -352,6 +352,45 @@ func TestStopWhileConnackPendingPublishesNoWill(t *testing.T) {
 	}
 }
 
+// A Disconnect that lands while the CONNACK is on its way gives the
+// handshake its own bound (at least 1 s), not Close's 200 ms: over a link
+// where the CONNACK takes longer than 200 ms (a busy broker, a slow
+// link), the client used to cut the connection the broker already held,
+// which published the Will, though Disconnect, with a ctx that does not
+// end, returned nil. TestStopAtAnyInstant met it under -race on a loaded
+// machine.
+func TestDisconnectWhileASlowConnackIsPendingPublishesNoWill(t *testing.T) {
+	b := mqtttest.NewBroker(t)
+	p := mqtttest.NewProxy(t, b.Addr())
+	ctx := testCtx(t)
+	watcher := willWatcher(t, b)
+	// The CONNACK reaches the client 250 ms after the broker sent it,
+	// and the DISCONNECT the broker 250 ms after it was written.
+	p.Latency(250 * time.Millisecond)
+	for _, v := range versions {
+		id := "slow-connack-" + v.name
+		c, err := mqtt.Start(mqtt.Config{Servers: []string{p.URL()}, ClientID: id, Version: v.version,
+			Backoff: fastRetry, Will: &mqtt.Message{Topic: "will/" + id, Payload: []byte("will"), QoS: mqtt.AtLeastOnce}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.WaitConnected(ctx, id); err != nil {
+			c.Close()
+			t.Fatal(err)
+		}
+		if err := c.Disconnect(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.WaitDisconnected(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Latency(0)
+	if wills := willsBefore(t, watcher); len(wills) > 0 {
+		t.Errorf("Wills published by clients whose Disconnect landed while their CONNACK was on its way: %v", wills)
+	}
+}
+
 // willWatcher is a client of b subscribed to will/#, which counts the
 // Wills that other clients' stops make the broker publish (willsBefore).
 func willWatcher(t *testing.T, b *mqtttest.Broker) *mqtt.Client {

@@ -46,9 +46,18 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	timeout, began := c.attemptTimeout(), time.Now()
 	// A stop (the session's, the only thing that ends ctx) that lands
 	// after the CONNECT went out ends the connection with DISCONNECT, as
-	// Close would once connected, within as long (the last connection's
-	// set-up, a round trip or more, stands in for the link's round trip).
-	linger := max(closeDisconnectWait, 2*c.connectTook)
+	// the stop would once connected, within as long: Close's bound, or a
+	// graceful Disconnect's (the last connection's set-up, a round trip
+	// or more, stands in for the link's round trip). Close's 200 ms cut
+	// a CONNACK slower than that, and the broker, which held the client
+	// connected, published the Will after a Disconnect that returned nil.
+	quick, graceful := max(closeDisconnectWait, 2*c.connectTook), max(minGoodbyeWait, 2*c.connectTook)
+	linger := func() time.Duration {
+		if c.closing.Load() {
+			return quick
+		}
+		return graceful
+	}
 	var cn *conn.Conn
 	endTurn, err := c.takeAuthTurn(ctx)
 	if err == nil {
@@ -67,7 +76,7 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 				Dial:           c.cfg.Dial,
 				Auth:           c.cfg.Auth,
 				TopicAliases:   c.cfg.TopicAliases,
-				Linger:         linger,
+				LingerFor:      linger,
 			}
 			cn, err = conn.Open(ctx, server, cfg)
 		}
@@ -124,7 +133,7 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 	case c.ctrl <- nc:
 		<-nc.taken // in the session's turn that took it
 	case <-ctx.Done():
-		cn.Leave(linger) // the broker holds the client connected: no Will
+		cn.Leave(linger()) // the broker holds the client connected: no Will
 		return context.Cause(ctx)
 	}
 	g.Up() // CONNACK is in: up, even if a loop fails the next instant

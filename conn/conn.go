@@ -106,6 +106,10 @@ type Config struct {
 	// holds the client connected, and cut off, it publishes the Will.
 	// Open still returns ctx's error. Zero: the exchange is cut at once.
 	Linger time.Duration
+	// LingerFor, if set, is called as ctx ends, and what it returns is
+	// the Linger: a caller whose stops differ (a graceful one may wait
+	// longer than a quick one) says at that instant which one it is.
+	LingerFor func() time.Duration
 
 	// link is how long Open's dial took, for RoundTrip; Establish alone
 	// has none.
@@ -356,9 +360,13 @@ func (c *Conn) handshake(ctx context.Context, cfg *Config) error {
 	var written atomic.Bool // connectWritten, for the func below
 	lingering := make(chan bool, 1)
 	stop := context.AfterFunc(ctx, func() {
-		linger := cfg.Linger > 0 && written.Load() && context.Cause(ctx) != cfg.timeout
+		d := cfg.Linger
+		if cfg.LingerFor != nil {
+			d = cfg.LingerFor()
+		}
+		linger := d > 0 && written.Load() && context.Cause(ctx) != cfg.timeout
 		if linger {
-			c.nc.SetDeadline(time.Now().Add(cfg.Linger))
+			c.nc.SetDeadline(time.Now().Add(d))
 		} else {
 			c.nc.SetDeadline(time.Unix(1, 0))
 		}
