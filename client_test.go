@@ -312,15 +312,33 @@ func TestStopRightAfterPublishingPublishesNoWill(t *testing.T) {
 // publish the Will. That happens to a program that starts a client and
 // stops it soon after, and to Dial whose ctx ends during the handshake.
 func TestStopWhileConnackPendingPublishesNoWill(t *testing.T) {
+	stopWhileConnackPending(t, 20*time.Millisecond, []string{"Close", "Disconnect"}, 5)
+}
+
+// A Disconnect that lands while the CONNACK is on its way gives the
+// handshake its own bound (at least 1 s), not Close's 200 ms: over a link
+// where the CONNACK takes longer than 200 ms (a busy broker, a slow
+// link), the client used to cut the connection the broker already held,
+// which published the Will, though Disconnect, with a ctx that does not
+// end, returned nil. TestStopAtAnyInstant met it under -race on a loaded
+// machine.
+func TestDisconnectWhileASlowConnackIsPendingPublishesNoWill(t *testing.T) {
+	stopWhileConnackPending(t, 250*time.Millisecond, []string{"Disconnect"}, 1)
+}
+
+// stopWhileConnackPending starts clients with a Will over a link with
+// latency, the time the CONNACK takes to reach the client once the broker
+// sent it, and stops each by stop (Close or Disconnect) as soon as the
+// broker has its CONNECT, rounds times per stop and version: no Will may
+// be published.
+func stopWhileConnackPending(t *testing.T, latency time.Duration, stops []string, rounds int) {
+	t.Helper()
 	b := mqtttest.NewBroker(t)
 	p := mqtttest.NewProxy(t, b.Addr())
 	ctx := testCtx(t)
 	watcher := willWatcher(t, b)
-	// The CONNACK takes this long to reach the client once the broker
-	// has sent it: the stop lands in that window.
-	p.Latency(20 * time.Millisecond)
-	const rounds = 5
-	for _, stop := range []string{"Close", "Disconnect"} {
+	p.Latency(latency)
+	for _, stop := range stops {
 		for _, v := range versions {
 			for i := range rounds {
 				id := fmt.Sprint("pending-", stop, "-", v.name, "-", i)
@@ -348,46 +366,8 @@ func TestStopWhileConnackPendingPublishesNoWill(t *testing.T) {
 	}
 	p.Latency(0)
 	if wills := willsBefore(t, watcher); len(wills) > 0 {
-		t.Errorf("%d Wills published by %d clients stopped while their CONNACK was on its way: %v", len(wills), 2*len(versions)*rounds, wills)
-	}
-}
-
-// A Disconnect that lands while the CONNACK is on its way gives the
-// handshake its own bound (at least 1 s), not Close's 200 ms: over a link
-// where the CONNACK takes longer than 200 ms (a busy broker, a slow
-// link), the client used to cut the connection the broker already held,
-// which published the Will, though Disconnect, with a ctx that does not
-// end, returned nil. TestStopAtAnyInstant met it under -race on a loaded
-// machine.
-func TestDisconnectWhileASlowConnackIsPendingPublishesNoWill(t *testing.T) {
-	b := mqtttest.NewBroker(t)
-	p := mqtttest.NewProxy(t, b.Addr())
-	ctx := testCtx(t)
-	watcher := willWatcher(t, b)
-	// The CONNACK reaches the client 250 ms after the broker sent it,
-	// and the DISCONNECT the broker 250 ms after it was written.
-	p.Latency(250 * time.Millisecond)
-	for _, v := range versions {
-		id := "slow-connack-" + v.name
-		c, err := mqtt.Start(mqtt.Config{Servers: []string{p.URL()}, ClientID: id, Version: v.version,
-			Backoff: fastRetry, Will: &mqtt.Message{Topic: "will/" + id, Payload: []byte("will"), QoS: mqtt.AtLeastOnce}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.WaitConnected(ctx, id); err != nil {
-			c.Close()
-			t.Fatal(err)
-		}
-		if err := c.Disconnect(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.WaitDisconnected(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p.Latency(0)
-	if wills := willsBefore(t, watcher); len(wills) > 0 {
-		t.Errorf("Wills published by clients whose Disconnect landed while their CONNACK was on its way: %v", wills)
+		t.Errorf("%d Wills published by %d clients stopped while their CONNACK was on its way (%s): %v",
+			len(wills), len(stops)*len(versions)*rounds, latency, wills)
 	}
 }
 
