@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,6 +219,36 @@ func TestLingerEndsAStoppedHandshakePolitely(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// LingerFor, when set, decides the linger as ctx ends, over Linger: with
+// Linger 0 alone the exchange would be cut at once; LingerFor asks it to
+// go on, and the connection ends with DISCONNECT.
+func TestLingerForDecidesAsCtxEnds(t *testing.T) {
+	p := newLingerPeer(t, codec.V5)
+	ctx, cancel := context.WithCancel(t.Context())
+	var asked atomic.Bool
+	opened := make(chan error, 1)
+	go func() {
+		_, err := conn.Open(ctx, p.url(), conn.Config{
+			Connect: &codec.Connect{Version: codec.V5, ClientID: "linger", CleanStart: true},
+			Inbound: make(chan conn.Inbound),
+			LingerFor: func() time.Duration {
+				asked.Store(true)
+				return time.Minute // bounds the test: it waits for the broker's close
+			},
+		})
+		opened <- err
+	}()
+	<-p.connect
+	cancel()
+	p.answer <- &codec.Connack{}
+	if err := <-opened; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Open: %v, want context.Canceled", err)
+	}
+	if d, ok := (<-p.next).(*codec.Disconnect); !ok || d.ReasonCode != codec.NormalDisconnection || !asked.Load() {
+		t.Fatalf("after the CONNACK: %v (LingerFor asked: %v), want DISCONNECT (Normal disconnection)", d, asked.Load())
 	}
 }
 
