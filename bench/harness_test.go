@@ -125,8 +125,8 @@ func TestIdle(t *testing.T) {
 
 // The idle measurement's child process reports, for our client at both
 // versions, what issue 17 keeps: three goroutines and at most 8 KiB of
-// heap per client; and at most 20 KiB of goroutine stack (16.6 KiB: a
-// 1.8 KiB frame on the session goroutine once made it 24.6).
+// heap per client; and at most 20 KiB of goroutine stack (16.2 KiB: a
+// 1.8 KiB frame on the session goroutine once made it 24.1).
 func TestIdleChild(t *testing.T) {
 	for _, kind := range []string{robust, robust5} {
 		t.Run("client="+kind, func(t *testing.T) {
