@@ -850,6 +850,13 @@ func (s *session) onPubcomp(p *codec.Pubcomp) {
 		if s.lateAck(p.PacketID, codec.TypePubcomp) || f == nil && s.foreignComplete(p.PacketID) {
 			return
 		}
+		if s.unknownSession {
+			// A session the broker kept holds flows this one does not
+			// know; mochi-mqtt sends a PUBCOMP it kept again as the session
+			// resumes, for a flow the client finished elsewhere since.
+			s.cfg.Logger.Debug("mqtt: ignoring a PUBCOMP of a flow of the session the broker kept", "id", p.PacketID)
+			return
+		}
 		s.protocolError(codec.ProtocolError, codec.TypePubcomp, "PUBCOMP for packet identifier %d, which has no PUBREL outstanding", p.PacketID)
 		return
 	}
