@@ -422,7 +422,6 @@ func TestBackToAServerThatHadAMessageInFlight(t *testing.T) {
 func TestQoS2CompletedByAnotherServerIsInDoubt(t *testing.T) {
 	for _, v := range []byte{4, 5} {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
-			refusal := refusedConnack(t, v)
 			a, b, c := twoServers(t, v, mqtt.Config{ClientID: "qos2-moved"})
 			sa := scripted(t, a)
 			res := c.PublishAsync(testCtx(t), mqtt.Message{Topic: "t", Payload: []byte("x"), QoS: mqtt.ExactlyOnce})
@@ -436,18 +435,7 @@ func TestQoS2CompletedByAnotherServerIsInDoubt(t *testing.T) {
 			if rel := nextOf[*codec.Pubrel](t, sa, v); rel.PacketID != p.PacketID {
 				t.Fatalf("PUBREL %d, want %d", rel.PacketID, p.PacketID)
 			}
-			a.SetConnack(refusal)
-			b.SetConnack(frame(t, v, &codec.Connack{SessionPresent: true}))
-			sa.Close()
-			sb := scripted(t, b)
-			scripted(t, a) // the refused attempt
-			if rel := nextOf[*codec.Pubrel](t, sb, v); rel.PacketID != p.PacketID {
-				t.Fatalf("PUBREL %d to B, want %d", rel.PacketID, p.PacketID)
-			}
-			send(t, sb, v, &codec.Pubcomp{PacketID: p.PacketID})
-			if err := <-res; !errors.Is(err, mqtt.ErrOutcomeUnknown) {
-				t.Fatalf("publish = %v, want ErrOutcomeUnknown", err)
-			}
+			sb := completeAtB(t, v, a, b, sa, p.PacketID, res)
 
 			// The same, ended where it began: delivered.
 			res = c.PublishAsync(testCtx(t), mqtt.Message{Topic: "t", Payload: []byte("y"), QoS: mqtt.ExactlyOnce})
@@ -475,7 +463,6 @@ func TestQoS2CompletedByAnotherServerIsInDoubt(t *testing.T) {
 func TestBackToAServerThatSendsItsPubcompAgain(t *testing.T) {
 	for _, v := range []byte{4, 5} {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
-			refusal := refusedConnack(t, v)
 			a, b, c := twoServers(t, v, mqtt.Config{ClientID: "pubcomp-again"})
 			sa := scripted(t, a)
 			res := c.PublishAsync(testCtx(t), mqtt.Message{Topic: "t", Payload: []byte("x"), QoS: mqtt.ExactlyOnce})
@@ -483,21 +470,10 @@ func TestBackToAServerThatSendsItsPubcompAgain(t *testing.T) {
 			send(t, sa, v, &codec.Pubrec{PacketID: p.PacketID})
 			nextOf[*codec.Pubrel](t, sa, v) // A completes the flow; its PUBCOMP goes with the link
 
-			a.SetConnack(refusal)
-			b.SetConnack(frame(t, v, &codec.Connack{SessionPresent: true}))
-			sa.Close()
-			sb := scripted(t, b)
-			scripted(t, a) // the refused attempt
-			if rel := nextOf[*codec.Pubrel](t, sb, v); rel.PacketID != p.PacketID {
-				t.Fatalf("PUBREL %d to B, want %d", rel.PacketID, p.PacketID)
-			}
-			send(t, sb, v, &codec.Pubcomp{PacketID: p.PacketID})
-			if err := <-res; !errors.Is(err, mqtt.ErrOutcomeUnknown) {
-				t.Fatalf("publish = %v, want ErrOutcomeUnknown", err)
-			}
+			sb := completeAtB(t, v, a, b, sa, p.PacketID, res)
 
 			a.SetConnack(frame(t, v, &codec.Connack{SessionPresent: true}))
-			b.SetConnack(refusal)
+			b.SetConnack(refusedConnack(t, v))
 			sb.Close()
 			sa = scripted(t, a) // B refused, so A, which kept the session
 			send(t, sa, v, &codec.Pubcomp{PacketID: p.PacketID})
@@ -510,6 +486,28 @@ func TestBackToAServerThatSendsItsPubcompAgain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// completeAtB moves a client of twoServers whose QoS 2 publish under id
+// waits for its PUBCOMP from A (connection sa) to B: A refuses, B says
+// Session Present, the PUBREL goes to B, which completes it, and the
+// publish's result (res) is ErrOutcomeUnknown. It returns the connection
+// to B.
+func completeAtB(t *testing.T, v byte, a, b *mqtttest.ScriptedBroker, sa *mqtttest.ScriptedConn, id uint16, res <-chan error) *mqtttest.ScriptedConn {
+	t.Helper()
+	a.SetConnack(refusedConnack(t, v))
+	b.SetConnack(frame(t, v, &codec.Connack{SessionPresent: true}))
+	sa.Close()
+	sb := scripted(t, b)
+	scripted(t, a) // the refused attempt
+	if rel := nextOf[*codec.Pubrel](t, sb, v); rel.PacketID != id {
+		t.Fatalf("PUBREL %d to B, want %d", rel.PacketID, id)
+	}
+	send(t, sb, v, &codec.Pubcomp{PacketID: id})
+	if err := <-res; !errors.Is(err, mqtt.ErrOutcomeUnknown) {
+		t.Fatalf("publish = %v, want ErrOutcomeUnknown", err)
+	}
+	return sb
 }
 
 // refusedConnack is a CONNACK that refuses with Server unavailable, at
