@@ -64,7 +64,12 @@ type Client struct {
 	eventsMu     sync.Mutex // guards events, unread and eventsClosed
 	eventsClosed bool
 
-	closing   atomic.Bool // set by Close, which then wakes the session
+	closing atomic.Bool // set by Close, which then wakes the session
+	// awaited is how many requests the session has in flight (its flight
+	// table's size; see session.putFlight): while there are none, a
+	// connection may lend its socket to a caller that waits for its
+	// acknowledgement (see conn.Await).
+	awaited   atomic.Int32
 	closeOnce sync.Once
 	done      chan struct{} // closed once every goroutine of the client has exited
 	err       error         // why it stopped; set before done is closed
@@ -90,7 +95,7 @@ type Client struct {
 	// inlineAck is the session's handler of acknowledgements on the
 	// reader's goroutine (conn.Config.Inline).
 	inlineAck     func(*conn.Conn, []conn.Ack) int
-	inlinePublish func(o *pubOp, callerFlushes bool) bool // the session's, see session.inlinePublish
+	inlinePublish func(o *pubOp, callerFlushes bool) (bool, *conn.Conn) // the session's, see session.inlinePublish
 	// wantProgress is set while a Flush or a Disconnect waits for
 	// publishes to finish: only then does a finish signal progress.
 	wantProgress atomic.Bool
@@ -370,7 +375,19 @@ func (c *Client) Publish(ctx context.Context, m Message) error {
 	if ch == nil {
 		ch = make(chan error, 1)
 	}
-	err := <-c.publish(ctx, m, ch, true)
+	res, flushed := c.publish(ctx, m, ch, true)
+	if flushed != nil {
+		// This goroutine wrote the PUBLISH: it reads the answer too,
+		// when the reader has lent it the socket and nothing can make it
+		// give up waiting (see conn.Await); otherwise the reader reads
+		// what the frames it wrote expect.
+		if m.QoS > AtMostOnce && ctx.Done() == nil {
+			flushed.Await(func() bool { return len(res) > 0 })
+		} else {
+			flushed.Reclaim()
+		}
+	}
+	err := <-res
 	// Safe to reuse: a publish sends its one result once, and nothing
 	// else sends on the channel.
 	c.resultChans.Put(ch)
@@ -426,17 +443,20 @@ func (c *Client) publishNow(ctx context.Context, m *Message) (err error, done bo
 // allocates per message (a Publish recycles its own, and allocates
 // nothing).
 func (c *Client) PublishAsync(ctx context.Context, m Message) <-chan error {
-	return c.publish(ctx, m, make(chan error, 1), false)
+	res, _ := c.publish(ctx, m, make(chan error, 1), false)
+	return res
 }
 
 // publish is PublishAsync with the result channel supplied: empty, with a
-// buffer of one. waits: the caller (Publish) waits for the result.
-func (c *Client) publish(ctx context.Context, m Message, result chan error, waits bool) chan error {
+// buffer of one. waits: the caller (Publish) waits for the result; when
+// it has no deadline either, the frames the publish queued may be written
+// on its goroutine, and flushed is the connection they went to.
+func (c *Client) publish(ctx context.Context, m Message, result chan error, waits bool) (res chan error, flushed *conn.Conn) {
 	o := newPubOp()
 	o.init(c, ctx, result)
 	if err := validateMessage(&m, c.cfg.version); err != nil {
 		o.result <- fmt.Errorf("%w: publish to %q: %w", ErrInvalidMessage, m.Topic, err)
-		return o.result
+		return o.result, nil
 	}
 	o.qos = int8(m.QoS)
 	o.pkt = codec.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Properties: m.Properties}
@@ -445,19 +465,19 @@ func (c *Client) publish(ctx context.Context, m Message, result chan error, wait
 	o.size = len(m.Topic) + len(m.Payload)
 	if ctx.Err() != nil {
 		o.finish(withdrawnError(ctx, "publish to "+m.Topic))
-		return o.result
+		return o.result, nil
 	}
 	if o.size > c.cfg.MaxQueuedBytes {
 		o.finish(fmt.Errorf("%w: publish to %s has %d bytes of topic and payload, more than MaxQueuedBytes (%d) holds",
 			ErrQueueFull, m.Topic, o.size, c.cfg.MaxQueuedBytes))
-		return o.result
+		return o.result, nil
 	}
 	if p := m.Properties; p != nil && p.MessageExpiry != nil {
 		// The interval runs from the call, also while it waits for room.
 		o.expires = time.Now().Add(time.Duration(*p.MessageExpiry) * time.Second)
 	}
 	if !c.admit(o) {
-		return o.result
+		return o.result, nil
 	}
 	o.watch()
 	if !o.expires.IsZero() {
@@ -473,13 +493,18 @@ func (c *Client) publish(ctx context.Context, m Message, result chan error, wait
 	o.recyclable = m.QoS > AtMostOnce && o.stored == nil && !o.needsRoom
 	// Once handed over, o may be acknowledged and used again by another
 	// publish at any moment: from here on only these are read.
-	stored, res := o.stored, o.result
+	stored := o.stored
+	res = o.result
 	// The session takes it on this goroutine when it is free and nothing
 	// of this caller's is in transit; otherwise through c.ctrl.
 	// A caller that waits anyway, with no deadline to keep, also writes
 	// the frame itself (see Publish).
 	_, bounded := ctx.Deadline()
-	if c.inTransit.Load() != 0 || !c.inlinePublish(o, waits && !bounded) {
+	taken := false
+	if c.inTransit.Load() == 0 {
+		taken, flushed = c.inlinePublish(o, waits && !bounded)
+	}
+	if !taken {
 		c.inTransit.Add(1)
 		select {
 		case c.ctrl <- o:
@@ -497,8 +522,12 @@ func (c *Client) publish(ctx context.Context, m Message, result chan error, wait
 			res <- err
 		}
 	}
-	return res
+	return res, flushed
 }
+
+// nothingAwaited reports whether the session has no request in flight: no
+// answer from the broker that a caller waits for (conn.Config.MayLend).
+func (c *Client) nothingAwaited() bool { return c.awaited.Load() == 0 }
 
 // admit takes room for o under its queue policy. It reports false when o
 // has its result already (the queue was full, or ctx ended while waiting).

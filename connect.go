@@ -71,6 +71,7 @@ func (c *Client) startRun(ctx context.Context, g *supervisor.Group) error {
 				TLS:            c.cfg.TLS,
 				Inbound:        c.inbound,
 				Inline:         c.inlineAck,
+				MayLend:        c.nothingAwaited,
 				OnFail:         c.wakeSession,
 				Counters:       &c.stats.io,
 				Dial:           c.cfg.Dial,

@@ -123,3 +123,17 @@ func (t *flightTable) all() iter.Seq[*flight] {
 		}
 	}
 }
+
+// putFlight stores f under id in the session's flight table, and its size
+// in Client.awaited (read by conn.Config.MayLend without the session's
+// lock, which is why no other code puts or deletes flights).
+func (s *session) putFlight(id uint16, f *flight) {
+	s.flights.put(id, f)
+	s.c.awaited.Store(int32(s.flights.len()))
+}
+
+// delFlight removes the flight with identifier id, as putFlight stores.
+func (s *session) delFlight(id uint16) {
+	s.flights.del(id)
+	s.c.awaited.Store(int32(s.flights.len()))
+}

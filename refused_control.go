@@ -260,7 +260,7 @@ func (s *session) refuseCtl(f *flight, end error, within time.Duration) {
 			}
 			s.seq++
 			pkt := &codec.Subscribe{PacketID: id, Subscriptions: []codec.Subscription{one}, Properties: sub.Properties}
-			s.flights.put(id, &flight{seq: s.seq, kind: codec.TypeSubscribe, pkt: pkt})
+			s.putFlight(id, &flight{seq: s.seq, kind: codec.TypeSubscribe, pkt: pkt})
 		}
 		return
 	}

@@ -347,14 +347,16 @@ func (s *session) takePublish(o *pubOp) {
 // callerFlushes: the caller waits for the result anyway and may block on
 // the socket (a synchronous Publish whose ctx has no deadline), so the
 // frames this turn queues are written on its goroutine (conn.FlushNow)
-// instead of waking the writer for them.
-func (s *session) inlinePublish(o *pubOp, callerFlushes bool) bool {
+// instead of waking the writer for them; flushed is then the connection
+// they went to, whose answer the caller reads itself or leaves to the
+// reader with conn.Reclaim.
+func (s *session) inlinePublish(o *pubOp, callerFlushes bool) (taken bool, flushed *conn.Conn) {
 	if !s.mu.TryLock() {
-		return false
+		return false, nil
 	}
 	if s.phase == stopped || s.inlineErr != nil {
 		s.mu.Unlock()
-		return false
+		return false, nil
 	}
 	s.callerFlushes = callerFlushes
 	s.inline(func() { s.acceptPublish(o) })
@@ -365,7 +367,7 @@ func (s *session) inlinePublish(o *pubOp, callerFlushes bool) bool {
 	if owed != nil {
 		owed.FlushNow()
 	}
-	return true
+	return true, owed
 }
 
 // takeInbound handles a frame the reader sent through the channel, and
@@ -385,18 +387,24 @@ func (s *session) takeInbound(in conn.Inbound) {
 // if that changes what the loop waits on, or stops the session, the loop
 // is woken. It returns how many it handled, from the first; the others go
 // through the channel.
+//
+// When a caller reads the socket itself (conn.Await: a synchronous Publish
+// that waits for its answer), the frames the turn queues (a QoS 2
+// publish's PUBREL) are written on its goroutine, as inlinePublish's are,
+// instead of waking the writer for them.
 func (s *session) inlineAck(cn *conn.Conn, acks []conn.Ack) int {
 	if !s.mu.TryLock() {
 		return 0
 	}
-	defer s.mu.Unlock()
 	open := func() bool {
 		return s.phase < goodbye && cn == s.cur && !s.inboundPaused() && s.inlineErr == nil
 	}
 	if !open() {
+		s.mu.Unlock()
 		return 0
 	}
 	n := 0
+	s.callerFlushes = cn.ReadByCaller()
 	s.inline(func() {
 		// One turn for the lot, as the loop takes what waits in its
 		// channel; each ack may change what the next finds (a protocol
@@ -409,6 +417,13 @@ func (s *session) inlineAck(cn *conn.Conn, acks []conn.Ack) int {
 			n++
 		}
 	})
+	s.callerFlushes = false
+	owed := s.flushOwed
+	s.flushOwed = nil
+	s.mu.Unlock()
+	if owed != nil {
+		owed.FlushNow()
+	}
 	return n
 }
 
@@ -768,7 +783,7 @@ func (s *session) renumber(f *flight) {
 	if !ok {
 		return
 	}
-	s.flights.del(controlID(f.pkt))
+	s.delFlight(controlID(f.pkt))
 	switch p := f.pkt.(type) {
 	case *codec.Subscribe:
 		q := *p // a copy: a writer may still hold the old one
@@ -782,7 +797,7 @@ func (s *session) renumber(f *flight) {
 	if f.ctl != nil {
 		f.ctl.id = id
 	}
-	s.flights.put(id, f)
+	s.putFlight(id, f)
 }
 
 // resendOwed sends again the flights a new connection inherits: SUBSCRIBE

@@ -194,7 +194,7 @@ func (s *session) pump() {
 			o.id, o.inFlight, o.pkt.PacketID = id, true, id
 			s.seq++
 			o.fl = flight{seq: s.seq, kind: codec.TypePublish, pub: o}
-			s.flights.put(id, &o.fl)
+			s.putFlight(id, &o.fl)
 			s.pubInflight++
 			if o.pkt.QoS == ExactlyOnce {
 				// Durable before the PUBLISH goes: sent again after a
@@ -392,7 +392,7 @@ func (s *session) endFlight(id uint16) {
 	if f == nil {
 		return
 	}
-	s.flights.del(id)
+	s.delFlight(id)
 	if f.kind == codec.TypePublish {
 		s.probeAnswered(id)
 		if f.owed {
@@ -472,7 +472,7 @@ func (s *session) sendControl(o *ctlOp) {
 	s.seq++
 	f.seq = s.seq
 	o.id, o.inFlight = id, true
-	s.flights.put(id, f)
+	s.putFlight(id, f)
 	s.sendCtl(f)
 }
 
@@ -538,7 +538,7 @@ func (s *session) resubscribe(maybeKept bool, covered map[string]bool) {
 		pkt.PacketID = id
 		s.seq++
 		f := &flight{seq: s.seq, kind: codec.TypeSubscribe, pkt: pkt}
-		s.flights.put(id, f)
+		s.putFlight(id, f)
 		s.sendCtl(f)
 	}
 }
@@ -770,8 +770,8 @@ func (s *session) movePastStale(f *flight, p *codec.Pubrec) bool {
 	s.cfg.Logger.Info("mqtt: the broker holds a QoS 2 flow of its own under the identifier of a publish; sending it again under another",
 		"topic", o.pkt.Topic, "id", p.PacketID, "new_id", id, "qos", int(o.pkt.QoS))
 	f.moves++
-	s.flights.del(p.PacketID)
-	s.flights.put(id, f)
+	s.delFlight(p.PacketID)
+	s.putFlight(id, f)
 	o.id = id // o.pkt keeps the identifier it was first sent under: see sentAgain
 	if o.pkt.QoS == ExactlyOnce {
 		s.storeProgress(o, pubQoS2Sent) // under the new identifier, before it goes

@@ -170,7 +170,7 @@ func (s *session) restorePublish(key uint64, v []byte) error {
 		}
 		o.rel = codec.Pubrel{PacketID: id}
 	}
-	s.flights.put(id, &o.fl)
+	s.putFlight(id, &o.fl)
 	s.pubInflight++
 	s.nextID = max(s.nextID, id)
 	return nil

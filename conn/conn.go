@@ -64,6 +64,12 @@ type Config struct {
 	// it handled; the others go through Inbound. It must not block or
 	// keep acks.
 	Inline func(c *Conn, acks []Ack) int
+	// MayLend, if not nil (and Inline is not), lets the reader goroutine
+	// lend the socket to a caller that waits for an acknowledgement (see
+	// Await): it reports whether nothing else waits for an answer from
+	// the broker, which nobody would read while the socket is lent. It
+	// is called with the send queue's lock held and must only read.
+	MayLend func() bool
 
 	// OnFail, if not nil, is called once when the connection fails (Err
 	// reports why by then), on the goroutine that failed it. It must not
@@ -189,8 +195,9 @@ type Conn struct {
 	inbound   chan<- Inbound
 	inline    func(*Conn, []Ack) int
 	onFail    func()
-	acks      *[MaxAckBatch]Ack // the reader's, made on the first acknowledgement
-	pendingIn atomic.Int32      // frames sent through inbound and not yet Taken
+	mayLend   func() bool
+	rs        *readState   // made by the reader on the first acknowledgement; see lend.go
+	pendingIn atomic.Int32 // frames sent through inbound and not yet Taken
 	// connectWritten: the handshake began writing CONNECT (see
 	// ConnectMayHaveArrived).
 	connectWritten bool
@@ -204,9 +211,6 @@ type Conn struct {
 	epoch     time.Time // origin of the liveness clocks below
 	// authMethod is the CONNECT's Authentication Method; "" for none.
 	authMethod string
-	// aliasMax is how many Topic Aliases the writer may use: the smaller
-	// of Config.TopicAliases and the broker's Topic Alias Maximum.
-	aliasMax int
 
 	// Owned by the reader (see idle.go).
 	idle  bool    // no frame expected soon: wait without a buffer
@@ -317,6 +321,7 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 		maxPacket: cfg.MaxPacketSize,
 		inbound:   cfg.Inbound,
 		inline:    cfg.Inline,
+		mayLend:   cfg.MayLend,
 		onFail:    cfg.OnFail,
 		epoch:     time.Now(),
 		dead:      make(chan struct{}),
@@ -338,11 +343,13 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 		}
 		return nil, err
 	}
+	// How many Topic Aliases the writer may use: the smaller of
+	// Config.TopicAliases and the broker's Topic Alias Maximum. The table
+	// is made here, before the loops run, and never replaced.
 	if p := c.connack.Properties; p != nil && p.TopicAliasMaximum != nil && c.version == codec.V5 {
-		c.aliasMax = min(max(cfg.TopicAliases, 0), int(*p.TopicAliasMaximum))
-	}
-	if c.aliasMax > 0 {
-		c.fs.aliases = newAliasTable(c.aliasMax, c.brokerMaxPacket())
+		if n := min(max(cfg.TopicAliases, 0), int(*p.TopicAliasMaximum)); n > 0 {
+			c.fs.aliases = newAliasTable(n, c.brokerMaxPacket())
+		}
 	}
 	return c, nil
 }
@@ -591,7 +598,7 @@ func (c *Conn) Fail(err error) {
 // Send queues f for the writer and returns at once. It reports false, and
 // queues nothing, once the connection has ended or been drained.
 func (c *Conn) Send(f Frame) bool {
-	if !c.SendQuiet(f) {
+	if !c.queueFrame(f, true) {
 		return false
 	}
 	c.wakeWriter()
@@ -599,8 +606,14 @@ func (c *Conn) Send(f Frame) bool {
 }
 
 // SendQuiet is Send without waking the writer: the caller promises to
-// call FlushNow (or Send) right after.
-func (c *Conn) SendQuiet(f Frame) bool {
+// call FlushNow (or Send) right after. Unlike Send, it leaves a socket lent
+// to a caller (see Await) lent: the caller that flushes reads the answer
+// itself, or calls Reclaim.
+func (c *Conn) SendQuiet(f Frame) bool { return c.queueFrame(f, false) }
+
+// queueFrame queues f; reclaim: a lent socket goes back to the reader
+// goroutine, which reads the answer f may have.
+func (c *Conn) queueFrame(f Frame, reclaim bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -608,6 +621,9 @@ func (c *Conn) SendQuiet(f Frame) bool {
 	}
 	c.queue = append(c.queue, f)
 	c.queued.Store(int32(min(len(c.queue), math.MaxInt32)))
+	if reclaim && c.rs != nil && c.rs.baton == lent {
+		c.takeBackLocked()
+	}
 	return true
 }
 

@@ -21,6 +21,9 @@ func (c *Conn) ReadLoop(ctx context.Context) error {
 		defer stop()
 	}
 	for {
+		if c.rs != nil && c.rs.wanted.Load() && !c.lend() {
+			return c.err
+		}
 		ack, id, ok, err := c.plainAck()
 		if err != nil {
 			c.Fail(c.readError(err, "reading"))
@@ -81,10 +84,10 @@ const maxQueuedFrames = 4096
 // them, one session turn for the lot, and what it leaves through the
 // channel. It reports false once the connection has failed.
 func (c *Conn) handOffAcks(first Ack) bool {
-	if c.acks == nil {
-		c.acks = new([MaxAckBatch]Ack)
+	if c.rs == nil {
+		c.newReadState()
 	}
-	batch := append(c.acks[:0], first)
+	batch := append(c.rs.acks[:0], first)
 	// With 4 bytes buffered plainAck cannot block: it takes an ack or
 	// leaves the frame for the decoder.
 	for len(batch) < MaxAckBatch && c.br.Buffered() >= 4 {

@@ -297,7 +297,7 @@ func (c *Conn) writeHeld(buf []byte) error {
 // err is nil or the write's error, with which the connection has then
 // failed. The write is bounded like the writer's, by 1.5 keepalives.
 func (c *Conn) WriteNow(p *codec.Publish) (written bool, err error) {
-	if c.aliasMax > 0 || !c.flushMu.TryLock() {
+	if c.fs.aliases != nil || !c.flushMu.TryLock() {
 		return false, nil
 	}
 	defer c.flushMu.Unlock()

@@ -1,0 +1,214 @@
+package conn
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Lending the socket to a caller that waits for an acknowledgement.
+//
+// A synchronous QoS 1 publish writes its PUBLISH on its own goroutine
+// (FlushNow) and waits for the PUBACK. Read by the reader goroutine, the
+// PUBACK reaches the caller through a channel, and that wake-up is what
+// the call costs beyond a raw client's write and read: on a machine with an
+// idle processor the Go runtime wakes a thread for the caller (a futex
+// call), which finds nothing it may take and sleeps again. In bench's
+// sync QoS 1 loop those wake-ups took about 40% of the client's CPU, and
+// the call ran at 56-70% of a raw client's rate, where a goroutine that
+// reads the socket itself is woken by the network poller, as a raw
+// client's is.
+//
+// So the reader goroutine lends the socket. A caller that waits for an
+// acknowledgement on a frame it wrote asks for it (Await). If the reader
+// goroutine holds it, the caller waits as before, and the reader
+// goroutine lends the socket once it has handed over the frame at hand,
+// when nothing else waits for an answer from the broker (Config.MayLend)
+// and nothing is buffered: it parks until the socket is given back. The
+// caller's next Await then reads on its own goroutine: plain
+// acknowledgements only, handed to Config.Inline as the reader would,
+// until its own result is there. Anything else (a PUBLISH, a SUBACK, an
+// acknowledgement with properties, an error) goes back to the reader
+// goroutine, which handles it as always.
+//
+// Between two calls nobody reads. The reader goroutine takes the socket
+// back as soon as a frame that expects an answer is queued for the writer
+// (Send), and at the latest lendFor after the caller's last read (the
+// lease): a PINGRESP, a message or a DISCONNECT waits at most that long.
+
+// lendFor is how long a lent socket may go unread between two reads of a
+// caller before the reader goroutine takes it back.
+const lendFor = time.Millisecond
+
+// Who reads the socket.
+const (
+	readerReads = iota // the reader goroutine (or it is about to)
+	lent               // nobody: the reader goroutine waits for it back
+	callerReads        // a caller in Await
+)
+
+// readState is what the reader keeps beyond the buffered reader: made on
+// the first acknowledgement, so that an idle connection that never gets
+// one holds none of it.
+type readState struct {
+	acks [MaxAckBatch]Ack // handOffAcks' batch
+
+	// wanted: a caller asked for the socket; the reader goroutine lends
+	// it after the frame at hand.
+	wanted atomic.Bool
+	// back receives when the socket is the reader goroutine's again
+	// (1-buffered; one value per lending).
+	back chan struct{}
+
+	// byCaller: the goroutine that reads is a caller in Await (read and
+	// written only by the goroutine that holds the socket).
+	byCaller bool
+
+	// Guarded by Conn.mu.
+	baton   int8        // readerReads, lent, callerReads
+	lastUse int64       // Conn.now when a caller last gave the socket back
+	lease   *time.Timer // takes a lent socket back; see leaseEnded
+}
+
+// newReadState makes the reader's state on its first acknowledgement.
+func (c *Conn) newReadState() {
+	rs := &readState{back: make(chan struct{}, 1)}
+	c.mu.Lock()
+	c.rs = rs
+	c.mu.Unlock()
+}
+
+// lend gives the socket to the caller that asked for it, if it may, and
+// waits until it comes back. Called by the reader goroutine between
+// frames. It reports false once the connection has failed.
+func (c *Conn) lend() bool {
+	rs := c.rs
+	rs.wanted.Store(false)
+	if c.br.Buffered() > 0 {
+		return true // frames wait: the reader handles them first
+	}
+	c.mu.Lock()
+	// Decided under the lock Send takes: a frame queued after this finds
+	// the socket lent and takes it back; one queued before has its flight
+	// in place already, which MayLend sees.
+	if c.closed || !c.mayLend() {
+		c.mu.Unlock()
+		return true
+	}
+	rs.baton = lent
+	rs.lastUse = c.now()
+	if rs.lease == nil {
+		rs.lease = time.AfterFunc(lendFor, c.leaseEnded)
+	} else {
+		rs.lease.Reset(lendFor)
+	}
+	c.mu.Unlock()
+	select {
+	case <-rs.back:
+		return true
+	case <-c.dead:
+		rs.lease.Stop()
+		return false
+	}
+}
+
+// Await reads the socket on the caller's goroutine while done reports
+// false, if the reader goroutine has lent it (see lend.go): the caller
+// wrote a frame and waits for its acknowledgement, which Config.Inline
+// hands over. It returns when done reports true, or when what arrives is
+// not for it to handle (anything but a plain acknowledgement, or one
+// Inline does not take), when the connection fails, or at once when the
+// socket is not lent; then the reader goroutine reads, and the caller
+// waits for its result as it would have without Await. The caller
+// should not be able to give up meanwhile: a read waits until something
+// arrives or the connection fails.
+func (c *Conn) Await(done func() bool) {
+	if c.mayLend == nil || c.inline == nil {
+		return
+	}
+	c.mu.Lock()
+	rs := c.rs
+	if rs == nil || rs.baton != lent || c.closed {
+		c.mu.Unlock()
+		if rs != nil {
+			rs.wanted.Store(true) // the next call may read itself
+		}
+		return
+	}
+	rs.baton = callerReads
+	c.mu.Unlock()
+	rs.byCaller = true
+	for !done() && c.pendingIn.Load() == 0 {
+		t, id, ok, err := c.plainAck()
+		if err != nil {
+			c.Fail(c.readError(err, "reading"))
+			break
+		}
+		if !ok || !c.handOffAcks(Ack{Type: t, ID: id}) {
+			break
+		}
+	}
+	rs.byCaller = false
+	c.giveBack()
+}
+
+// ReadByCaller reports whether the acknowledgements offered to
+// Config.Inline come from a caller in Await, which waits for an answer
+// anyway: frames the receiver queues meanwhile may be written on its
+// goroutine (SendQuiet, then FlushNow) rather than by the writer. Call it
+// only from Inline.
+func (c *Conn) ReadByCaller() bool { return c.rs != nil && c.rs.byCaller }
+
+// giveBack ends a caller's read: the socket stays lent when nothing waits
+// for the reader goroutine (no frame buffered, nothing else awaiting an
+// answer), otherwise it goes back to the reader goroutine.
+func (c *Conn) giveBack() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rs := c.rs
+	if !c.closed && c.br.Buffered() == 0 && c.mayLend() {
+		rs.baton = lent
+		rs.lastUse = c.now()
+		return
+	}
+	c.takeBackLocked()
+}
+
+// Reclaim gives a lent socket back to the reader goroutine when an answer
+// is awaited (Config.MayLend reports false): the caller queued frames with
+// SendQuiet and flushed them, and will not read their answers itself.
+func (c *Conn) Reclaim() {
+	c.mu.Lock()
+	if c.rs != nil && c.rs.baton == lent && !c.mayLend() {
+		c.takeBackLocked()
+	}
+	c.mu.Unlock()
+}
+
+// takeBackLocked makes the socket the reader goroutine's again and wakes
+// it. Called with c.mu held, by whoever holds the socket or finds it lent.
+func (c *Conn) takeBackLocked() {
+	c.rs.baton = readerReads
+	select {
+	case c.rs.back <- struct{}{}:
+	default:
+	}
+}
+
+// leaseEnded runs lendFor after the socket was lent, and again until it is
+// back: it takes back a socket that no caller has read for lendFor.
+func (c *Conn) leaseEnded() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rs := c.rs
+	switch {
+	case c.closed || rs.baton == readerReads:
+	case rs.baton == callerReads:
+		rs.lease.Reset(lendFor)
+	default:
+		if left := lendFor - time.Duration(c.now()-rs.lastUse); left > 0 {
+			rs.lease.Reset(left)
+			return
+		}
+		c.takeBackLocked()
+	}
+}
