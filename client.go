@@ -365,6 +365,16 @@ func (c *Client) setUp(isUp bool) {
 // (at the latest after 1.5 keepalives, when the connection is declared
 // dead); a ctx with a deadline always takes the queue, which withdraws
 // the message at the deadline.
+//
+// A QoS 1/2 Publish whose ctx has no deadline writes its PUBLISH on the
+// caller's goroutine the same way, and when its ctx cannot end at all
+// (context.Background, context.TODO, context.WithoutCancel) it also reads
+// the acknowledgement itself, as a loop that writes and reads a bare
+// socket does: between two such calls the connection's reader leaves the
+// socket to the caller, and takes it back at once for anything else the
+// client waits for, or 1 ms after the caller's last read (see conn.Await).
+// A loop of them runs at about the rate of write-then-read on a bare
+// socket; with a ctx that can end, each call costs a wake-up more.
 func (c *Client) Publish(ctx context.Context, m Message) error {
 	if m.QoS == AtMostOnce {
 		if err, done := c.publishNow(ctx, &m); done {
