@@ -367,14 +367,17 @@ func (c *Client) setUp(isUp bool) {
 // the message at the deadline.
 //
 // A QoS 1/2 Publish whose ctx has no deadline writes its PUBLISH on the
-// caller's goroutine the same way, and when its ctx cannot end at all
-// (context.Background, context.TODO, context.WithoutCancel) it also reads
-// the acknowledgement itself, as a loop that writes and reads a bare
-// socket does: between two such calls the connection's reader leaves the
-// socket to the caller, and takes it back at once for anything else the
-// client waits for, or 1 ms after the caller's last read (see conn.Await).
-// A loop of them runs at about the rate of write-then-read on a bare
-// socket; with a ctx that can end, each call costs a wake-up more.
+// caller's goroutine the same way, and reads the acknowledgement itself,
+// as a loop that writes and reads a bare socket does: between two such
+// calls the connection's reader leaves the socket to the caller, and
+// takes it back at once for anything else the client waits for, or 1 ms
+// after the caller's last read (see conn.Await). A loop of them runs at
+// about the rate of write-then-read on a bare socket. When ctx can end
+// (it is not context.Background, context.TODO or a WithoutCancel), this
+// needs a transport whose read a deadline interrupts without closing it:
+// tcp, tls, mqtts and ssl servers (a Config.Dial stream if it is a
+// *net.TCPConn or *tls.Conn), not WebSocket; elsewhere the reader reads,
+// and each call costs a wake-up more.
 func (c *Client) Publish(ctx context.Context, m Message) error {
 	if m.QoS == AtMostOnce {
 		if err, done := c.publishNow(ctx, &m); done {
@@ -387,21 +390,34 @@ func (c *Client) Publish(ctx context.Context, m Message) error {
 	}
 	res, flushed := c.publish(ctx, m, ch, true)
 	if flushed != nil {
-		// This goroutine wrote the PUBLISH: it reads the answer too,
-		// when the reader has lent it the socket and nothing can make it
-		// give up waiting (see conn.Await); otherwise the reader reads
-		// what the frames it wrote expect.
-		if m.QoS > AtMostOnce && ctx.Done() == nil {
-			flushed.Await(func() bool { return len(res) > 0 })
-		} else {
-			flushed.Reclaim()
-		}
+		c.awaitOn(ctx, flushed, m.QoS, res)
 	}
 	err := <-res
 	// Safe to reuse: a publish sends its one result once, and nothing
 	// else sends on the channel.
 	c.resultChans.Put(ch)
 	return err
+}
+
+// awaitOn lets a Publish that wrote its frames on cn itself read the
+// answer too (see conn.Await): a QoS 1/2 publish, when cn's reader has
+// lent it the socket. A ctx that can end interrupts the read (only where
+// a read deadline interrupts a read and nothing else: TCP, TLS). Otherwise
+// the reader reads what the frames written expect.
+func (c *Client) awaitOn(ctx context.Context, cn *conn.Conn, qos QoS, res chan error) {
+	switch {
+	case qos == AtMostOnce:
+		cn.Reclaim()
+	case ctx.Done() == nil:
+		cn.Await(func() bool { return len(res) > 0 })
+	case cn.Interruptible():
+		// The publish's ctx watcher interrupts the read when ctx ends
+		// (op.reading, set by session.inlinePublish); if ctx ends before
+		// the read begins, the read does not begin (done).
+		cn.Await(func() bool { return len(res) > 0 || ctx.Err() != nil })
+	default:
+		cn.Reclaim()
+	}
 }
 
 // publishNow writes a QoS 0 message on the caller's goroutine, the way

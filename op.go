@@ -39,6 +39,11 @@ type op struct {
 	// fired and the session be finishing the op: armed, stored after them,
 	// says they may be read (see finish).
 	armed atomic.Bool
+	// reading is the connection whose socket the caller may be reading
+	// for the answer (a synchronous Publish, see Client.awaitOn): when ctx
+	// ends, the watcher interrupts that read. Set before the session
+	// takes the op.
+	reading atomic.Pointer[conn.Conn]
 	// quiet: finish stopped the watchers before either fired (written
 	// by finish, which for a publish the session took runs on the
 	// session's turn; read there after it, by session.letGo).
@@ -83,6 +88,9 @@ func (o *op) watch() {
 		return // context.Background and friends never end
 	}
 	o.stopCancel = context.AfterFunc(o.ctx, func() {
+		if cn := o.reading.Load(); cn != nil {
+			cn.Interrupt()
+		}
 		select {
 		case o.c.ctrl <- cancelRequest{o}:
 		case <-o.c.done:

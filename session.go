@@ -359,6 +359,9 @@ func (s *session) inlinePublish(o *pubOp, callerFlushes bool) (taken bool, flush
 		return false, nil
 	}
 	s.callerFlushes = callerFlushes
+	if callerFlushes && s.cur != nil && s.cur.Interruptible() {
+		o.reading.Store(s.cur) // its ctx, if it ends, interrupts the caller's read
+	}
 	s.inline(func() { s.acceptPublish(o) })
 	s.callerFlushes = false
 	owed := s.flushOwed

@@ -204,8 +204,12 @@ type Conn struct {
 	version        byte
 	// closed: no more frames are accepted or taken (guarded by mu, with
 	// the send queue below; here, it packs with the fields above).
-	closed  bool
-	connack *codec.Connack
+	closed bool
+	// interruptible: a read deadline interrupts a read and nothing else
+	// (TCP, TLS), so a caller may read with a ctx that can end (see
+	// Interrupt).
+	interruptible bool
+	connack       *codec.Connack
 	// roundTrip is the link's round trip as measured (see RoundTrip).
 	roundTrip time.Duration
 	epoch     time.Time // origin of the liveness clocks below
@@ -309,23 +313,29 @@ func Establish(ctx context.Context, nc net.Conn, server string, cfg Config) (*Co
 		nc.Close()
 		return nil, errors.New("conn: Establish needs a CONNECT packet (Config.Connect is nil)")
 	}
+	var interruptible bool
+	switch nc.(type) {
+	case *net.TCPConn, *tls.Conn:
+		interruptible = true
+	}
 	if cfg.Counters != nil {
 		nc = countingConn{nc, cfg.Counters}
 	}
 	c := &Conn{
-		server:    server,
-		nc:        nc,
-		idle:      true,
-		version:   cfg.Connect.Version,
-		keepAlive: time.Duration(cfg.Connect.KeepAlive) * time.Second,
-		maxPacket: cfg.MaxPacketSize,
-		inbound:   cfg.Inbound,
-		inline:    cfg.Inline,
-		mayLend:   cfg.MayLend,
-		onFail:    cfg.OnFail,
-		epoch:     time.Now(),
-		dead:      make(chan struct{}),
-		kick:      make(chan struct{}, 1),
+		interruptible: interruptible,
+		server:        server,
+		nc:            nc,
+		idle:          true,
+		version:       cfg.Connect.Version,
+		keepAlive:     time.Duration(cfg.Connect.KeepAlive) * time.Second,
+		maxPacket:     cfg.MaxPacketSize,
+		inbound:       cfg.Inbound,
+		inline:        cfg.Inline,
+		mayLend:       cfg.MayLend,
+		onFail:        cfg.OnFail,
+		epoch:         time.Now(),
+		dead:          make(chan struct{}),
+		kick:          make(chan struct{}, 1),
 	}
 	if p := cfg.Connect.Properties; p != nil && cfg.Connect.Version == codec.V5 {
 		c.authMethod = p.AuthenticationMethod

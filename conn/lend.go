@@ -64,9 +64,12 @@ type readState struct {
 	byCaller bool
 
 	// Guarded by Conn.mu.
-	baton   int8        // readerReads, lent, callerReads
-	lastUse int64       // Conn.now when a caller last gave the socket back
-	lease   *time.Timer // takes a lent socket back; see leaseEnded
+	baton int8 // readerReads, lent, callerReads
+	// interrupted: Interrupt set a read deadline in the past to end the
+	// caller's read; the caller clears it before it gives the socket back.
+	interrupted bool
+	lastUse     int64       // Conn.now when a caller last gave the socket back
+	lease       *time.Timer // takes a lent socket back; see leaseEnded
 }
 
 // newReadState makes the reader's state on its first acknowledgement.
@@ -118,9 +121,11 @@ func (c *Conn) lend() bool {
 // not for it to handle (anything but a plain acknowledgement, or one
 // Inline does not take), when the connection fails, or at once when the
 // socket is not lent; then the reader goroutine reads, and the caller
-// waits for its result as it would have without Await. The caller
-// should not be able to give up meanwhile: a read waits until something
-// arrives or the connection fails.
+// waits for its result as it would have without Await. A read waits
+// until something arrives, the connection fails, or Interrupt: a caller
+// that may give up (a ctx that can end) reads only on an Interruptible
+// connection, makes done report true once it gives up, and calls
+// Interrupt then.
 func (c *Conn) Await(done func() bool) {
 	if c.mayLend == nil || c.inline == nil {
 		return
@@ -140,7 +145,9 @@ func (c *Conn) Await(done func() bool) {
 	for !done() && c.pendingIn.Load() == 0 {
 		t, id, ok, err := c.plainAck()
 		if err != nil {
-			c.Fail(c.readError(err, "reading"))
+			if !c.wasInterrupted() {
+				c.Fail(c.readError(err, "reading"))
+			}
 			break
 		}
 		if !ok || !c.handOffAcks(Ack{Type: t, ID: id}) {
@@ -165,12 +172,49 @@ func (c *Conn) giveBack() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rs := c.rs
+	if rs.interrupted {
+		// Interrupted after its last read: the deadline goes with it.
+		rs.interrupted = false
+		c.nc.SetReadDeadline(time.Time{})
+	}
 	if !c.closed && c.br.Buffered() == 0 && c.mayLend() {
 		rs.baton = lent
 		rs.lastUse = c.now()
 		return
 	}
 	c.takeBackLocked()
+}
+
+// Interruptible reports whether a caller whose wait may end can read with
+// Await: Interrupt ends its read with a read deadline, which on a TCP or
+// TLS connection interrupts the read and nothing else. (A WebSocket
+// connection closes when a deadline passes; other transports are not
+// known.)
+func (c *Conn) Interruptible() bool { return c.interruptible }
+
+// Interrupt ends the read of a caller in Await: it sets a read deadline in
+// the past, which the caller clears before it gives the socket back. The
+// read it ends is not a failure of the connection, nor is anything read
+// lost: what arrived stays buffered for the reader goroutine. It does
+// nothing unless a caller reads, and may end the read of another caller
+// than the one that calls it, which then waits for its result as if the
+// socket had not been lent.
+func (c *Conn) Interrupt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rs := c.rs; rs != nil && rs.baton == callerReads && !rs.interrupted && c.interruptible {
+		rs.interrupted = true
+		c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// wasInterrupted reports whether Interrupt ended the caller's read: the
+// read's error then is the deadline's, not the connection's (a broken TCP
+// or TLS connection reports its error again to the next read).
+func (c *Conn) wasInterrupted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rs.interrupted
 }
 
 // Reclaim gives a lent socket back to the reader goroutine when an answer

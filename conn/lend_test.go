@@ -28,12 +28,19 @@ type lender struct {
 	mu       sync.Mutex
 	byCaller map[uint16]bool // acknowledged identifiers: read by a caller?
 	mayLend  bool
+	handed   chan uint16 // every identifier Inline was handed, in order
 }
 
 func newLender(t *testing.T) *lender {
 	t.Helper()
-	l := &lender{inbound: make(chan conn.Inbound, 16), byCaller: map[uint16]bool{}, mayLend: true}
 	client, server := net.Pipe()
+	return newLenderOn(t, client, server)
+}
+
+// newLenderOn is newLender on the given ends of a connection.
+func newLenderOn(t *testing.T, client, server net.Conn) *lender {
+	t.Helper()
+	l := &lender{inbound: make(chan conn.Inbound, 16), byCaller: map[uint16]bool{}, mayLend: true, handed: make(chan uint16, 64)}
 	l.p = &peer{t: t, nc: server, br: bufio.NewReader(server), v: codec.V311}
 	go func() {
 		l.p.read()
@@ -48,6 +55,7 @@ func newLender(t *testing.T) *lender {
 			defer l.mu.Unlock()
 			for _, a := range acks {
 				l.byCaller[a.ID] = cn.ReadByCaller()
+				l.handed <- a.ID
 			}
 			return len(acks)
 		},
@@ -306,4 +314,112 @@ func TestLendingAndTheEndOfTheConnection(t *testing.T) {
 			l.c.Await(func() bool { return false }) // on a closed connection: returns
 		})
 	})
+}
+
+// Interrupt ends a caller's read on a TCP connection without failing it
+// or losing what arrived: a frame half read when it came is delivered
+// whole by the reader goroutine, which has the socket back at once.
+func TestInterruptEndsACallersReadAndLosesNothing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			t.Error(err)
+			close(accepted)
+			return
+		}
+		accepted <- nc
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := <-accepted
+	if server == nil {
+		t.FailNow()
+	}
+	l := newLenderOn(t, client, server)
+	if !l.c.Interruptible() {
+		t.Fatal("a TCP connection is not Interruptible")
+	}
+	deadline := time.After(10 * time.Second)
+	handed := func(want uint16) {
+		t.Helper()
+		select {
+		case id := <-l.handed:
+			if id != want {
+				t.Fatalf("Inline was handed %d, want %d", id, want)
+			}
+		case <-deadline:
+			t.Fatalf("Inline was not handed %d", want)
+		}
+	}
+	// Lent: a caller asked, then the reader handed over an ack.
+	l.puback(1)
+	handed(1)
+	l.c.Await(func() bool { return false })
+	l.puback(2)
+	handed(2)
+	// The caller reads; half a PUBLISH arrives; Interrupt.
+	frame, err := (&codec.Publish{Topic: "in", Payload: []byte("whole")}).AppendTo(nil, codec.V311)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reading := make(chan struct{})
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		// The reader lends the socket just after it handed PUBACK 2
+		// over: until then Await returns at once, without reading.
+		started := false
+		for !started {
+			l.c.Await(func() bool {
+				if !started {
+					started = true
+					close(reading)
+				}
+				return false
+			})
+		}
+	}()
+	select {
+	case <-reading:
+	case <-deadline:
+		t.Fatal("the socket was not lent")
+	}
+	if _, err := server.Write(frame[:3]); err != nil {
+		t.Fatal(err)
+	}
+	l.c.Interrupt()
+	select {
+	case <-returned:
+	case <-deadline:
+		t.Fatal("Await did not return after Interrupt")
+	}
+	if err := l.c.Err(); err != nil {
+		t.Fatalf("the connection failed: %v", err)
+	}
+	if _, err := server.Write(frame[3:]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case in := <-l.inbound:
+		l.c.Taken()
+		if p, ok := in.Packet.(*codec.Publish); !ok || string(p.Payload) != "whole" {
+			t.Fatalf("delivered %+v, want the PUBLISH whole", in.Packet)
+		}
+	case <-deadline:
+		t.Fatal("the PUBLISH was not delivered")
+	}
+	l.puback(3)
+	handed(3)
+	if _, byCaller := l.acked(3); byCaller {
+		t.Fatal("PUBACK 3 was read by a caller; want the reader goroutine")
+	}
+	l.stop()
 }
