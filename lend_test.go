@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,4 +138,157 @@ func TestPublishWhoseCtxEndsWhileItReadsReturns(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Synchronous publishes in a tight loop, each reading its own
+// acknowledgement when the connection lends it the socket, through a
+// proxy that cuts the connection, splits its writes into single bytes and
+// swallows what passes (a black hole, ended by a cut) at random moments;
+// a third of the calls with a ctx that cannot end, a third with one that
+// can, a third with one that ends a few microseconds in. Every call
+// returns; every call with a ctx that cannot end succeeds; every call that
+// returned nil was delivered, a QoS 2 one once; a call whose ctx ended
+// reports that (or nil). The seed is logged; a failing one goes into
+// syncFaultSeeds.
+func TestSynchronousPublishesThroughFaults(t *testing.T) {
+	seeds := append(slices.Clone(syncFaultSeeds), uint64(time.Now().UnixNano()))
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { syncPublishesThroughFaults(t, seed) })
+	}
+}
+
+// syncFaultSeeds are the seeds of TestSynchronousPublishesThroughFaults
+// that found something, run on every test run.
+var syncFaultSeeds = []uint64{}
+
+func syncPublishesThroughFaults(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	faultRng := rand.New(rand.NewPCG(seed, 2))
+	b := mqtttest.NewBroker(t)
+	p := mqtttest.NewProxy(t, b.Addr())
+	ctx := testCtx(t)
+	sub := dial(t, mqtt.Config{Servers: []string{b.URL()}, ClientID: "sync-faults-sub"})
+	if err := sub.Subscribe(ctx, mqtt.Subscription{Filter: "faults/#", QoS: mqtt.ExactlyOnce}); err != nil {
+		t.Fatal(err)
+	}
+	pub := dial(t, mqtt.Config{Servers: []string{p.URL()}, ClientID: "sync-faults-pub", KeepAlive: time.Second})
+
+	stop := make(chan struct{})
+	faults := make(chan string, 1)
+	go func() {
+		var log []string
+		tick := time.NewTicker(15 * time.Millisecond)
+		defer tick.Stop()
+		hole := false
+		for {
+			select {
+			case <-stop:
+				p.SplitWrites(0)
+				p.Blackhole(false)
+				faults <- strings.Join(log, " ")
+				return
+			case <-tick.C:
+			}
+			if hole { // a black hole lasts one tick, then the link is cut
+				p.Blackhole(false)
+				p.Cut()
+				hole = false
+				log = append(log, "hole+cut")
+				continue
+			}
+			switch faultRng.IntN(8) {
+			case 0, 1:
+				p.Cut()
+				log = append(log, "cut")
+			case 2:
+				p.SplitWrites(1)
+				log = append(log, "split")
+			case 3:
+				p.SplitWrites(0)
+				log = append(log, "whole")
+			case 4:
+				p.Blackhole(true)
+				hole = true
+			}
+		}
+	}()
+
+	const calls = 3000
+	type call struct {
+		qos   mqtt.QoS
+		ctx   string
+		err   error
+		found int
+	}
+	made := make([]call, calls)
+	for i := range calls {
+		c := &made[i]
+		c.qos = mqtt.QoS(1 + i%2)
+		callCtx, cancel := context.Background(), context.CancelFunc(func() {})
+		switch rng.IntN(3) {
+		case 0:
+			c.ctx = "background"
+		case 1:
+			c.ctx = "cancelable"
+			callCtx, cancel = context.WithCancel(context.Background())
+		case 2:
+			c.ctx = "cancelled"
+			callCtx, cancel = context.WithCancel(context.Background())
+			time.AfterFunc(time.Duration(rng.IntN(200))*time.Microsecond, cancel)
+		}
+		c.err = pub.Publish(callCtx, mqtt.Message{Topic: fmt.Sprintf("faults/q%d", c.qos), Payload: []byte(strconv.Itoa(i)), QoS: c.qos})
+		cancel()
+		switch {
+		case c.err == nil:
+		case c.ctx == "cancelled" && errors.Is(c.err, context.Canceled) &&
+			(errors.Is(c.err, mqtt.ErrOutcomeUnknown) || errors.Is(c.err, mqtt.ErrWithdrawn)):
+		default:
+			t.Fatalf("call %d (QoS %d, ctx %s): %v", i, c.qos, c.ctx, c.err)
+		}
+	}
+	close(stop)
+	log := <-faults
+
+	// Every call that returned nil arrives; then one more, published
+	// after the faults, whose arrival at QoS 2 follows every earlier QoS
+	// 2 message of the publisher's.
+	if err := pub.Publish(ctx, mqtt.Message{Topic: "faults/q2", Payload: []byte("-1"), QoS: mqtt.ExactlyOnce}); err != nil {
+		t.Fatalf("the last publish: %v", err)
+	}
+	missing := 0
+	for i := range made {
+		if made[i].err == nil {
+			missing++
+		}
+	}
+	last := false
+	deadline := time.After(wait)
+	for missing > 0 || !last {
+		select {
+		case m := <-sub.Messages():
+			n, err := strconv.Atoi(string(m.Payload))
+			if err != nil || n < -1 || n >= calls {
+				t.Fatalf("received %q on %s, never published", m.Payload, m.Topic)
+			}
+			if n == -1 {
+				last = true
+				continue
+			}
+			c := &made[n]
+			c.found++
+			if c.found == 1 && c.err == nil {
+				missing--
+			}
+			if c.qos == mqtt.ExactlyOnce && c.found > 1 {
+				t.Fatalf("QoS 2 message %d delivered %d times", n, c.found)
+			}
+		case <-deadline:
+			t.Fatalf("%d acknowledged messages never arrived (faults: %s)", missing, log)
+		}
+	}
+	counts := map[string]int{}
+	for _, c := range made {
+		counts[c.ctx+"/"+map[bool]string{true: "ok", false: "ended"}[c.err == nil]]++
+	}
+	t.Logf("%d calls %v, %d connections; faults: %s", calls, counts, p.Stats().Accepted, log)
 }
