@@ -70,6 +70,7 @@ type readState struct {
 	interrupted bool
 	lastUse     int64       // Conn.now when a caller last gave the socket back
 	lease       *time.Timer // takes a lent socket back; see leaseEnded
+	leaseArmed  bool        // lease will run
 }
 
 // newReadState makes the reader's state on its first acknowledgement.
@@ -99,11 +100,7 @@ func (c *Conn) lend() bool {
 	}
 	rs.baton = lent
 	rs.lastUse = c.now()
-	if rs.lease == nil {
-		rs.lease = time.AfterFunc(lendFor, c.leaseEnded)
-	} else {
-		rs.lease.Reset(lendFor)
-	}
+	c.armLeaseLocked(lendFor)
 	c.mu.Unlock()
 	select {
 	case <-rs.back:
@@ -180,6 +177,9 @@ func (c *Conn) giveBack() {
 	if !c.closed && c.br.Buffered() == 0 && c.mayLend() {
 		rs.baton = lent
 		rs.lastUse = c.now()
+		if !rs.leaseArmed {
+			c.armLeaseLocked(lendFor)
+		}
 		return
 	}
 	c.takeBackLocked()
@@ -238,21 +238,32 @@ func (c *Conn) takeBackLocked() {
 	}
 }
 
-// leaseEnded runs lendFor after the socket was lent, and again until it is
-// back: it takes back a socket that no caller has read for lendFor.
+// leaseEnded runs lendFor after the socket was lent, and lendFor after the
+// last read of a caller while it stays lent: it takes back a socket that
+// no caller has read for lendFor. While a caller reads, it is not armed
+// (a read may wait long for a distant broker); giveBack arms it again.
 func (c *Conn) leaseEnded() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rs := c.rs
-	switch {
-	case c.closed || rs.baton == readerReads:
-	case rs.baton == callerReads:
-		rs.lease.Reset(lendFor)
-	default:
-		if left := lendFor - time.Duration(c.now()-rs.lastUse); left > 0 {
-			rs.lease.Reset(left)
-			return
-		}
-		c.takeBackLocked()
+	rs.leaseArmed = false
+	if c.closed || rs.baton != lent {
+		return
 	}
+	if left := lendFor - time.Duration(c.now()-rs.lastUse); left > 0 {
+		c.armLeaseLocked(left)
+		return
+	}
+	c.takeBackLocked()
+}
+
+// armLeaseLocked arms the lease to end after d. Called with c.mu held.
+func (c *Conn) armLeaseLocked(d time.Duration) {
+	rs := c.rs
+	rs.leaseArmed = true
+	if rs.lease == nil {
+		rs.lease = time.AfterFunc(d, c.leaseEnded)
+		return
+	}
+	rs.lease.Reset(d)
 }
