@@ -201,14 +201,15 @@ func dialOurs(ctx context.Context, kind, addr string, edit func(*mqtt.Config)) (
 }
 
 type oursPub struct {
-	c    *mqtt.Client
-	msg  mqtt.Message
-	sync bool // Publish; otherwise PublishAsync
-	win  *ring[<-chan error]
+	c       *mqtt.Client
+	msg     mqtt.Message
+	sync    bool // Publish; otherwise PublishAsync
+	win     *ring[<-chan error]
+	callCtx context.Context // the synchronous call's ctx; see withCallCtx
 }
 
 func newOursPub(c *mqtt.Client, topic string, qos byte, win int) *oursPub {
-	p := &oursPub{c: c, msg: mqtt.Message{Topic: topic, Payload: payload, QoS: mqtt.QoS(qos)}, sync: win <= 1}
+	p := &oursPub{c: c, msg: mqtt.Message{Topic: topic, Payload: payload, QoS: mqtt.QoS(qos)}, sync: win <= 1, callCtx: context.Background()}
 	if qos > 0 && !p.sync {
 		p.win = newRing(win, func(ch <-chan error) error { return <-ch })
 	}
@@ -216,10 +217,10 @@ func newOursPub(c *mqtt.Client, topic string, qos byte, win int) *oursPub {
 }
 
 func (p *oursPub) publish() error {
-	// context.Background: a ctx that can end costs a context.AfterFunc per
-	// publish (see the README).
+	// context.Background unless withCallCtx says otherwise: a ctx that
+	// can end costs a context.AfterFunc per publish (see the README).
 	if p.sync {
-		return p.c.Publish(context.Background(), p.msg)
+		return p.c.Publish(p.callCtx, p.msg)
 	}
 	if p.win == nil {
 		p.c.PublishAsync(context.Background(), p.msg)
@@ -393,7 +394,8 @@ func closePahoV5(c *paho.Client) {
 // in the loop: paho.golang has no asynchronous call, and its QoS 0
 // Publish writes at once.
 type pahoV5Pub struct {
-	c    *paho.Client
+	callCtx context.Context // Publish's ctx; see withCallCtx
+	c       *paho.Client
 	pub  paho.Publish
 	jobs chan struct{}
 	wg   sync.WaitGroup // unfinished publishes
@@ -402,7 +404,7 @@ type pahoV5Pub struct {
 }
 
 func newPahoV5Pub(c *paho.Client, topic string, qos byte, win int) *pahoV5Pub {
-	p := &pahoV5Pub{c: c, pub: paho.Publish{Topic: topic, QoS: qos, Payload: payload}}
+	p := &pahoV5Pub{c: c, pub: paho.Publish{Topic: topic, QoS: qos, Payload: payload}, callCtx: context.Background()}
 	if qos == 0 || win <= 1 {
 		return p
 	}
@@ -420,9 +422,10 @@ func newPahoV5Pub(c *paho.Client, topic string, qos byte, win int) *pahoV5Pub {
 }
 
 func (p *pahoV5Pub) send(pub *paho.Publish) error {
-	// context.Background, as for robustmqtt; Publish bounds its wait for
-	// an acknowledgement with the client's PacketTimeout itself.
-	_, err := p.c.Publish(context.Background(), pub)
+	// context.Background, as for robustmqtt, unless withCallCtx says
+	// otherwise; Publish bounds its wait for an acknowledgement with the
+	// client's PacketTimeout itself.
+	_, err := p.c.Publish(p.callCtx, pub)
 	return err
 }
 
@@ -480,3 +483,18 @@ func subscribePahoV5(ctx context.Context, c *paho.Client, topic string) (*pahoV5
 }
 
 func (s *pahoV5Sub) close() { closePahoV5(s.c) }
+
+// withCallCtx makes a publisher's synchronous calls take ctx instead of
+// context.Background (BenchmarkPublishCancelable), for the clients whose
+// call takes one; it reports whether p's does.
+func withCallCtx(p publisher, ctx context.Context) bool {
+	switch p := p.(type) {
+	case *oursPub:
+		p.callCtx = ctx
+	case *pahoV5Pub:
+		p.callCtx = ctx
+	default:
+		return false
+	}
+	return true
+}

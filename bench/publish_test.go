@@ -98,6 +98,40 @@ func BenchmarkPublish(b *testing.B) {
 }
 
 func benchPublish(b *testing.B, addr, kind string, qos byte, win int) {
+	benchPublishCtx(b, addr, kind, qos, win, nil)
+}
+
+// BenchmarkPublishCancelable is the synchronous QoS 1 row against mochi
+// with a ctx that can end (context.WithCancel, never cancelled) for the
+// call of the clients that take one, robustmqtt (3.1.1) and paho.golang,
+// beside the same call with context.Background and the raw client: a
+// user's loop often has such a ctx (signal.NotifyContext, an errgroup's).
+// robustmqtt then reads its own PUBACK only because a read deadline can
+// interrupt the read (TCP, TLS; see Client.Publish), and its ctx watcher
+// costs allocations.
+func BenchmarkPublishCancelable(b *testing.B) {
+	addr := brokerAddrOf(b, mochiBroker)
+	for _, ctxKind := range []string{"background", "cancelable"} {
+		for _, kind := range []string{robust, pahoV5, raw} {
+			if kind == raw && ctxKind == "cancelable" {
+				continue // it takes no ctx
+			}
+			b.Run(fmt.Sprintf("broker=%s/mode=qos1-sync/ctx=%s/client=%s", mochiBroker, ctxKind, kind), func(b *testing.B) {
+				var callCtx context.Context
+				if ctxKind == "cancelable" {
+					c, cancel := context.WithCancel(context.Background())
+					defer cancel()
+					callCtx = c
+				}
+				benchPublishCtx(b, addr, kind, 1, 1, callCtx)
+			})
+		}
+	}
+}
+
+// benchPublishCtx is benchPublish whose synchronous calls take callCtx,
+// when it is not nil (see withCallCtx).
+func benchPublishCtx(b *testing.B, addr, kind string, qos byte, win int, callCtx context.Context) {
 	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
 	defer cancel()
 	p, err := newPublisher(ctx, kind, addr, topic, qos, win)
@@ -105,6 +139,9 @@ func benchPublish(b *testing.B, addr, kind string, qos byte, win int) {
 		b.Fatal(err)
 	}
 	defer p.close()
+	if callCtx != nil && !withCallCtx(p, callCtx) {
+		b.Fatalf("a %s publisher's call takes no ctx", kind)
+	}
 	var lat *latencies
 	if win <= 1 {
 		lat = new(latencies) // before the loop: its allocation is not counted

@@ -63,6 +63,7 @@ func main() {
 	t.calls()
 	t.throughput()
 	t.latency()
+	t.cancelable()
 	t.cpu()
 	t.allocs()
 	t.idle()
@@ -481,6 +482,31 @@ func (t *tables) allocs() {
 			t.check("keep: "+m.label+": "+c+" allocs/msg", a, fmt.Sprintf("%.0f", a), fmt.Sprintf("<= %.0f", m.maxAllocs), a <= m.maxAllocs)
 		}
 	}
+}
+
+// cancelable is BenchmarkPublishCancelable: the synchronous QoS 1 call
+// with a ctx that can end beside the same call with context.Background.
+func (t *tables) cancelable() {
+	name := func(ctx, client string) string {
+		return "BenchmarkPublishCancelable/broker=mochi/mode=qos1-sync/ctx=" + ctx + "/client=" + client
+	}
+	if t.r[name("cancelable", ours)] == nil {
+		return
+	}
+	t.printf("### Sync QoS 1 with a ctx that can end (mochi; `context.WithCancel` against `context.Background`, median)\n\n")
+	t.printf("| client | ctx | msgs/s | %% of raw | p50 / p99 µs | allocs/op |\n|---|---|---:|---:|---:|---:|\n")
+	for _, c := range []string{ours, pahoV5} {
+		for _, ctx := range []string{"background", "cancelable"} {
+			n := name(ctx, c)
+			if t.r[n] == nil {
+				continue
+			}
+			t.printf("| %s | %s | %s | %s | %.0f / %.0f | %.0f |\n", c, ctx, kilo(t.r.get(n, "msgs/s")),
+				pctOf(t.r.ratio(n, name("background", raw), "msgs/s")),
+				t.r.get(n, "p50-ns")/1e3, t.r.get(n, "p99-ns")/1e3, t.r.get(n, "allocs/op"))
+		}
+	}
+	t.printf("\n")
 }
 
 func (t *tables) idle() {
