@@ -396,11 +396,11 @@ func closePahoV5(c *paho.Client) {
 type pahoV5Pub struct {
 	callCtx context.Context // Publish's ctx; see withCallCtx
 	c       *paho.Client
-	pub  paho.Publish
-	jobs chan struct{}
-	wg   sync.WaitGroup // unfinished publishes
-	ws   sync.WaitGroup // workers
-	err  atomic.Pointer[error]
+	pub     paho.Publish
+	jobs    chan struct{}
+	wg      sync.WaitGroup // unfinished publishes
+	ws      sync.WaitGroup // workers
+	err     atomic.Pointer[error]
 }
 
 func newPahoV5Pub(c *paho.Client, topic string, qos byte, win int) *pahoV5Pub {
