@@ -16,16 +16,14 @@ import (
 	"github.com/robustmqtt/mqtt/mqtttest"
 )
 
-// A loop of synchronous publishes with a ctx that cannot end reads its
-// own acknowledgements (the connection lends its socket to the caller,
-// see conn.Await). Around it everything else still arrives: messages for
-// the client's subscription between and during the calls, the SUBACK of
-// a Subscribe made from another goroutine, the answers of publishes made
+// A loop of synchronous publishes reads its own acknowledgements (the
+// connection lends its socket to the caller, see conn.Await), with a ctx
+// that cannot end and with one that can (a read deadline would interrupt
+// the read). Around it everything else still arrives: messages for the
+// client's subscription between and during the calls, the SUBACK of a
+// Subscribe made from another goroutine, the answers of publishes made
 // alongside with PublishAsync, and the loop's own acknowledgements after
 // the broker drops the connection while the caller reads.
-//
-// Both with a ctx that cannot end and with one that can (which a read
-// deadline interrupts when it ends).
 func TestSynchronousPublisherStillReadsEverythingElse(t *testing.T) {
 	for _, tc := range []struct {
 		v   byte

@@ -363,6 +363,14 @@ func (s *session) inlinePublish(o *pubOp, callerFlushes bool) (taken bool, flush
 		o.reading.Store(s.cur) // its ctx, if it ends, interrupts the caller's read
 	}
 	s.inline(func() { s.acceptPublish(o) })
+	return true, s.unlockAndFlush()
+}
+
+// unlockAndFlush ends a turn taken on a caller's goroutine that may have
+// set callerFlushes: it releases the session, then writes on that
+// goroutine the frames the turn queued quietly (conn.FlushNow). It returns
+// the connection they went to, if any.
+func (s *session) unlockAndFlush() *conn.Conn {
 	s.callerFlushes = false
 	owed := s.flushOwed
 	s.flushOwed = nil
@@ -370,7 +378,7 @@ func (s *session) inlinePublish(o *pubOp, callerFlushes bool) (taken bool, flush
 	if owed != nil {
 		owed.FlushNow()
 	}
-	return true, owed
+	return owed
 }
 
 // takeInbound handles a frame the reader sent through the channel, and
@@ -420,13 +428,7 @@ func (s *session) inlineAck(cn *conn.Conn, acks []conn.Ack) int {
 			n++
 		}
 	})
-	s.callerFlushes = false
-	owed := s.flushOwed
-	s.flushOwed = nil
-	s.mu.Unlock()
-	if owed != nil {
-		owed.FlushNow()
-	}
+	s.unlockAndFlush()
 	return n
 }
 

@@ -110,6 +110,38 @@ func (l *lender) lend(t *testing.T) {
 	}
 }
 
+// newLent is newLender, lent (see lend), and the time it was.
+func newLent(t *testing.T) (*lender, time.Time) {
+	t.Helper()
+	l := newLender(t)
+	l.lend(t)
+	return l, time.Now()
+}
+
+// awaitInBackground runs Await(done) on a goroutine of its own; the
+// channel is closed once it returns.
+func (l *lender) awaitInBackground(done func() bool) <-chan struct{} {
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		l.c.Await(done)
+	}()
+	return returned
+}
+
+// delivered waits for the next frame through the channel, reports it
+// taken, and checks that it came after this long from start (synctest's
+// clock: 0 is at once).
+func (l *lender) delivered(t *testing.T, start time.Time, after time.Duration) codec.Packet {
+	t.Helper()
+	in := <-l.inbound
+	l.c.Taken()
+	if took := time.Since(start); took != after {
+		t.Fatalf("%T delivered after %v, want %v", in.Packet, took, after)
+	}
+	return in.Packet
+}
+
 // stop closes the connection and waits for its loops.
 func (l *lender) stop() {
 	l.c.Close()
@@ -124,11 +156,7 @@ func TestAwaitReadsTheAcknowledgementItselfOnceLent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := newLender(t)
 		l.lend(t)
-		returned := make(chan struct{})
-		go func() {
-			defer close(returned)
-			l.c.Await(func() bool { acked, _ := l.acked(3); return acked })
-		}()
+		returned := l.awaitInBackground(func() bool { acked, _ := l.acked(3); return acked })
 		synctest.Wait()
 		select {
 		case <-returned:
@@ -155,9 +183,7 @@ func TestAwaitReadsTheAcknowledgementItselfOnceLent(t *testing.T) {
 // delivered that late at the latest.
 func TestALentSocketComesBackAfterTheLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newLender(t)
-		l.lend(t)
-		start := time.Now()
+		l, start := newLent(t)
 		go l.p.write(&codec.Publish{Topic: "in", Payload: []byte("m")}) // a pipe's write waits for the read
 		synctest.Wait()
 		select {
@@ -165,13 +191,8 @@ func TestALentSocketComesBackAfterTheLease(t *testing.T) {
 			t.Fatalf("%v delivered while the socket was lent", in.Packet)
 		default:
 		}
-		in := <-l.inbound
-		l.c.Taken()
-		if _, ok := in.Packet.(*codec.Publish); !ok {
-			t.Fatalf("delivered %T, want the PUBLISH", in.Packet)
-		}
-		if took := time.Since(start); took != lendFor {
-			t.Fatalf("delivered after %v, want %v", took, lendFor)
+		if p, ok := l.delivered(t, start, lendFor).(*codec.Publish); !ok {
+			t.Fatalf("delivered %T, want the PUBLISH", p)
 		}
 		l.stop()
 	})
@@ -181,21 +202,14 @@ func TestALentSocketComesBackAfterTheLease(t *testing.T) {
 // back at once: its answer is read without waiting for the lease.
 func TestSendTakesALentSocketBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newLender(t)
-		l.lend(t)
-		start := time.Now()
+		l, start := newLent(t)
 		l.c.Send(conn.Frame{Packet: &codec.Subscribe{PacketID: 9, Subscriptions: []codec.Subscription{{Filter: "a"}}}})
 		if _, ok := l.p.read().(*codec.Subscribe); !ok {
 			t.Fatal("the peer did not get the SUBSCRIBE")
 		}
 		l.p.write(&codec.Suback{PacketID: 9, ReasonCodes: []codec.ReasonCode{0}})
-		in := <-l.inbound
-		l.c.Taken()
-		if _, ok := in.Packet.(*codec.Suback); !ok {
-			t.Fatalf("delivered %T, want the SUBACK", in.Packet)
-		}
-		if took := time.Since(start); took != 0 {
-			t.Fatalf("the SUBACK was delivered after %v, want at once", took)
+		if p, ok := l.delivered(t, start, 0).(*codec.Suback); !ok {
+			t.Fatalf("delivered %T, want the SUBACK", p)
 		}
 		// Reclaim does the same for frames the caller flushed itself,
 		// when an answer is awaited.
@@ -204,20 +218,12 @@ func TestSendTakesALentSocketBack(t *testing.T) {
 		l.c.Reclaim()
 		l.setMayLend(true)
 		l.p.write(&codec.Publish{Topic: "in"})
-		<-l.inbound
-		l.c.Taken()
-		if took := time.Since(start); took != 0 {
-			t.Fatalf("after Reclaim, a PUBLISH was delivered after %v, want at once", took)
-		}
+		l.delivered(t, start, 0)
 		// Nothing awaited: the socket stays lent.
 		l.lend(t)
 		l.c.Reclaim()
 		go l.p.write(&codec.Publish{Topic: "in"})
-		<-l.inbound
-		l.c.Taken()
-		if took := time.Since(start); took != lendFor {
-			t.Fatalf("after a Reclaim with nothing awaited, a PUBLISH was delivered after %v, want %v (the lease)", took, lendFor)
-		}
+		l.delivered(t, start, lendFor) // the lease
 		l.stop()
 	})
 }
@@ -226,24 +232,13 @@ func TestSendTakesALentSocketBack(t *testing.T) {
 // socket back at once: the reader goroutine delivers it.
 func TestAwaitLeavesOtherFramesToTheReader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newLender(t)
-		l.lend(t)
-		start := time.Now()
-		returned := make(chan struct{})
-		go func() {
-			defer close(returned)
-			l.c.Await(func() bool { return false })
-		}()
+		l, start := newLent(t)
+		returned := l.awaitInBackground(func() bool { return false })
 		synctest.Wait()
 		l.p.write(&codec.Publish{Topic: "in", Payload: []byte("m")})
 		<-returned
-		in := <-l.inbound
-		l.c.Taken()
-		if _, ok := in.Packet.(*codec.Publish); !ok {
-			t.Fatalf("delivered %T, want the PUBLISH", in.Packet)
-		}
-		if took := time.Since(start); took != 0 {
-			t.Fatalf("delivered after %v, want at once", took)
+		if p, ok := l.delivered(t, start, 0).(*codec.Publish); !ok {
+			t.Fatalf("delivered %T, want the PUBLISH", p)
 		}
 		// An acknowledgement after it is the reader's: nobody asked.
 		l.puback(5)
@@ -265,11 +260,7 @@ func TestNoLendingWhileAnAnswerIsAwaited(t *testing.T) {
 		l.lend(t) // asks; the reader may not lend
 		start := time.Now()
 		l.p.write(&codec.Publish{Topic: "in"})
-		<-l.inbound
-		l.c.Taken()
-		if took := time.Since(start); took != 0 {
-			t.Fatalf("delivered after %v, want at once: the socket was lent", took)
-		}
+		l.delivered(t, start, 0) // not lent: at once
 		l.stop()
 	})
 }
@@ -282,11 +273,7 @@ func TestLendingAndTheEndOfTheConnection(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			l := newLender(t)
 			l.lend(t)
-			returned := make(chan struct{})
-			go func() {
-				defer close(returned)
-				l.c.Await(func() bool { return false })
-			}()
+			returned := l.awaitInBackground(func() bool { return false })
 			synctest.Wait()
 			l.p.nc.Close()
 			<-returned
