@@ -231,6 +231,10 @@ type pubOp struct {
 	// (zero: never).
 	expires   time.Time
 	needsRoom bool // DropOldest/LatestPerTopic arrived without room
+	// claimedNow: the last Claim took the publish from queued to claimed
+	// (false: it was claimed already, on an earlier connection). Written
+	// by Claim and read by Unclaim, in one flush of one writer.
+	claimedNow bool
 	// refusals counts the connections the broker ended while this
 	// publish, sent alone, waited for its acknowledgement (refused.go).
 	refusals uint8
@@ -283,6 +287,23 @@ func (o *pubOp) Written(err error) {
 		return // the session hears of it later, through o: kept
 	}
 	o.release()
+}
+
+// Claim implements conn.Tracker (see op.Claim), noting for Unclaim
+// whether this claim is the first.
+func (o *pubOp) Claim() bool {
+	o.claimedNow = o.state.CompareAndSwap(opQueued, opClaimed)
+	return o.claimedNow || o.state.Load() == opClaimed
+}
+
+// Unclaim implements conn.Unclaimer: the connection failed before the
+// write that was to carry the PUBLISH began. A publish first claimed by
+// that write is queued again, never sent: its expiry and ctx may still
+// withdraw it, it goes out again without DUP, and a QoS 0 one is sent on
+// the next connection instead of ending "outcome unknown". One claimed
+// on an earlier connection stays claimed: it may have been sent there.
+func (o *pubOp) Unclaim() bool {
+	return o.claimedNow && o.state.CompareAndSwap(opClaimed, opQueued)
 }
 
 // pubrelTracker is the tracker of a publish's PUBREL frame: it is always

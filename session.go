@@ -867,6 +867,15 @@ func (s *session) sendOwed() bool {
 			continue
 		}
 		o := f.pub
+		if o.state.Load() != opClaimed && !o.expires.IsZero() && !time.Now().Before(o.expires) {
+			// Never written (a frame Drain or Unclaim gave back), and
+			// expired meanwhile: its timer's word may still be on its
+			// way, or came while a writer held a claim it then took
+			// back. It is not sent, not even with sentAgain's second.
+			s.settle(&o.op, expiredError(o), true) // first: endFlight would forget its record lazily
+			s.endFlight(o.id)
+			continue
+		}
 		p := sentAgain(o) // a copy: a writer may still hold the old one
 		if err := s.fits(&p); err != nil {
 			if o.state.Load() != opClaimed {

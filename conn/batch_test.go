@@ -2,9 +2,12 @@ package conn_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 
@@ -198,4 +201,87 @@ func seq(from, to int) []uint16 {
 		s = append(s, uint16(i))
 	}
 	return s
+}
+
+// unclaimer is a Tracker whose claim can be taken back; the first to be
+// claimed fails the connection, as a cut found by the reader would, in
+// the instant between the writer's claims and its write.
+type unclaimer struct {
+	topic   string
+	fail    func()       // called by Claim; nil: nothing
+	back    bool         // what Unclaim reports
+	unclaim atomic.Int32 // calls of Unclaim
+	written chan error
+}
+
+func (u *unclaimer) Claim() bool {
+	if u.fail != nil {
+		u.fail()
+	}
+	return true
+}
+
+func (u *unclaimer) Unclaim() bool {
+	u.unclaim.Add(1)
+	return u.back
+}
+
+func (u *unclaimer) Written(err error) { u.written <- err }
+
+// A batch the writer claimed and then did not write, because the
+// connection failed before the write began, is not counted as sent: the
+// frames whose claims can be taken back come back from Drain, in order
+// and before those still queued, with no Written; the others (a claim
+// that stands, a Tracker that cannot unclaim) are reported Written with
+// the connection's error. Without this a publish that never left the
+// client was sent again with DUP, and a 3 s expiry (found by the model
+// test, seed 6931921093822328724) could not withdraw it.
+func TestAClaimTheWriteNeverCarriedIsTakenBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, _, _ := establish(t, codec.V311, 0, &codec.Connack{}, make(chan conn.Inbound))
+		cut := errors.New("cut")
+		first := &unclaimer{topic: "first", back: true, written: make(chan error, 1), fail: func() { c.Fail(cut) }}
+		stands := &unclaimer{topic: "stands", back: false, written: make(chan error, 1)}
+		plain := &tracker{allow: true, written: make(chan error, 1)}
+		second := &unclaimer{topic: "second", back: true, written: make(chan error, 1)}
+		for _, f := range []conn.Frame{
+			{Packet: &codec.Publish{Topic: "first", QoS: 1, PacketID: 1}, Track: first},
+			{Packet: &codec.Publish{Topic: "stands", QoS: 1, PacketID: 2}, Track: stands},
+			{Packet: &codec.Publish{Topic: "plain", QoS: 1, PacketID: 3}, Track: plain},
+			{Packet: &codec.Publish{Topic: "second", QoS: 1, PacketID: 4}, Track: second},
+		} {
+			c.Send(f)
+		}
+		if err := c.WriteLoop(t.Context()); !errors.Is(err, cut) {
+			t.Fatalf("WriteLoop: %v, want the cut", err)
+		}
+		c.Send(conn.Frame{Packet: &codec.Publish{Topic: "late"}}) // refused: the connection ended
+		var got []string
+		for _, f := range c.Drain() {
+			got = append(got, f.Packet.(*codec.Publish).Topic)
+		}
+		if strings.Join(got, ",") != "first,second" {
+			t.Fatalf("Drain = %v, want first,second", got)
+		}
+		for _, u := range []*unclaimer{first, stands, second} {
+			if n := u.unclaim.Load(); n != 1 {
+				t.Errorf("%s: Unclaim called %d times, want once", u.topic, n)
+			}
+		}
+		for _, u := range []*unclaimer{first, second} {
+			if len(u.written) != 0 {
+				t.Errorf("%s: reported Written after its claim was taken back", u.topic)
+			}
+		}
+		for name, ch := range map[string]chan error{"stands": stands.written, "plain": plain.written} {
+			select {
+			case err := <-ch:
+				if !errors.Is(err, cut) {
+					t.Errorf("%s: Written(%v), want the cut", name, err)
+				}
+			default:
+				t.Errorf("%s: not reported Written", name)
+			}
+		}
+	})
 }

@@ -167,9 +167,10 @@ type Frame struct {
 	// withdrawn), and Written once the write that carried it has finished
 	// (nil) or failed, or with an error wrapping ErrUnencodable if it
 	// could not be encoded. Written is called at most once per Frame
-	// queued, and never for a frame that Drain returned or Claim skipped:
-	// after Written, the writer holds nothing of the frame (the session
-	// counts on it to reuse a publish's memory).
+	// queued, and never for a frame that Drain returned, Claim skipped or
+	// Unclaim took back (see [Unclaimer]): after Written, the writer
+	// holds nothing of the frame (the session counts on it to reuse a
+	// publish's memory).
 	Track Tracker
 }
 
@@ -181,6 +182,20 @@ type Tracker interface {
 	Claim() bool
 	// Written reports the outcome of the write that carried the packet.
 	Written(err error)
+}
+
+// An Unclaimer is a Tracker whose claim can be taken back. When the
+// connection fails after Claim and before the write that was to carry the
+// packet began, so that not a byte of it left, the writer calls Unclaim
+// instead of Written. If Unclaim reports true, the packet counts as never
+// sent again, and its frame goes back to the queue, for Drain; if false
+// (the packet had been claimed before, say on an earlier connection, so
+// it may have been sent then), the claim stands and Written follows as
+// for any Tracker. Unclaim is called on the writer goroutine, right
+// after the Claim it takes back, and must not block.
+type Unclaimer interface {
+	Tracker
+	Unclaim() bool
 }
 
 // Conn is one MQTT connection, established by [Open]. Its fields are

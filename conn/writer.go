@@ -212,8 +212,15 @@ func (c *Conn) flushHeld(ping bool) error {
 		}
 	}
 	var err error
+	began := true
 	if len(buf) > 0 {
-		err = c.write(buf)
+		began, err = c.write(buf)
+	}
+	if !began {
+		// The connection failed between the claims and the write: not a
+		// byte of these frames left, and those whose claim can be taken
+		// back go back to the queue, for Drain.
+		claimed = c.unclaim(claimed)
 	}
 	for i, f := range claimed {
 		if f.Track != nil {
@@ -256,17 +263,39 @@ func (c *Conn) encode(buf []byte, p codec.Packet) ([]byte, error) {
 	return p.AppendTo(out[:start], c.version)
 }
 
+// unclaim takes back the claims of the frames in claimed whose Tracker is
+// an Unclaimer, puts those frames back at the front of the queue, in
+// order, and returns the others, whose claims stand.
+func (c *Conn) unclaim(claimed []Frame) (stand []Frame) {
+	var back []Frame
+	stand = claimed[:0]
+	for _, f := range claimed {
+		if u, ok := f.Track.(Unclaimer); ok && u.Unclaim() {
+			back = append(back, f)
+			continue
+		}
+		stand = append(stand, f)
+	}
+	clear(claimed[len(stand):])
+	if back != nil {
+		c.putBack(back)
+	}
+	return stand
+}
+
 // write puts buf on the socket, bounded by a deadline derived from the
 // keepalive so that a link whose send buffer never drains is declared dead.
-func (c *Conn) write(buf []byte) error {
+// began is false when the connection had failed before the write began:
+// then nothing was written.
+func (c *Conn) write(buf []byte) (began bool, err error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.Err(); err != nil {
 		// Failed meanwhile (and maybe said DISCONNECT under this lock):
 		// nothing more goes out [MQTT-3.14.4-1].
-		return err
+		return false, err
 	}
-	return c.writeHeld(buf)
+	return true, c.writeHeld(buf)
 }
 
 // writeHeld is write with wmu held and the connection checked alive.
