@@ -75,6 +75,11 @@ func validateMessage(m *Message, version byte) error {
 		// Only a server sets it [MQTT-3.3.4-6].
 		return fmt.Errorf("set no SubscriptionIdentifier: a client may not send one in PUBLISH")
 	}
+	if m.Properties == nil && len(m.Payload) <= 1<<27 {
+		// checkMessage took the topic and the QoS, and the frame is far
+		// below the protocol's 256 MiB: the encoder refuses nothing else.
+		return nil
+	}
 	// Whatever the encoder would refuse (a property PUBLISH may not carry,
 	// a Response Topic with a wildcard, a packet over 256 MiB) is refused
 	// here, by the encoder's own check, so that nothing accepted can fail

@@ -481,7 +481,12 @@ func (s *session) allowDirect() {
 func (s *session) endTurn() error {
 	// Before the checks: a publish that finishes after them signals
 	// progress, one that finished before is seen by them.
-	s.c.wantProgress.Store(len(s.flushes) > 0 || s.phase == draining)
+	// Stored only when it changes: every publish's finish reads it,
+	// and a store every turn would take its cache line from the
+	// publishers' processor each time.
+	if want := len(s.flushes) > 0 || s.phase == draining; s.c.wantProgress.Load() != want {
+		s.c.wantProgress.Store(want)
+	}
 	for {
 		if s.phase == draining {
 			s.checkDrained()

@@ -150,7 +150,14 @@ func (s *session) fits(p *codec.Publish) error {
 // pump moves publishes from the queue to the connection while the
 // in-flight window has room. The queue is strictly first in, first out.
 func (s *session) pump() {
-	defer s.c.stats.inflight.Store(int64(s.pubInflight))
+	s.pumpQueue()
+	if n := int64(s.pubInflight); s.c.stats.inflight.Load() != n {
+		s.c.stats.inflight.Store(n) // only on a change: see endTurn
+	}
+}
+
+// pumpQueue is pump without the count in Stats.
+func (s *session) pumpQueue() {
 	if s.cur != nil && s.cur.Err() != nil {
 		// The connection died and the loop has not taken the news yet
 		// (a publish taken in on its caller's goroutine, or in the same
