@@ -74,6 +74,48 @@ func TestSessionLostResumesNothing(t *testing.T) {
 	}
 }
 
+// A QoS 2 publish written before the broker lost the session, with no
+// PUBREC yet, goes again as a new message (DUP 0), and its result is not
+// nil even when the new flow completes: a broker that delivers QoS 2 on
+// PUBLISH (EMQX, mochi-mqtt) delivered the first copy too, so "exactly
+// once" is a promise the client cannot know it kept. Found by the model
+// test once it counted the broker sessions that read a message as new
+// (seeds 4 and 11919984175901001813 of its table). A QoS 2 publish never
+// written before the loss completes with nil.
+func TestQoS2SentBeforeASessionLossMayBeDeliveredTwice(t *testing.T) {
+	for _, v := range []byte{4, 5} {
+		sb := mqtttest.NewScriptedBroker(t)
+		c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "twice", Version: v})
+		sc := scripted(t, sb)
+		ctx := testCtx(t)
+		sent := c.PublishAsync(ctx, mqtt.Message{Topic: "sent", QoS: 2})
+		nextOf[*codec.Publish](t, sc, v) // the broker has it; its PUBREC is lost with the connection
+		sc.Close()
+		waitEvent(t, c, mqtt.ConnectionLost)
+		later := c.PublishAsync(ctx, mqtt.Message{Topic: "later", QoS: 2}) // queued while disconnected
+		sc = scripted(t, sb)                                               // the default CONNACK: Session Present 0
+		var ids []uint16
+		for _, want := range []string{"sent", "later"} {
+			p := nextOf[*codec.Publish](t, sc, v)
+			if p.Topic != want || p.Dup {
+				t.Fatalf("v%d: on the new session: %q DUP %t, want %q as a new message", v, p.Topic, p.Dup, want)
+			}
+			ids = append(ids, p.PacketID)
+		}
+		for _, id := range ids {
+			send(t, sc, v, &codec.Pubrec{PacketID: id})
+			nextOf[*codec.Pubrel](t, sc, v)
+			send(t, sc, v, &codec.Pubcomp{PacketID: id})
+		}
+		if err := resultOf(t, sent); !errors.Is(err, mqtt.ErrOutcomeUnknown) || !strings.Contains(err.Error(), "twice") {
+			t.Fatalf("v%d: the QoS 2 publish sent before the loss: %v, want ErrOutcomeUnknown saying it may be delivered twice", v, err)
+		}
+		if err := resultOf(t, later); err != nil {
+			t.Fatalf("v%d: the QoS 2 publish first sent on the new session: %v", v, err)
+		}
+	}
+}
+
 // [MQTT-4.6.0-4]: PUBRELs are sent again in the order their PUBRECs came,
 // which need not be the order the PUBLISHes went.
 func TestPubrelResentInPubrecOrder(t *testing.T) {

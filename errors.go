@@ -34,7 +34,9 @@ var (
 	// after the packet was written: the broker may or may not have it. For
 	// QoS 1/2 the client still completes the protocol flow in the
 	// background. The error also wraps the cause (ctx.Err(), or the
-	// connection's error).
+	// connection's error). A QoS 2 publish also ends with it when the
+	// broker lost the session after the PUBLISH was written: sent again as
+	// a new message, it may be delivered twice (the error says so).
 	ErrOutcomeUnknown = errors.New("mqtt: outcome unknown: the packet was sent but not acknowledged")
 
 	// ErrGaveUp means the reconnect strategy gave up; Err returns it,

@@ -563,6 +563,9 @@ func (b *broker) onPublish(bc *bconn, p *codec.Publish, at time.Time) {
 			w.violate("c%d: QoS 2 message %s came again as a new message (packet identifier %d) in the same broker session, after the broker accepted it (PUBREC): delivered twice", bc.n, tag, id)
 			return
 		}
+		if !slices.Contains(m.newIn, b.sessN) {
+			m.newIn = append(m.newIn, b.sessN)
+		}
 		s.in[id] = &inFlow{tag: tag, qos: 2, stage: inRecv, owedOn: bc, inst: bc.inst, seq: s.firstSeq(tag)}
 	case f.stage == inRecv || f.stage == inRel:
 		// The same message again: PUBREC is owed (again) [MQTT-4.3.3-10].

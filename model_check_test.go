@@ -93,6 +93,8 @@ func (w *world) checkPublish(o *opRec, err error, at time.Time) {
 				w.violate("%s (QoS 2) returned nil, but the broker sent no successful PUBREC for it (acks %v)", o, m.acks)
 			} else if m.comps == 0 && !m.pubacked { // a PUBACK ends a QoS 2 publish of a broker that downgrades it (D12)
 				w.violate("%s (QoS 2) returned nil, but the broker sent no PUBCOMP for it", o)
+			} else if len(m.newIn) > 1 {
+				w.violate("%s (QoS 2) returned nil, but broker sessions %v each read it as a new message: a broker that delivers QoS 2 on PUBLISH delivered it %d times", o, m.newIn, len(m.newIn))
 			}
 		}
 	case errors.As(err, &pe):

@@ -95,6 +95,10 @@ type msgRec struct {
 	// sends are the connections the broker read its PUBLISH on, and
 	// when (QoS 1/2).
 	sends []sendRec
+	// newIn lists the broker sessions that read its QoS 2 PUBLISH as a
+	// new message: a broker that delivers such a message on PUBLISH
+	// (EMQX, mochi-mqtt), not on PUBREL, delivered it in each of them.
+	newIn []int
 }
 
 // sendRec is one PUBLISH of a message the broker read.

@@ -173,6 +173,10 @@ type flight struct {
 	moves uint8
 	// relMoves is session.moves when the PUBREC came (relNeeded).
 	relMoves uint8
+	// sentBeforeLoss: a QoS 2 PUBLISH that may have reached a broker
+	// that then lost the session, sent again as a new message (see
+	// brokerLostSession): it may be delivered twice.
+	sentBeforeLoss bool
 	// SUBSCRIBE and UNSUBSCRIBE (see refused_control.go): the connection
 	// it was last sent on (its connectedN) and when; how many ends of
 	// connections in a row may have been the broker's refusal of it,
@@ -711,7 +715,13 @@ func (s *session) adoptLimits(ack *codec.Connack) {
 //     PUBREL); sending it again could deliver it twice.
 //   - Every other unfinished publish, subscribe and unsubscribe is sent
 //     again as a new packet of the new session (DUP 0; its identifier is
-//     free there): the client still owes it.
+//     free there): the client still owes it. A QoS 2 publish among them
+//     that may have reached the broker before (written on an earlier
+//     connection) ends with ErrOutcomeUnknown even when its PUBCOMP
+//     comes: a broker that delivers on PUBLISH (EMQX, mochi-mqtt; not
+//     Mosquitto, which delivers on PUBREL) delivered the first copy
+//     already, so nil, exactly once, would be a promise the client
+//     cannot know it kept.
 //   - The subscriptions are made again.
 //
 // It returns the flights to send, or false when the store could not record
@@ -745,6 +755,9 @@ func (s *session) brokerLostSession(unfinished []*flight) ([]*flight, bool) {
 			for _, one := range sub.Subscriptions {
 				covered[one.Filter] = true
 			}
+		}
+		if f.kind == codec.TypePublish && !f.relNeeded && f.pub.pkt.QoS == ExactlyOnce && f.pub.state.Load() == opClaimed {
+			f.sentBeforeLoss = true
 		}
 		if f.kind == codec.TypePublish && f.relNeeded {
 			o := f.pub

@@ -879,8 +879,12 @@ func (s *session) onPubcomp(p *codec.Pubcomp) {
 	// on PUBREL holds it back). In a cluster it was delivered; the client
 	// cannot tell which.
 	var err error
-	if f.relMoves != s.moves {
+	switch {
+	case f.relMoves != s.moves:
 		err = fmt.Errorf("%w: publish to %s: the broker acknowledged receipt (PUBREC), then the client went on at another server, which completed the flow; unless the two servers share their sessions, the message waits at the first for a PUBREL",
+			ErrOutcomeUnknown, f.pub.pkt.Topic)
+	case f.sentBeforeLoss:
+		err = fmt.Errorf("%w: publish to %s: delivered, maybe twice: the broker lost the session while the message was in flight, so it went again as a new message, and a broker that delivers QoS 2 messages on PUBLISH (rather than on PUBREL) delivered the first copy too",
 			ErrOutcomeUnknown, f.pub.pkt.Topic)
 	}
 	f.pub.finish(err)
