@@ -46,9 +46,7 @@ func TestCleanStartRefusesSessionPresent(t *testing.T) {
 // again as a new message (DUP 0).
 func TestSessionLostResumesNothing(t *testing.T) {
 	for _, v := range []byte{4, 5} {
-		sb := mqtttest.NewScriptedBroker(t)
-		c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "lost", Version: v})
-		sc := scripted(t, sb)
+		c, sb, sc := dialScripted(t, mqtt.Config{ClientID: "lost", Version: v})
 		ctx := testCtx(t)
 		two := c.PublishAsync(ctx, mqtt.Message{Topic: "two", QoS: 2})
 		p2 := nextOf[*codec.Publish](t, sc, v)
@@ -84,9 +82,7 @@ func TestSessionLostResumesNothing(t *testing.T) {
 // written before the loss completes with nil.
 func TestQoS2SentBeforeASessionLossMayBeDeliveredTwice(t *testing.T) {
 	for _, v := range []byte{4, 5} {
-		sb := mqtttest.NewScriptedBroker(t)
-		c := dial(t, mqtt.Config{Servers: []string{sb.URL()}, ClientID: "twice", Version: v})
-		sc := scripted(t, sb)
+		c, sb, sc := dialScripted(t, mqtt.Config{ClientID: "twice", Version: v})
 		ctx := testCtx(t)
 		sent := c.PublishAsync(ctx, mqtt.Message{Topic: "sent", QoS: 2})
 		nextOf[*codec.Publish](t, sc, v) // the broker has it; its PUBREC is lost with the connection

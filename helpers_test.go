@@ -99,6 +99,16 @@ func scripted(t testing.TB, sb *mqtttest.ScriptedBroker) *mqtttest.ScriptedConn 
 	return sc
 }
 
+// dialScripted starts a scripted broker, dials it with cfg (its Servers
+// set to the broker) and accepts the client's connection.
+func dialScripted(t testing.TB, cfg mqtt.Config) (*mqtt.Client, *mqtttest.ScriptedBroker, *mqtttest.ScriptedConn) {
+	t.Helper()
+	sb := mqtttest.NewScriptedBroker(t)
+	cfg.Servers = []string{sb.URL()}
+	c := dial(t, cfg)
+	return c, sb, scripted(t, sb)
+}
+
 // frame encodes p at version for a scripted broker to write.
 func frame(t testing.TB, version byte, p codec.Packet) []byte {
 	t.Helper()
