@@ -76,7 +76,7 @@ func validateMessage(m *Message, version byte) error {
 		return fmt.Errorf("set no SubscriptionIdentifier: a client may not send one in PUBLISH")
 	}
 	if m.Properties == nil && len(m.Payload) <= 1<<27 {
-		// checkMessage took the topic and the QoS, and the frame is far
+		// checkMessage checked the topic and the QoS, and the frame is far
 		// below the protocol's 256 MiB: the encoder refuses nothing else.
 		return nil
 	}
